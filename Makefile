@@ -1,0 +1,39 @@
+# edgeconv — two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first (idempotent).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+EDGECONV := $(VENV)/bin/edgeconv
+STAMP := $(VENV)/.installed
+# tensorrt only where an NVIDIA GPU can use it (its wheel pulls GBs of CUDA libraries)
+EXTRAS := all,test$(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo ,tensorrt)
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench docs clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: setup
+	TF_CPP_MIN_LOG_LEVEL=3 $(EDGECONV) convert examples/digits_cnn.pt2 --input-shape image=1x1x8x8 \
+		$(shell cat examples/demo-targets.txt | sed 's/^/--target /') \
+		--calib examples/digits_calib --eval examples/digits_eval -o out/demo --force
+
+test: setup
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: setup
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	for b in bench/bench_*.py; do TF_CPP_MIN_LOG_LEVEL=3 $(PY) $$b || exit 1; done
+
+docs: setup
+	$(PY) -m edgeconv.cli.docgen > docs/cli.md
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

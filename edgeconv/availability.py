@@ -1,0 +1,52 @@
+"""Is a target usable on this machine? (installed backends only; cheap: nothing heavy is imported)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeconv.converters import all_converters
+from edgeconv.formats import Format
+from edgeconv.runtimes import all_runtimes
+from edgeconv.targets.schema import Profile
+
+
+@dataclass(frozen=True)
+class Availability:
+    usable: bool
+    reason: str = ""  # what is missing, with the pip extra
+    validation: str = "numerical"  # numerical | structural | none
+
+
+def _route_available(src: Format, dst: Format) -> tuple[bool, str]:
+    """Is there a chain of installed converters src → dst? Else name the extras that would make one."""
+    if src == dst:
+        return True, ""
+    convs = all_converters()
+    frontier, seen = [src], {src}
+    while frontier:
+        fmt = frontier.pop()
+        for c in convs:
+            if c.source == fmt and c.available() and c.target not in seen:
+                if c.target == dst:
+                    return True, ""
+                seen.add(c.target)
+                frontier.append(c.target)
+    extras = sorted({c.extra for c in convs if c.target == dst and not c.available() and c.extra})
+    return False, f"pip install 'edgeconv[{','.join(extras)}]'" if extras else f"no converter produces {dst}"
+
+
+def availability(profile: Profile) -> Availability:
+    for fmt in profile.produces:
+        ok, why = _route_available(Format.ONNX, fmt)
+        if not ok:
+            return Availability(False, why)
+    runtimes = {r.name: r for r in all_runtimes()}
+    runtime = runtimes.get(profile.validate.runtime)
+    if runtime is None:
+        return Availability(False, f"unknown validation runtime {profile.validate.runtime}", "none")
+    if not runtime.available():
+        return Availability(False, f"validation needs pip install 'edgeconv[{runtime.extra}]'", "none")
+    why_not = runtime.can_execute_here()
+    if why_not:
+        return Availability(True, why_not, "structural")
+    return Availability(True)

@@ -1,0 +1,138 @@
+"""The `edgeconv` command and its single error boundary.
+
+Commands live in one module each in this package and register themselves with `register(app)` (discovered
+automatically). Nothing heavy is imported here: `edgeconv --help` stays fast.
+
+Exit codes (docs/exit-codes.md): EdgeconvError → its code; bad flags → 2; Ctrl-C → 130; SIGTERM → 143; anything else is
+a bug → 1 with the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import signal
+import sys
+import traceback
+from typing import Any
+
+import typer
+
+from edgeconv import __version__
+from edgeconv.cli.ui import UI
+from edgeconv.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, EdgeconvError, Interrupted
+
+try:  # typer >= 0.17 vendors click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+app = typer.Typer(
+    name="edgeconv",
+    help="Convert and quantize trained models for edge chips, and prove the result still computes the same thing.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        UI.out.print(f"edgeconv {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log stages (-v) and toolchain details (-vv)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    UI.verbose = verbose
+    configure_logging(verbose)
+
+
+def configure_logging(verbose: int) -> None:
+    """edgeconv's own messages at -v; the toolchains' warnings (they are many) only at -vv."""
+    import warnings
+
+    logging.basicConfig(level=logging.DEBUG if verbose >= 2 else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("edgeconv").setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
+    if verbose < 2:
+        warnings.filterwarnings("ignore")
+
+
+def _register_commands() -> None:
+    import edgeconv.cli as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name in ("app", "ui") or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"edgeconv.cli.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+_register_commands()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Interrupted("SIGTERM", EXIT_TERMINATED)
+
+
+def _render_error(error: dict[str, Any], traceback_text: str = "") -> None:
+    if UI.json_mode:
+        UI.emit_json({"error": error})
+        return
+    if traceback_text:
+        UI.err.print(traceback_text, markup=False, highlight=False)
+    UI.err.print(f"[bold red]error:[/bold red] {error['message']}", markup=True, highlight=False)
+    if error.get("hint"):
+        UI.err.print(f"[dim]hint:[/dim] {error['hint']}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    UI.json_mode = "--json" in args
+    if UI.json_mode:
+        UI.protect_stdout()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    code = 0
+    try:
+        command = typer.main.get_command(app)
+        result = command.main(args=args, prog_name="edgeconv", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except EdgeconvError as e:
+        _render_error(e.to_json())
+        code = e.exit_code
+    except click_exceptions.Exit as e:
+        code = e.exit_code
+    except click_exceptions.UsageError as e:  # bad flag, missing argument, no such command
+        hint = f"run `{e.ctx.command_path} --help`" if e.ctx else "run `edgeconv --help`"
+        _render_error({"code": EXIT_USAGE, "kind": "usage", "message": e.format_message(), "hint": hint})
+        code = EXIT_USAGE
+    except (KeyboardInterrupt, click_exceptions.Abort):
+        _render_error({"code": EXIT_INTERRUPTED, "kind": "interrupted", "message": "interrupted", "hint": "nothing was written"})
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        code = 0
+    except Exception as e:  # a bug: show everything
+        _render_error({"code": EXIT_INTERNAL, "kind": "internal", "message": f"internal error: {type(e).__name__}: {e}",
+                       "hint": "this is a bug in edgeconv; please report it with the traceback above"},
+                      traceback.format_exc())
+        code = EXIT_INTERNAL
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(code)

@@ -1,0 +1,115 @@
+"""`edgeconv convert SOURCE --target NAME [--target NAME ...] -o OUTDIR`"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from edgeconv.cli.ui import UI
+from edgeconv.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "convert",
+        help="Convert SOURCE for one or more targets, validate each against the source, and write artifacts + manifest.",
+    )(convert)
+
+
+def convert(
+    source: Optional[Path] = typer.Argument(None, help="Model file or SavedModel dir (format detected by content). With --model: optional weights file."),
+    target: list[str] = typer.Option([], "--target", "-t", help="Target profile name or ./profile.toml (repeatable). See `edgeconv targets`."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (created atomically)."),
+    input_shape: list[str] = typer.Option([], "--input-shape", help="Fix an input's dims: NAME=1x3x224x224 (repeatable)."),
+    calib: Optional[str] = typer.Option(None, "--calib", help="Calibration data: folder of .npy/.npz (or images), or 'random'."),
+    eval_data: Optional[str] = typer.Option(None, "--eval", help="Validation samples: folder of .npy/.npz (default: --calib, else generated)."),
+    preprocess: Optional[str] = typer.Option(None, "--preprocess", help="Image preprocessing, e.g. 'resize=224x224,scale=1/255,layout=nchw'."),
+    model: Optional[str] = typer.Option(None, "--model", help="PyTorch factory: package.module:function returning an nn.Module."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="state_dict for --model (loaded with weights_only=True)."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading a pickled whole module (runs code from the file)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a profile key: section.key=value (repeatable)."),
+    soc: Optional[str] = typer.Option(None, "--soc", help="Hexagon targets: Snapdragon part, e.g. '8 Gen 3', sm8650, 8gen3."),
+    allow_cpu_fallback: bool = typer.Option(False, "--allow-cpu-fallback", help="NPU targets: accept nodes that fall back to the CPU."),
+    shape_range: list[str] = typer.Option([], "--shape-range", help="TensorRT dynamic shapes: NAME=min:opt:max dims (repeatable)."),
+    require_engine: bool = typer.Option(False, "--require-engine", help="TensorRT: fail (exit 4) if the engine cannot be built here."),
+    max_fallback: Optional[int] = typer.Option(None, "--max-fallback", help="Most nodes kept in higher precision to pass the gate."),
+    report: bool = typer.Option(False, "--report", help="Add a per-layer accuracy report to the manifest."),
+    keep_work: bool = typer.Option(False, "--keep-work", help="Keep intermediate files of every stage in OUTDIR/.work."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object (the manifest, or the error) on stdout."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (route and stages per target) and stop."),
+    force: bool = typer.Option(False, "--force", help="Replace OUTDIR if it exists (atomically)."),
+) -> None:
+    from edgeconv.context import ConvertOptions, parse_input_shapes
+    from edgeconv.formats import TORCH_FACTORY, Artifact, Format, detect
+    from edgeconv.pipeline import build_plan, run
+    from edgeconv.targets import resolve
+
+    if not target:
+        raise UsageError("no --target given", "e.g. --target onnx; list them with `edgeconv targets`")
+    if source is None and model is None:
+        raise UsageError("no SOURCE given", "pass a model file, or --model package.module:function")
+    if output is None and not dry_run:
+        raise UsageError("no output directory given", "pass -o OUTDIR")
+    profiles = [resolve(t) for t in dict.fromkeys(target)]
+    options = ConvertOptions(
+        input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data, preprocess=preprocess,
+        model_factory=model, weights=weights if weights is not None else (source if model else None),
+        trust_pickle=trust_pickle, overrides=tuple(set_), soc=soc, allow_cpu_fallback=allow_cpu_fallback,
+        shape_ranges=_parse_shape_ranges(shape_range), require_engine=require_engine, max_fallback=max_fallback,
+        report=report, keep_work=keep_work,
+    )
+    if output is not None and not dry_run:
+        from edgeconv.outputs import check_output_path
+
+        check_output_path(output, force)  # before any (slow) loading
+    if model is not None:
+        artifact = Artifact(options.weights or Path(model.split(":")[0].replace(".", "/") + ".py"), Format.TORCH, TORCH_FACTORY)
+    else:
+        assert source is not None
+        artifact = detect(source)
+    plan = build_plan(artifact, profiles, options)
+    if dry_run:
+        _show_plan(plan)
+        return
+    assert output is not None
+    manifest = run(plan, output, force=force, reporter=UI.reporter())
+    if UI.json_mode:
+        UI.emit_json(manifest.to_json())
+    else:
+        from edgeconv.cli.tables import manifest_table
+
+        UI.out.print(manifest_table(manifest.to_json(), output))
+
+
+def _parse_shape_ranges(items: list[str]) -> dict[str, Any]:
+    from edgeconv.context import ShapeRange, parse_dims
+
+    out = {}
+    for item in items:
+        name, _, spec = item.rpartition("=")
+        parts = spec.split(":")
+        if not name or len(parts) != 3:
+            raise UsageError(f"bad --shape-range {item!r}", "use NAME=1x3x224x224:4x3x224x224:8x3x224x224 (min:opt:max)")
+        out[name] = ShapeRange(*(parse_dims(p) for p in parts))
+    return out
+
+
+def _show_plan(plan: Any) -> None:
+    if UI.json_mode:
+        UI.emit_json({"plan": plan.to_json()})
+        return
+    from rich.table import Table
+
+    src = plan.source
+    UI.out.print(f"[bold]source[/bold] {src.artifact.path} ({src.artifact.format}{'/' + src.artifact.variant if src.artifact.variant else ''})")
+    for spec in src.inputs:
+        UI.out.print(f"  input {spec.name}: {spec.shape_str()} {spec.dtype}")
+    for target in plan.targets:
+        table = Table(title=f"plan for {target.profile.name}", show_header=True, title_justify="left")
+        table.add_column("#", justify="right")
+        table.add_column("stage")
+        for i, step in enumerate(target.steps, 1):
+            table.add_row(str(i), step.describe())
+        UI.out.print(table)

@@ -1,0 +1,85 @@
+"""Rendering for the CLI: rich tables and progress bars for people, one JSON object for machines.
+
+With --json, file descriptor 1 is pointed at stderr for the whole run (toolchains print to stdout, even from C code)
+and the JSON object is written to the real stdout at the end, so stdout holds exactly one JSON object.
+Progress bars go to stderr, and only when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, TextIO
+
+from rich.console import Console
+
+
+@dataclass
+class Ui:
+    json_mode: bool = False
+    verbose: int = 0
+    _json_stream: TextIO | None = None
+    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
+
+    def protect_stdout(self) -> None:
+        """Keep stdout for the JSON object alone: everything else printed to fd 1 goes to stderr."""
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+        self._json_stream = os.fdopen(saved, "w", encoding="utf-8", closefd=True)
+        sys.stdout = sys.stderr
+
+    def emit_json(self, obj: Any) -> None:
+        stream = self._json_stream or sys.stdout
+        stream.write(json.dumps(obj, indent=2, default=str) + "\n")
+        stream.flush()
+
+    @property
+    def interactive(self) -> bool:
+        return not self.json_mode and self.err.is_terminal
+
+    def reporter(self) -> "RichReporter":
+        return RichReporter(self)
+
+
+UI = Ui()
+
+
+class _Task:
+    def __init__(self, progress: Any, task_id: Any):
+        self.progress = progress
+        self.task_id = task_id
+
+    def advance(self, n: int = 1) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task_id, n)
+
+
+class RichReporter:
+    """Progress bars (stderr, terminals only) and stage lines (-v)."""
+
+    def __init__(self, ui: Ui):
+        self.ui = ui
+
+    @contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[_Task]:
+        if not self.ui.interactive:
+            yield _Task(None, None)
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=self.ui.err, transient=True) as progress:
+            yield _Task(progress, progress.add_task(description, total=total))
+
+    def stage(self, name: str, detail: str = "") -> None:
+        if self.ui.verbose and not self.ui.json_mode:
+            self.ui.err.print(f"[dim]{name:<9}[/dim] {detail}")
+
+    def warn(self, message: str) -> None:
+        if not self.ui.json_mode:
+            self.ui.err.print(f"[yellow]warning:[/yellow] {message}")

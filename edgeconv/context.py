@@ -1,0 +1,89 @@
+"""What a run knows: the user's options (ConvertOptions) and, per step, the StepContext handed to plugins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgeconv.errors import UsageError
+from edgeconv.progress import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from edgeconv.sources import SourceModel
+    from edgeconv.targets.schema import Profile
+
+
+@dataclass(frozen=True)
+class ShapeRange:
+    """A TensorRT-style optimisation profile for one input: min / opt / max dims."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Everything the user chose on the command line (or in edgeconv.toml), independent of the target."""
+
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    calib: str | None = None  # a folder of .npy/.npz/images, or "random"
+    eval: str | None = None
+    preprocess: str | None = None  # image preprocessing spec, see quantizers/calibration.py
+    model_factory: str | None = None  # "pkg.module:function"
+    weights: Path | None = None  # state_dict for the factory's module (loaded with weights_only=True)
+    trust_pickle: bool = False
+    overrides: tuple[str, ...] = ()  # --set section.key=value
+    soc: str | None = None  # Hexagon: Snapdragon part
+    allow_cpu_fallback: bool = False  # NPU targets: accept nodes that would not run on the accelerator
+    shape_ranges: dict[str, ShapeRange] = field(default_factory=dict)  # TensorRT dynamic shapes
+    require_engine: bool = False  # TensorRT: exit 4 when no GPU can build the engine
+    max_fallback: int | None = None  # accuracy-driven mixed precision budget (nodes)
+    report: bool = False  # per-layer accuracy report in the manifest
+    keep_work: bool = False  # keep OUTDIR/.work (intermediate files of every stage)
+    seed: int = 0
+
+
+def parse_dims(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.lower().replace(",", "x").split("x") if d != "")
+    except ValueError as e:
+        raise UsageError(f"bad dims {text!r}", "use e.g. 1x3x224x224") from e
+    if not dims or any(d <= 0 for d in dims):
+        raise UsageError(f"bad dims {text!r}: every dim must be a positive integer", "use e.g. 1x3x224x224")
+    return dims
+
+
+def parse_input_shapes(items: list[str] | tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """`--input-shape NAME=1x3x224x224` (repeatable) → {NAME: dims}."""
+    out: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"bad --input-shape {item!r}", "use --input-shape NAME=1x3x224x224")
+        name, dims = item.rsplit("=", 1)
+        if not name:
+            raise UsageError(f"bad --input-shape {item!r}: no input name", "use --input-shape NAME=1x3x224x224")
+        out[name] = parse_dims(dims)
+    return out
+
+
+@dataclass
+class StepContext:
+    """Handed to every converter / quantizer / runtime call. `work_dir` is this step's own folder."""
+
+    work_dir: Path
+    profile: "Profile"
+    options: ConvertOptions
+    source: "SourceModel"
+    reporter: Reporter = field(default_factory=NullReporter)
+    warnings: list[str] = field(default_factory=list)
+    notes: dict[str, object] = field(default_factory=dict)  # structured facts for the manifest (per target)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.reporter.warn(message)
+
+    def for_step(self, work_dir: Path) -> "StepContext":
+        work_dir.mkdir(parents=True, exist_ok=True)
+        return StepContext(work_dir, self.profile, self.options, self.source, self.reporter, self.warnings, self.notes)

@@ -1,0 +1,21 @@
+"""TensorFlow SavedModel → ONNX with tf2onnx, through the serving_default signature."""
+
+from __future__ import annotations
+
+from edgeconv.context import StepContext
+from edgeconv.converters._tf2onnx import convert_function
+from edgeconv.converters.base import Converter
+from edgeconv.formats import Artifact, Format
+
+
+class SavedModelToOnnx(Converter):
+    name = "savedmodel_to_onnx"
+    source = Format.SAVEDMODEL
+    target = Format.ONNX
+    extra = "tf"
+    requires = ("tensorflow", "tf2onnx")
+    cost = 10
+
+    def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
+        function = ctx.source.handle()
+        return convert_function(function, ctx, ctx.work_dir / "model.onnx")

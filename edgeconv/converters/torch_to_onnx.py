@@ -1,0 +1,87 @@
+"""PyTorch → ONNX with torch.onnx (the torch.export-based exporter; TorchScript modules use the TorchScript exporter)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+
+from edgeconv.converters.base import Converter
+from edgeconv.deps import require
+from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
+from edgeconv.formats import Artifact, Format
+from edgeconv.context import StepContext
+
+log = logging.getLogger(__name__)
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # bytes of parameters above which weights go to an external data file
+
+
+def example_inputs(ctx: StepContext) -> tuple:
+    torch = require("torch", "torch")
+    missing = [s for s in ctx.source.inputs if not s.is_static]
+    if missing:
+        names = ", ".join(s.name for s in missing)
+        raise InvalidInputError(
+            f"the input shape of {names} is not known (PyTorch models do not record it)",
+            " ".join(f"--input-shape {s.name}=1x3x224x224" for s in missing) + " (your model's real dims)",
+        )
+    gen = torch.Generator().manual_seed(ctx.options.seed)
+    tensors = []
+    for spec in ctx.source.inputs:
+        dtype = getattr(torch, spec.dtype, torch.float32)
+        if dtype.is_floating_point:
+            tensors.append(torch.randn(spec.shape, generator=gen, dtype=dtype))
+        else:
+            tensors.append(torch.zeros(spec.shape, dtype=dtype))
+    return tuple(tensors)
+
+
+@contextlib.contextmanager
+def _quiet_exporter_logs():
+    """torch.onnx logs a warning per missing torchvision op and per opset conversion; keep them at -vv only."""
+    logger = logging.getLogger("torch.onnx")
+    previous = logger.level
+    if not log.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+class TorchToOnnx(Converter):
+    name = "torch_to_onnx"
+    source = Format.TORCH
+    target = Format.ONNX
+    extra = "torch"
+    requires = ("torch", "onnxscript")
+    cost = 10
+
+    def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
+        torch = require("torch", "torch", purpose="PyTorch → ONNX export")
+        handle = ctx.source.handle()
+        module = getattr(handle, "program", handle)  # an ExportedProgram is exported as is
+        args = example_inputs(ctx)
+        out = ctx.work_dir / "model.onnx"
+        names = [s.name for s in ctx.source.inputs]
+        n_bytes = sum(p.numel() * p.element_size() for p in getattr(module, "parameters", lambda: [])())
+        scripted = isinstance(module, torch.jit.ScriptModule)
+        buffer = io.StringIO()  # the exporter prints progress to stdout; keep --json output clean
+        try:
+            with contextlib.redirect_stdout(buffer), _quiet_exporter_logs(), torch.no_grad():
+                if scripted:
+                    torch.onnx.export(module, args, str(out), input_names=names, opset_version=ctx.profile.opset,
+                                      dynamo=False, do_constant_folding=True)
+                else:
+                    torch.onnx.export(module, args, str(out), input_names=names, opset_version=ctx.profile.opset,
+                                      dynamo=True, external_data=n_bytes > EXTERNAL_DATA_THRESHOLD, optimize=True)
+        except Exception as e:
+            log.debug("exporter output:\n%s", buffer.getvalue())
+            raise UnsupportedError(
+                f"torch.onnx could not export the model: {first_line(e)}",
+                "the message names the op or Python construct; rewrite it, or export ONNX yourself and convert that",
+            ) from e
+        exporter = "torchscript" if scripted else "dynamo"
+        ctx.notes["exporter"] = f"torch.onnx ({exporter}) {torch.__version__}"
+        companions = tuple(p for p in out.parent.glob("model.onnx.data"))
+        return Artifact(out, Format.ONNX, companions=companions)

@@ -1,0 +1,178 @@
+"""Model formats, the Artifact that flows between stages, and detection of a file's format by its content.
+
+Detection never trusts the file extension: a zip named `.onnx` is looked into, an ONNX file named `.pt` is found to be
+ONNX. Nothing here imports a heavy framework; ONNX files are recognised by parsing their protobuf header with `onnx`.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from edgeconv.errors import InvalidInputError, SafetyError
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+class Format(str, Enum):
+    """What a file is. Converter edges connect formats; a profile names the format(s) it produces."""
+
+    TORCH = "torch"  # TorchScript archive, torch.export .pt2, or a Python factory (+ optional state_dict)
+    KERAS = "keras"  # .keras (Keras 3 zip) or legacy .h5
+    SAVEDMODEL = "savedmodel"  # TensorFlow SavedModel directory
+    ONNX = "onnx"
+    TFLITE = "tflite"
+    COREML = "coreml"  # .mlpackage directory
+    QNN_CONTEXT = "qnn-context"  # EPContext ONNX model + HTP context binary
+    DLC = "dlc"  # Qualcomm DLC archive
+    TENSORRT_ENGINE = "tensorrt-engine"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# File name suffix of each format's main file, used when naming outputs.
+FILE_SUFFIXES: dict[Format, str] = {
+    Format.ONNX: ".onnx",
+    Format.TFLITE: ".tflite",
+    Format.COREML: ".mlpackage",
+    Format.QNN_CONTEXT: "_ctx.onnx",
+    Format.DLC: ".dlc",
+    Format.TENSORRT_ENGINE: ".engine",
+    Format.KERAS: ".keras",
+}
+
+# Sub-kinds of a source format, recorded in Artifact.variant.
+TORCHSCRIPT = "torchscript"
+EXPORTED_PROGRAM = "exported-program"
+TORCH_FACTORY = "factory"
+TORCH_PICKLE = "pickle"
+KERAS_V3 = "keras-v3"
+KERAS_H5 = "h5"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output. Dims are ints, or a str/None for a dynamic dim."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: str = "float32"
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(d, int) and d > 0 for d in self.shape)
+
+    @property
+    def dynamic_dims(self) -> list[int]:
+        return [i for i, d in enumerate(self.shape) if not (isinstance(d, int) and d > 0)]
+
+    def shape_str(self) -> str:
+        return "x".join(str(d) if isinstance(d, int) and d > 0 else (d or "?") for d in self.shape) or "scalar"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A model file (or directory) on disk and what it is.
+
+    `companions` are files that belong with it (external data, a context binary, a timing cache); `layout` says how its
+    I/O differs from the source's ("source" = same; "nhwc" = channels-last as onnx2tf writes it).
+    """
+
+    path: Path
+    format: Format
+    variant: str = ""
+    companions: tuple[Path, ...] = field(default_factory=tuple)
+    layout: str = "source"
+
+    def all_paths(self) -> tuple[Path, ...]:
+        return (self.path, *self.companions)
+
+
+def _read_head(path: Path, n: int = 16) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(n)
+    except OSError as e:
+        raise InvalidInputError(f"cannot read {path}: {e.strerror}", "check the path and its permissions") from e
+
+
+def detect(path: Path) -> Artifact:
+    """Identify a model by its content. Raises InvalidInputError (exit 3) naming what was found instead."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError(f"{path} does not exist", "check the model path")
+    if path.is_dir():
+        return _detect_dir(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise InvalidInputError(f"{path} is empty (0 bytes)", "the file was not written completely; export it again")
+    head = _read_head(path)
+    if head.startswith(HDF5_MAGIC):
+        return Artifact(path, Format.KERAS, KERAS_H5)
+    if head.startswith(ZIP_MAGIC):
+        return _detect_zip(path)
+    if len(head) >= 8 and head[4:8] == TFLITE_IDENTIFIER:
+        return Artifact(path, Format.TFLITE)
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a bare pickle (legacy torch.save)
+        return Artifact(path, Format.TORCH, TORCH_PICKLE)
+    if _looks_like_onnx(path):
+        return Artifact(path, Format.ONNX)
+    raise InvalidInputError(
+        f"{path} is not a model edgeconv can read (found {size} bytes starting with {head[:8].hex(' ')})",
+        "expected ONNX, TorchScript, torch.export .pt2, Keras .keras/.h5, a SavedModel directory or TFLite",
+    )
+
+
+def _detect_dir(path: Path) -> Artifact:
+    if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
+        return Artifact(path, Format.SAVEDMODEL)
+    if (path / "Manifest.json").exists() and (path / "Data").is_dir():
+        return Artifact(path, Format.COREML)
+    raise InvalidInputError(
+        f"{path} is a directory but neither a TensorFlow SavedModel (no saved_model.pb) nor a Core ML .mlpackage",
+        "pass a model file, or a SavedModel directory",
+    )
+
+
+def _detect_zip(path: Path) -> Artifact:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise InvalidInputError(
+            f"{path} starts like a zip archive but is damaged ({e})", "the file is truncated or corrupt; export it again"
+        ) from e
+    for name in names:
+        if name.startswith("/") or ".." in Path(name).parts:
+            raise SafetyError(f"{path} contains an entry escaping the archive: {name!r}", "do not load this file")
+    base = {n.split("/", 1)[1] if "/" in n else n for n in names}
+    if {"config.json", "metadata.json"} <= set(names):
+        return Artifact(path, Format.KERAS, KERAS_V3)
+    if "models/model.json" in base:
+        return Artifact(path, Format.TORCH, EXPORTED_PROGRAM)
+    if "constants.pkl" in base and any("/code/" in n for n in names):
+        return Artifact(path, Format.TORCH, TORCHSCRIPT)
+    if "data.pkl" in base:
+        return Artifact(path, Format.TORCH, TORCH_PICKLE)
+    if any(n.lower().endswith("model.dlc") or n == "dlc.metadata" for n in names):
+        return Artifact(path, Format.DLC)
+    shown = ", ".join(sorted(names)[:5])
+    raise InvalidInputError(
+        f"{path} is a zip archive but not a model format edgeconv knows (entries: {shown})",
+        "expected a TorchScript archive, a torch.export .pt2 or a Keras .keras file",
+    )
+
+
+def _looks_like_onnx(path: Path) -> bool:
+    import onnx  # light: protobuf only
+
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except Exception:  # protobuf DecodeError and friends: not ONNX
+        return False
+    return bool(model.ir_version) and model.HasField("graph") and len(model.opset_import) > 0

@@ -1,0 +1,120 @@
+"""The manifest written beside the artifacts (manifest.json) and printed by --json: what went in, what came out, with
+hashes, the validation metrics, settings and tool versions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeconv import __version__
+
+MANIFEST_NAME = "manifest.json"
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (relative names + contents, in sorted order)."""
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(file.relative_to(path)).encode())
+            digest.update(b"\0")
+            digest.update(bytes.fromhex(sha256_of(file)))
+        return digest.hexdigest()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def size_of(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    path: str  # relative to the output directory
+    format: str
+    sha256: str | None
+    bytes: int | None
+    role: str = "model"  # model | companion | not-built
+    note: str = ""
+
+    @staticmethod
+    def of(path: Path, root: Path, fmt: str, role: str = "model") -> "ArtifactRecord":
+        return ArtifactRecord(str(path.relative_to(root)), fmt, sha256_of(path), size_of(path), role)
+
+
+@dataclass(frozen=True)
+class ValidationRecord:
+    runtime: str
+    kind: str  # "numerical" | "structural"
+    passed: bool
+    metrics: dict[str, Any] | None = None
+    gate: dict[str, Any] = field(default_factory=dict)
+    failures: tuple[str, ...] = ()
+    samples: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    kind: str
+    name: str
+    seconds: float
+    reused: bool = False
+
+
+@dataclass
+class TargetRecord:
+    target: str
+    profile: dict[str, Any]
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
+    validation: ValidationRecord | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    path: str
+    format: str
+    variant: str
+    sha256: str | None
+    bytes: int | None
+    inputs: list[dict[str, Any]]
+
+
+@dataclass
+class Manifest:
+    source: SourceRecord
+    targets: list[TargetRecord]
+    versions: dict[str, str]
+    options: dict[str, Any] = field(default_factory=dict)
+    edgeconv: str = __version__
+
+    def to_json(self) -> dict[str, Any]:
+        return _clean(asdict(self))
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if hasattr(value, "value") and not isinstance(value, (str, int, float, bool)):
+        return value.value
+    return value

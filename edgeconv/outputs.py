@@ -1,0 +1,152 @@
+"""Outputs appear all at once or not at all.
+
+Everything is written into a staging folder beside OUTDIR (`.NAME.edgeconv-tmp-PID-XXXX`), then renamed into place.
+A lock file beside OUTDIR stops a second run writing the same OUTDIR. Checks happen before any work: a read-only
+parent (exit 6), an existing OUTDIR without --force (exit 2), OUTDIR a symlink (exit 7), `..` in the path (exit 2).
+Staging folders left by a killed run (their PID is gone) are removed by the next run.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from edgeconv.errors import OutputError, SafetyError, UsageError
+
+TMP_MARK = ".edgeconv-tmp-"
+OLD_MARK = ".edgeconv-old-"
+LOCK_SUFFIX = ".edgeconv.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def io_error(e: OSError, what: str) -> OutputError:
+    if e.errno == errno.ENOSPC:
+        return OutputError(f"disk full while {what}", "free some space or write elsewhere with -o")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"permission denied while {what}: {e.filename}", "choose a writable output directory with -o")
+    return OutputError(f"I/O error while {what}: {e.strerror} ({e.filename})", "check the output location")
+
+
+def check_output_path(outdir: Path, force: bool) -> None:
+    """Everything that can be known about the destination before any work starts."""
+    if ".." in Path(os.path.normpath(str(outdir))).parts or ".." in outdir.parts:
+        raise UsageError(f"output path {outdir} contains '..'", "give the output directory without '..'")
+    if outdir.is_symlink():
+        raise SafetyError(f"output path {outdir} is a symlink to {os.readlink(outdir)}",
+                          "edgeconv replaces OUTDIR as a whole; give a real directory path")
+    if outdir.exists() and not outdir.is_dir():
+        raise UsageError(f"output path {outdir} exists and is not a directory", "choose another -o")
+    if outdir.exists() and not force:
+        raise UsageError(f"output directory {outdir} already exists", "pass --force to replace it (atomically)")
+    parent = outdir.absolute().parent
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise io_error(e, f"creating {parent}") from e
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {parent} (read-only or no permission)", "choose a writable output directory with -o")
+
+
+def clean_stale(outdir: Path) -> list[Path]:
+    """Remove staging/backup folders of OUTDIR left by runs that were killed."""
+    removed = []
+    parent = outdir.absolute().parent
+    prefix = f".{outdir.name}"
+    for path in parent.glob(f"{prefix}.edgeconv-*"):
+        for mark in (TMP_MARK, OLD_MARK):
+            if path.name.startswith(prefix + mark):
+                pid_text = path.name[len(prefix + mark):].split("-")[0]
+                if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+    return removed
+
+
+class OutputTransaction:
+    """with OutputTransaction(outdir, force) as tx: write into tx.staging; tx.commit() renames it into place."""
+
+    def __init__(self, outdir: Path, force: bool):
+        self.outdir = Path(outdir)
+        self.force = force
+        self.staging: Path | None = None
+        self._lock_fd: int | None = None
+        self._lock_path = self.outdir.absolute().parent / f".{self.outdir.name}{LOCK_SUFFIX}"
+        self.committed = False
+
+    def __enter__(self) -> "OutputTransaction":
+        check_output_path(self.outdir, self.force)
+        self._acquire_lock()
+        try:
+            clean_stale(self.outdir)
+            self.staging = Path(tempfile.mkdtemp(prefix=f".{self.outdir.name}{TMP_MARK}{os.getpid()}-",
+                                                 dir=self.outdir.absolute().parent))
+        except OSError as e:
+            self._release_lock()
+            raise io_error(e, "creating the staging folder") from e
+        return self
+
+    def _acquire_lock(self) -> None:
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise io_error(e, f"creating the lock {self._lock_path}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise OutputError(f"another edgeconv run (pid {holder}) is writing {self.outdir}",
+                              "wait for it to finish, or write to another -o") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                os.unlink(self._lock_path)
+            except OSError:
+                pass
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def commit(self) -> None:
+        assert self.staging is not None
+        old = None
+        try:
+            if self.outdir.exists():
+                if not self.force:  # appeared while we worked
+                    raise UsageError(f"output directory {self.outdir} appeared during the run", "pass --force to replace it")
+                old = self.outdir.absolute().parent / f".{self.outdir.name}{OLD_MARK}{os.getpid()}"
+                os.rename(self.outdir, old)
+            os.rename(self.staging, self.outdir)
+        except OSError as e:
+            if old is not None and old.exists() and not self.outdir.exists():
+                os.rename(old, self.outdir)  # put the previous output back
+            raise io_error(e, f"moving the result into {self.outdir}") from e
+        self.staging = None
+        self.committed = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+        self._release_lock()

@@ -1,0 +1,320 @@
+"""Plan and run a conversion: source → (export) → normalise → (quantize) → (compile) → validate → write.
+
+`build_plan` searches the converter graph for the cheapest available route to each profile's format (direct edges
+such as keras → tflite beat going through ONNX when they exist), inserts normalisation wherever the route reaches
+ONNX and the profile's ONNX quantizer, and adds branches for extra formats the profile produces. `run` executes it in
+a staging folder, validates every target against the source, and commits all outputs at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeconv.context import ConvertOptions, StepContext
+from edgeconv.converters import all_converters
+from edgeconv.converters.base import Converter
+from edgeconv.deps import installed_versions
+from edgeconv.errors import InvalidInputError, MissingBackendError, StepSkipped, UnsupportedError
+from edgeconv.formats import FILE_SUFFIXES, Artifact, Format
+from edgeconv.manifest import MANIFEST_NAME, ArtifactRecord, Manifest, SourceRecord, StepRecord, TargetRecord, sha256_of, size_of
+from edgeconv.normalise import normalise
+from edgeconv.outputs import OutputTransaction, io_error
+from edgeconv.progress import NullReporter, Reporter
+from edgeconv.quantizers import quantizer_for
+from edgeconv.sources import SourceModel, open_source
+from edgeconv.targets.schema import Profile, apply_overrides
+from edgeconv.validation_stage import validate_target
+
+log = logging.getLogger(__name__)
+UNAVAILABLE_PENALTY = 1000
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # export | normalise | quantize | compile | validate | write
+    name: str
+    converter: type[Converter] | None = None
+    quantizer: str | None = None  # precision handled by the ONNX quantizer
+    branch: bool = False  # takes the hub ONNX as input and adds an extra artifact
+
+    def describe(self) -> str:
+        if self.converter is not None:
+            c = self.converter
+            state = "" if c.available() else f"  [needs: pip install 'edgeconv[{c.extra}]']"
+            return f"{self.kind:<9} {c.name} ({c.source} → {c.target}){state}"
+        return f"{self.kind:<9} {self.name}"
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    profile: Profile
+    steps: tuple[Step, ...]
+    source: SourceModel
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.profile.name, "steps": [s.describe() for s in self.steps]}
+
+
+@dataclass
+class Plan:
+    source: SourceModel
+    options: ConvertOptions
+    targets: list[TargetPlan] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": {"path": str(self.source.artifact.path), "format": self.source.artifact.format.value,
+                           "inputs": [asdict(s) for s in self.source.inputs]},
+                "targets": [t.to_json() for t in self.targets]}
+
+
+def find_route(src: Format, dst: Format, artifact: Artifact, profile: Profile) -> list[type[Converter]]:
+    """Cheapest chain of converter edges from src to dst (Dijkstra); unavailable edges cost a penalty so that an
+    installed route wins, but a route is still found (and reported with its pip extra) when none is installed."""
+    if src == dst:
+        return []
+    edges: dict[Format, list[type[Converter]]] = {}
+    for conv in all_converters():
+        if conv().refuses(artifact, profile) is None:
+            edges.setdefault(conv.source, []).append(conv)
+    frontier: list[tuple[int, int, Format, list[type[Converter]]]] = [(0, 0, src, [])]
+    seen: set[Format] = set()
+    tie = 0
+    while frontier:
+        cost, _, fmt, path = heapq.heappop(frontier)
+        if fmt == dst:
+            return path
+        if fmt in seen:
+            continue
+        seen.add(fmt)
+        for conv in edges.get(fmt, []):
+            tie += 1
+            extra = 0 if conv.available() else UNAVAILABLE_PENALTY
+            heapq.heappush(frontier, (cost + conv.cost + extra, tie, conv.target, [*path, conv]))
+    raise UnsupportedError(f"no route from {src} to {dst} for target {profile.name}",
+                           f"edgeconv converts {src} sources to: {', '.join(sorted(reachable(src)))}")
+
+
+def reachable(src: Format) -> set[str]:
+    out, todo = set(), [src]
+    convs = all_converters()
+    while todo:
+        fmt = todo.pop()
+        for c in convs:
+            if c.source == fmt and c.target.value not in out:
+                out.add(c.target.value)
+                todo.append(c.target)
+    return out
+
+
+def _onnx_steps(profile: Profile) -> list[Step]:
+    steps = [Step("normalise", "normalise")]
+    scheme = profile.quantize
+    if scheme.stage == "onnx" and scheme.precision != "fp32":
+        quantizer_for(scheme.precision)  # fails early (exit 4) when no quantizer handles it
+        steps.append(Step("quantize", f"quantize {scheme.precision}", quantizer=scheme.precision))
+    return steps
+
+
+def plan_target(source: SourceModel, profile: Profile) -> TargetPlan:
+    fmt = source.artifact.format
+    steps: list[Step] = []
+    if fmt == Format.ONNX:
+        steps += _onnx_steps(profile)
+    for conv in find_route(fmt, profile.primary_format, source.artifact, profile):
+        steps.append(Step("export" if conv.stage == "export" else "compile", conv.name, converter=conv))
+        if conv.target == Format.ONNX:
+            steps += _onnx_steps(profile)
+    through_onnx = fmt == Format.ONNX or any(s.converter and s.converter.target == Format.ONNX for s in steps)
+    for extra in profile.produces[1:]:
+        if extra == Format.ONNX:
+            continue  # the hub ONNX itself is written (see run)
+        hub = Format.ONNX if through_onnx else fmt
+        for conv in find_route(hub, extra, source.artifact, profile):
+            steps.append(Step("compile", conv.name, converter=conv, branch=True))
+    steps += [Step("validate", f"validate on {profile.validate.runtime}"), Step("write", "write")]
+    return TargetPlan(profile, tuple(steps), source)
+
+
+def resolve_shapes(source: SourceModel, profile: Profile, options: ConvertOptions) -> SourceModel:
+    shapes = dict(profile.shapes.defaults)
+    shapes = {k: v for k, v in shapes.items() if any(s.name == k and not s.is_static for s in source.inputs)}
+    shapes.update(options.input_shapes)
+    resolved = source.with_shapes(shapes) if shapes else source
+    if profile.shapes.static:
+        dynamic = resolved.dynamic_inputs()
+        if dynamic:
+            fix = " ".join(f"--input-shape {s.name}={'x'.join(str(d) if isinstance(d, int) and d > 0 else '1' for d in s.shape) or 'DIMS'}" for s in dynamic)
+            raise InvalidInputError(
+                f"target {profile.name} needs static shapes; dynamic input(s): "
+                + ", ".join(f"{s.name} [{s.shape_str()}]" for s in dynamic),
+                f"fix them with {fix} (your real sizes)",
+                details={"dynamic_inputs": [s.name for s in dynamic]},
+            )
+    return resolved
+
+
+def build_plan(source_artifact: Artifact, profiles: list[Profile], options: ConvertOptions) -> Plan:
+    source = open_source(source_artifact, options)
+    plan = Plan(source, options)
+    for profile in profiles:
+        profile = apply_overrides(profile, list(options.overrides))
+        plan.targets.append(plan_target(resolve_shapes(source, profile, options), profile))
+    return plan
+
+
+@dataclass
+class _RunState:
+    staging: Path
+    options: ConvertOptions
+    reporter: Reporter
+    cache: dict[str, Artifact] = field(default_factory=dict)
+    counter: int = 0
+
+    def work_dir(self, target: str, step: str) -> Path:
+        self.counter += 1
+        return self.staging / ".work" / f"{self.counter:02d}-{target}-{step.replace(' ', '-')}"
+
+
+def _cache_key(step: Step, artifact: Artifact, profile: Profile, source: SourceModel) -> str:
+    settings: dict[str, Any] = {"opset": profile.opset, "inputs": [asdict(s) for s in source.inputs]}
+    if step.kind == "quantize":
+        settings["quantize"] = asdict(profile.quantize)
+    if step.kind == "compile":
+        settings["profile"] = profile.name
+    return json.dumps([step.kind, step.name, str(artifact.path), settings], sort_keys=True, default=str)
+
+
+def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState, record: TargetRecord) -> Artifact:
+    key = _cache_key(step, artifact, ctx.profile, ctx.source)
+    if key in state.cache and step.kind in ("export", "normalise", "quantize"):
+        record.steps.append(StepRecord(step.kind, step.name, 0.0, reused=True))
+        return state.cache[key]
+    step_ctx = ctx.for_step(state.work_dir(ctx.profile.name, step.name))
+    state.reporter.stage(step.kind, f"{ctx.profile.name}: {step.name}")
+    started = time.perf_counter()
+    if step.kind == "normalise":
+        shapes = {s.name: tuple(s.shape) for s in ctx.source.inputs if s.is_static}
+        result, report = normalise(artifact, step_ctx.work_dir / "model.onnx", ctx.profile.opset, shapes)
+        record.notes["normalise"] = asdict(report)
+    elif step.kind == "quantize":
+        result = quantizer_for(step.quantizer or "")().quantize(artifact, step_ctx)
+    else:
+        assert step.converter is not None
+        conv = step.converter
+        if not conv.available():
+            raise MissingBackendError(f"target {ctx.profile.name} needs {conv.name}, whose backend is not installed",
+                                      f"pip install 'edgeconv[{conv.extra}]'")
+        result = conv().convert(artifact, step_ctx)
+    record.steps.append(StepRecord(step.kind, step.name, round(time.perf_counter() - started, 3)))
+    state.cache[key] = result
+    return result
+
+
+def _run_target(target: TargetPlan, state: _RunState, validation_cache: dict[str, Any]) -> TargetRecord:
+    profile = target.profile
+    record = TargetRecord(profile.name, {"description": profile.description, "precision": profile.quantize.precision,
+                                         "produces": [f.value for f in profile.produces], "file": profile.source_file})
+    ctx = StepContext(state.staging, profile, state.options, target.source, state.reporter, record.warnings, record.notes)
+    current = target.source.artifact
+    hub: Artifact | None = current if current.format == Format.ONNX else None
+    extras: list[Artifact] = []
+    not_built: list[tuple[Format, str]] = []
+    for step in target.steps:
+        if step.kind in ("validate", "write"):
+            continue
+        input_artifact = hub if step.branch and hub is not None else current
+        try:
+            result = _run_step(step, input_artifact, ctx, state, record)
+        except StepSkipped as skipped:
+            assert step.converter is not None
+            not_built.append((step.converter.target, skipped.reason))
+            record.warnings.append(skipped.reason)
+            continue
+        if step.branch:
+            extras.append(result)
+        else:
+            current = result
+        if result.format == Format.ONNX:
+            hub = result
+    if current.format != profile.primary_format and not any(f == profile.primary_format for f, _ in not_built):
+        raise UnsupportedError(f"target {profile.name}: route ended at {current.format}", "this is a bug")
+    primary = current if current.format == profile.primary_format else hub
+    if Format.ONNX in profile.produces[1:] and hub is not None and hub is not primary:
+        extras.append(hub)
+    state.reporter.stage("validate", f"{profile.name} on {profile.validate.runtime}")
+    assert primary is not None
+    record.validation = validate_target(primary, ctx, validation_cache)
+    _write_target(record, primary, extras, not_built, target, state)
+    return record
+
+
+def _artifact_name(stem: str, artifact: Artifact, taken: set[str]) -> str:
+    suffix = FILE_SUFFIXES.get(artifact.format, artifact.path.suffix)
+    name = f"{stem}{suffix}"
+    return name if name not in taken else f"{stem}.{artifact.format.value}{suffix}"
+
+
+def _write_target(record: TargetRecord, primary: Artifact, extras: list[Artifact], not_built: list[tuple[Format, str]],
+                  target: TargetPlan, state: _RunState) -> None:
+    """Copy the target's artifacts into STAGING/<target>/ named after the source; companions keep their names (the
+    model files refer to them by name)."""
+    folder = state.staging / target.profile.name
+    source_path = target.source.artifact.path
+    stem = (source_path.stem if source_path.suffix else source_path.name) or "model"
+    taken: set[str] = set()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for artifact in [primary, *extras]:
+            name = _artifact_name(stem, artifact, taken)
+            for path, dest_name, role in [(artifact.path, name, "model")] + [(c, c.name, "companion") for c in artifact.companions]:
+                dest = folder / dest_name
+                taken.add(dest_name)
+                if path.is_dir():
+                    shutil.copytree(path, dest)
+                else:
+                    shutil.copyfile(path, dest)
+                record.artifacts.append(ArtifactRecord.of(dest, state.staging, artifact.format.value, role))
+    except OSError as e:
+        raise io_error(e, f"writing {folder}") from e
+    for fmt, reason in not_built:
+        record.artifacts.append(ArtifactRecord(f"{target.profile.name}/(not built)", fmt.value, None, None, "not-built", reason))
+
+
+def source_record(source: SourceModel) -> SourceRecord:
+    path = source.artifact.path
+    exists = path.exists()
+    return SourceRecord(source.description or str(path), source.artifact.format.value, source.artifact.variant,
+                        sha256_of(path) if exists else None, size_of(path) if exists else None,
+                        [asdict(s) for s in source.inputs])
+
+
+def options_record(options: ConvertOptions) -> dict[str, Any]:
+    data = asdict(options)
+    return {k: v for k, v in data.items() if v not in (None, False, (), {}, [])}
+
+
+def run(plan: Plan, outdir: Path, *, force: bool = False, reporter: Reporter | None = None) -> Manifest:
+    reporter = reporter or NullReporter()
+    options = plan.options
+    with OutputTransaction(outdir, force) as tx:
+        assert tx.staging is not None
+        state = _RunState(tx.staging, options, reporter)
+        validation_cache: dict[str, Any] = {}
+        records = [_run_target(target, state, validation_cache) for target in plan.targets]
+        manifest = Manifest(source_record(plan.source), records, installed_versions(), options_record(options))
+        try:
+            if not options.keep_work:
+                shutil.rmtree(tx.staging / ".work", ignore_errors=True)
+            manifest.write(tx.staging / MANIFEST_NAME)
+        except OSError as e:
+            raise io_error(e, "writing the manifest") from e
+        tx.commit()
+    return manifest
+

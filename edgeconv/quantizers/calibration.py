@@ -1,0 +1,128 @@
+"""Sample data for calibration and validation, streamed one sample at a time (memory stays bounded).
+
+A folder of `.npy` files (single-input models) or `.npz` files (keys = input names), one sample per file, in the SOURCE
+model's layout. `random` gives seeded random samples, only when asked, and the manifest records it. With no data,
+validation uses generated samples (seeded, recorded as such); calibration never silently does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from edgeconv.errors import InvalidInputError
+from edgeconv.formats import TensorSpec
+
+SAMPLE_SUFFIXES = (".npy", ".npz")
+RANDOM = "random"
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    """An iterable of feeds ({input name: array}), re-iterable, reading files lazily."""
+
+    kind: str  # "files" | "random" | "generated"
+    inputs: tuple[TensorSpec, ...]
+    count: int
+    files: tuple[Path, ...] = ()
+    seed: int = 0
+    path: Path | None = None
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        if self.kind == "files":
+            for file in self.files[: self.count]:
+                yield read_sample(file, self.inputs)
+        else:
+            rng = np.random.default_rng(self.seed)
+            for _ in range(self.count):
+                yield {s.name: _random_array(s, rng) for s in self.inputs}
+
+    def __len__(self) -> int:
+        return self.count
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": self.kind, "count": self.count, "path": str(self.path) if self.path else None}
+
+
+def _concrete_shape(spec: TensorSpec) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape)
+
+
+def _random_array(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
+    shape = _concrete_shape(spec)
+    if spec.dtype.startswith("float"):
+        return rng.standard_normal(shape).astype(spec.dtype)
+    if spec.dtype == "bool":
+        return rng.integers(0, 2, shape).astype(bool)
+    return rng.integers(0, 8, shape).astype(spec.dtype)
+
+
+def sample_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES and p.is_file())
+
+
+def open_samples(
+    spec: str | None, inputs: tuple[TensorSpec, ...], limit: int, *, seed: int = 0, purpose: str = "calibration"
+) -> SampleSet:
+    """`spec` is a folder, "random", or None. For calibration, None is an error (never silently random)."""
+    if spec is None:
+        if purpose == "calibration":
+            raise InvalidInputError("this target quantizes with calibration data, and none was given",
+                                    "pass --calib DIR (.npy/.npz samples, or images), or --calib random to accept random data")
+        return SampleSet("generated", inputs, max(1, limit), seed=seed)
+    if spec == RANDOM:
+        return SampleSet("random", inputs, max(1, limit), seed=seed)
+    folder = Path(spec)
+    if not folder.exists():
+        raise InvalidInputError(f"{purpose} data {folder} does not exist", "pass a folder of .npy/.npz samples")
+    if not folder.is_dir():
+        raise InvalidInputError(f"{purpose} data {folder} is not a folder", "pass a folder of .npy/.npz samples, one per file")
+    files = sample_files(folder)
+    if not files:
+        raise InvalidInputError(f"{purpose} folder {folder} has no .npy/.npz samples", "put one sample per file in it")
+    chosen = tuple(files[: max(1, limit)])
+    for file in chosen[:1]:  # fail fast on the first file; the rest are checked as they stream
+        read_sample(file, inputs)
+    return SampleSet("files", inputs, len(chosen), chosen, seed, folder)
+
+
+def read_sample(file: Path, inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
+    try:
+        loaded = np.load(file, allow_pickle=False)
+    except Exception as e:
+        raise InvalidInputError(f"cannot read sample {file}: {type(e).__name__}: {e}", "save samples with numpy.save / numpy.savez") from e
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            arrays = {k: loaded[k] for k in loaded.files}
+        missing = [s.name for s in inputs if s.name not in arrays]
+        if missing:
+            raise InvalidInputError(f"sample {file} lacks input(s) {', '.join(missing)} (has {', '.join(arrays)})",
+                                    f"save it with numpy.savez(path, {inputs[0].name}=...)")
+    else:
+        if len(inputs) != 1:
+            raise InvalidInputError(f"sample {file} is a single .npy array but the model has {len(inputs)} inputs",
+                                    "use .npz files with one key per input name")
+        arrays = {inputs[0].name: loaded}
+    return {s.name: conform(arrays[s.name], s, file) for s in inputs}
+
+
+def conform(array: np.ndarray, spec: TensorSpec, file: Path | str) -> np.ndarray:
+    """Check a sample against the input spec; add a missing batch dim; cast float64 → float32."""
+    want = spec.shape
+    if want and array.ndim == len(want) - 1 and not (isinstance(want[0], int) and want[0] > 1):  # batch dim left out
+        array = array[None, ...]
+    if want and (array.ndim != len(want) or any(isinstance(w, int) and w > 0 and w != g for w, g in zip(want, array.shape))):
+        raise InvalidInputError(
+            f"sample {file}: input {spec.name} has shape {tuple(array.shape)}, expected {spec.shape_str()}",
+            "samples must be in the source model's layout and shape",
+        )
+    kind_ok = (array.dtype.kind == "f") == spec.dtype.startswith(("float", "bfloat"))
+    if not kind_ok:
+        raise InvalidInputError(f"sample {file}: input {spec.name} has dtype {array.dtype}, expected {spec.dtype}",
+                                f"save it as {spec.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInputError(f"sample {file}: input {spec.name} contains NaN or Inf", "fix or remove this sample")
+    return np.ascontiguousarray(array.astype(spec.dtype, copy=False))

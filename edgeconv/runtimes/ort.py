@@ -1,0 +1,53 @@
+"""ONNX Runtime (CPU): runs ONNX sources and ONNX artifacts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeconv.context import StepContext
+from edgeconv.deps import require
+from edgeconv.errors import InvalidInputError, first_line
+from edgeconv.formats import Artifact, Format, TensorSpec
+from edgeconv.runtimes.base import Runtime, Session
+
+
+def cpu_session(path: str, threads: int = 0) -> object:
+    ort = require("onnxruntime", "all")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+class OrtSession(Session):
+    def __init__(self, session: object, source_inputs: tuple[TensorSpec, ...]):
+        self.session = session
+        self.inputs = tuple(value_info_spec_from_ort(i) for i in session.get_inputs())
+        self.output_names = tuple(o.name for o in session.get_outputs())
+        self._names = [i.name for i in self.inputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        dtypes = {i.name: i.dtype for i in self.inputs}
+        return list(self.session.run(None, {n: feeds[n].astype(dtypes[n], copy=False) for n in self._names}))
+
+
+def value_info_spec_from_ort(node_arg: object) -> TensorSpec:
+    dtype = node_arg.type.replace("tensor(", "").rstrip(")")
+    dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)
+    return TensorSpec(node_arg.name, tuple(d if isinstance(d, int) else d for d in node_arg.shape), dtype)
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    formats = frozenset({Format.ONNX})
+    requires = ("onnxruntime",)
+    runs_sources = True
+
+    def load(self, artifact: Artifact, ctx: StepContext) -> Session:
+        try:
+            session = cpu_session(str(artifact.path))
+        except Exception as e:
+            raise InvalidInputError(f"ONNX Runtime cannot load {artifact.path.name}: {first_line(e)}",
+                                    "the graph uses an op or type ONNX Runtime's CPU provider lacks") from e
+        return OrtSession(session, ctx.source.inputs)

@@ -1,0 +1,115 @@
+"""TensorFlow sources: Keras `.keras` (Keras 3) and legacy `.h5` files, and SavedModel directories."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from edgeconv.context import ConvertOptions
+from edgeconv.deps import require
+from edgeconv.errors import InvalidInputError, first_line
+from edgeconv.formats import KERAS_H5, Artifact, Format, TensorSpec
+from edgeconv.sources import SourceLoader, SourceModel
+
+
+def quiet_tensorflow() -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return require("tensorflow", "tf", purpose="TensorFlow/Keras sources")
+
+
+def _dims(shape: Any) -> tuple[int | str | None, ...]:
+    return tuple(int(d) if d is not None else None for d in shape)
+
+
+def _dtype_name(dtype: Any) -> str:
+    return getattr(dtype, "name", str(dtype)).replace("tf.", "")
+
+
+class KerasModel:
+    """A loaded Keras model plus the names edgeconv uses for its inputs and outputs."""
+
+    def __init__(self, model: Any, input_names: list[str], output_names: list[str]):
+        self.model = model
+        self.input_names = input_names
+        self.output_names = output_names
+
+    def __call__(self, feeds: dict[str, Any]) -> list[Any]:
+        args = [feeds[n] for n in self.input_names]
+        out = self.model(args[0] if len(args) == 1 else args, training=False)
+        if isinstance(out, dict):
+            return [out[k] for k in self.output_names]
+        if isinstance(out, (list, tuple)):
+            return list(out)
+        return [out]
+
+
+class SavedModelFunction:
+    """The serving signature of a SavedModel."""
+
+    def __init__(self, loaded: Any, signature: Any, input_names: list[str], output_names: list[str]):
+        self.loaded = loaded  # keeps variables alive
+        self.signature = signature
+        self.input_names = input_names
+        self.output_names = output_names
+
+    def __call__(self, feeds: dict[str, Any]) -> list[Any]:
+        out = self.signature(**{n: feeds[n] for n in self.input_names})
+        return [out[k] for k in self.output_names]
+
+
+class TensorFlowSourceLoader(SourceLoader):
+    name = "tensorflow"
+    formats = frozenset({Format.KERAS, Format.SAVEDMODEL})
+    extra = "tf"
+
+    def open(self, artifact: Artifact, options: ConvertOptions) -> SourceModel:
+        handle = self._load_savedmodel(artifact) if artifact.format == Format.SAVEDMODEL else self._load_keras(artifact)
+        if isinstance(handle, KerasModel):
+            specs = [
+                TensorSpec(name, _dims(t.shape), _dtype_name(t.dtype)) for name, t in zip(handle.input_names, handle.model.inputs)
+            ]
+        else:
+            sig_inputs = handle.signature.structured_input_signature[1]
+            specs = [TensorSpec(n, _dims(sig_inputs[n].shape), _dtype_name(sig_inputs[n].dtype)) for n in handle.input_names]
+        return SourceModel(artifact, tuple(specs), tuple(handle.output_names), "tensorflow", self, "", handle)
+
+    def load_handle(self, source: SourceModel) -> Any:
+        raise AssertionError("TensorFlow sources are loaded in open()")
+
+    def _load_keras(self, artifact: Artifact) -> KerasModel:
+        quiet_tensorflow()
+        keras = require("keras", "tf", purpose="Keras sources")
+        try:
+            model = keras.saving.load_model(str(artifact.path), compile=False)
+        except Exception as first:
+            if artifact.variant != KERAS_H5:
+                raise InvalidInputError(f"cannot load Keras model {artifact.path}: {first_line(first)}",
+                                        "the file is damaged, or uses custom layers that are not importable") from first
+            try:  # legacy tf.keras .h5 files
+                tf_keras = require("tf_keras", "tf", purpose="legacy .h5 models")
+                model = tf_keras.models.load_model(str(artifact.path), compile=False)
+            except Exception as e:
+                raise InvalidInputError(f"cannot load Keras .h5 model {artifact.path}: {first_line(e)}",
+                                        "the file is damaged or holds only weights (save the whole model)") from e
+        if not getattr(model, "inputs", None):
+            raise InvalidInputError(f"{artifact.path} is a Keras model without defined inputs (subclassed, never built)",
+                                    "save a functional/Sequential model, or build it with an Input first")
+        input_names = [t.name.split(":")[0] for t in model.inputs]
+        output_names = list(getattr(model, "output_names", None) or [t.name.split(":")[0] for t in model.outputs])
+        return KerasModel(model, input_names, output_names)
+
+    def _load_savedmodel(self, artifact: Artifact) -> SavedModelFunction:
+        tf = quiet_tensorflow()
+        try:
+            loaded = tf.saved_model.load(str(artifact.path))
+        except Exception as e:
+            raise InvalidInputError(f"cannot load SavedModel {artifact.path}: {first_line(e)}", "the directory is damaged") from e
+        signatures = getattr(loaded, "signatures", {})
+        if "serving_default" not in signatures:
+            raise InvalidInputError(f"SavedModel {artifact.path} has no serving_default signature",
+                                    "export it with a serving signature (keras: model.export(path))")
+        sig = signatures["serving_default"]
+        input_names = sorted(sig.structured_input_signature[1])
+        output_names = sorted(sig.structured_outputs)
+        return SavedModelFunction(loaded, sig, input_names, output_names)
+

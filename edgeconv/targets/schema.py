@@ -1,0 +1,271 @@
+"""Target profiles: TOML data → checked, typed Profile objects.
+
+A profile file holds one or more `[profiles.NAME]` tables (the built-in family files in this folder do), or a single
+profile at top level with `name = "..."` (handy for a user's own `--target ./my-target.toml`). A profile may
+`extends = "other-profile"`; tables are merged key by key. Unknown keys are errors that name the key and its line.
+See docs/profiles.md for every key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edgeconv.errors import UsageError
+from edgeconv.formats import Format
+
+PRECISIONS = ("fp32", "fp16", "int8", "int16", "dynamic", "int16x8", "w8", "w8a8", "palettize4", "palettize6")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+QUANT_FORMATS = ("qdq", "qoperator")
+QUANT_STAGES = ("onnx", "converter", "none")
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    """How the target wants the model quantized. `stage` says who applies it: edgeconv's ONNX quantizers ("onnx"), the
+    target's own converter ("converter", e.g. TFLiteConverter / coremltools), or nobody ("none", fp32)."""
+
+    precision: str = "fp32"
+    stage: str = "none"
+    activations: str = "uint8"  # uint8 | int8 | uint16 | int16 | float16 | float32
+    weights: str = "int8"  # int8 | uint8 | float16
+    per_channel: bool = True
+    symmetric_activations: bool = False
+    symmetric_weights: bool = True
+    method: str = "minmax"
+    format: str = "qdq"
+    keep_io_types: bool = True
+    calibration_samples: int = 64
+    exclude_op_types: tuple[str, ...] = ()
+    fallback: str = "fp32"  # precision used for nodes kept out of quantization by accuracy-driven fallback
+    max_fallback: int = 8
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Accuracy gate: every bound that is set must hold for every output."""
+
+    min_snr_db: float | None = None
+    min_cosine: float | None = None
+    max_abs: float | None = None
+    min_top1_agreement: float | None = None
+
+
+@dataclass(frozen=True)
+class ValidateSpec:
+    runtime: str = "onnxruntime"
+    samples: int = 16
+    gate: Gate = field(default_factory=Gate)
+
+
+@dataclass(frozen=True)
+class ShapePolicy:
+    static: bool = False  # NPUs need every dim fixed
+    defaults: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    family: str
+    description: str
+    produces: tuple[Format, ...]
+    opset: int = 17
+    quantize: QuantScheme = field(default_factory=QuantScheme)
+    shapes: ShapePolicy = field(default_factory=ShapePolicy)
+    layout: str = "source"
+    validate: ValidateSpec = field(default_factory=ValidateSpec)
+    compiler: dict[str, Any] = field(default_factory=dict)  # passed to the target's compiler as-is (its own options)
+    source_file: str = ""
+
+    @property
+    def primary_format(self) -> Format:
+        return self.produces[0]
+
+
+_SECTIONS = {"quantize": QuantScheme, "validate": ValidateSpec, "shapes": ShapePolicy}
+_TOP_KEYS = {f.name for f in fields(Profile)} - {"source_file", "family", "name"} | {"extends", "name", "family"}
+
+
+def _key_line(text: str, key: str) -> int | None:
+    pattern = re.compile(rf"^\s*(\"?{re.escape(key)}\"?\s*=|\[[^\]]*\b{re.escape(key)}\b[^\]]*\])", re.MULTILINE)
+    m = pattern.search(text)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def _bad_key(source: str, text: str, where: str, key: str, allowed: set[str]) -> UsageError:
+    line = _key_line(text, key)
+    at = f"{source}:{line}" if line else source
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return UsageError(f"{at}: unknown key '{key}' in {where}", f"{hint}allowed: {', '.join(sorted(allowed))}")
+
+
+def _check_choice(source: str, text: str, key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        line = _key_line(text, key)
+        at = f"{source}:{line}" if line else source
+        raise UsageError(f"{at}: {key} = {value!r} is not one of {', '.join(choices)}", "see docs/profiles.md")
+
+
+def _build_section(cls: type, data: dict[str, Any], source: str, text: str, where: str) -> Any:
+    allowed = {f.name for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in allowed:
+            raise _bad_key(source, text, where, key, allowed)
+        if cls is ValidateSpec and key == "gate":
+            kwargs[key] = _build_section(Gate, value, source, text, f"{where}.gate")
+        elif cls is ShapePolicy and key == "defaults":
+            kwargs[key] = {name: tuple(int(d) for d in dims) for name, dims in value.items()}
+        elif key == "exclude_op_types":
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    try:
+        obj = cls(**kwargs)
+    except TypeError as e:
+        raise UsageError(f"{source}: bad {where}: {e}", "see docs/profiles.md") from e
+    if cls is QuantScheme:
+        _check_choice(source, text, "precision", obj.precision, PRECISIONS)
+        _check_choice(source, text, "method", obj.method, CALIBRATION_METHODS)
+        _check_choice(source, text, "format", obj.format, QUANT_FORMATS)
+        _check_choice(source, text, "stage", obj.stage, QUANT_STAGES)
+    return obj
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("defaults",):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class RawProfile:
+    """A profile table as read from TOML, before `extends` is resolved."""
+
+    name: str
+    data: dict[str, Any]
+    source: str
+    text: str
+    family: str
+
+
+def read_profile_file(path: Path) -> list[RawProfile]:
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read profile file {path}: {e}", "pass a readable TOML file") from e
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{source}: invalid TOML: {e}", "fix the syntax at the line named") from e
+    family = doc.pop("family", path.stem)
+    doc.pop("doc", None)
+    if "profiles" in doc:
+        tables = doc.pop("profiles")
+        if doc:
+            raise _bad_key(source, text, "the file's top level", next(iter(doc)), {"family", "doc", "profiles"})
+        return [RawProfile(name, dict(data), source, text, family) for name, data in tables.items()]
+    if "name" not in doc:
+        raise UsageError(
+            f"{source}: a profile file needs `name = \"...\"` or [profiles.NAME] tables", "see docs/profiles.md"
+        )
+    name = doc.pop("name")
+    return [RawProfile(name, doc, source, text, family)]
+
+
+def build_profile(raw: RawProfile, known: dict[str, RawProfile]) -> Profile:
+    """Resolve `extends` (key-by-key merge, child wins) and check every key."""
+    data = _flatten_extends(raw, known, ())
+    family = data.pop("family", raw.family)
+    return _profile_from_data(raw.name, family, data, raw.source, raw.text)
+
+
+def _flatten_extends(raw: RawProfile, known: dict[str, RawProfile], seen: tuple[str, ...]) -> dict[str, Any]:
+    data = dict(raw.data)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if parent in seen or parent == raw.name:
+        raise UsageError(f"{raw.source}: profile '{raw.name}' extends itself through '{parent}'", "remove the cycle")
+    if parent not in known:
+        close = difflib.get_close_matches(parent, list(known), n=3)
+        raise UsageError(
+            f"{raw.source}:{_key_line(raw.text, 'extends')}: profile '{raw.name}' extends unknown profile '{parent}'",
+            f"did you mean {', '.join(close)}?" if close else "run `edgeconv targets` for the list",
+        )
+    base = _flatten_extends(known[parent], known, (*seen, raw.name))
+    if "family" not in data and known[parent].source != raw.source:
+        base.setdefault("family", known[parent].family)
+    return _merge(base, data)
+
+
+def _profile_from_data(name: str, family: str, data: dict[str, Any], source: str, text: str) -> Profile:
+    kwargs: dict[str, Any] = {"name": name, "family": family, "source_file": source}
+    for key, value in data.items():
+        if key not in _TOP_KEYS:
+            raise _bad_key(source, text, f"profile '{name}'", key, _TOP_KEYS)
+        if key in _SECTIONS:
+            kwargs[key] = _build_section(_SECTIONS[key], value, source, text, f"[{key}] of '{name}'")
+        elif key == "produces":
+            produced = [value] if isinstance(value, str) else list(value)
+            try:
+                kwargs[key] = tuple(Format(p) for p in produced)
+            except ValueError as e:
+                valid = ", ".join(f.value for f in Format)
+                raise UsageError(f"{source}:{_key_line(text, 'produces')}: {e} in profile '{name}'", f"use {valid}") from e
+        elif key == "compiler":
+            kwargs[key] = dict(value)
+        else:
+            kwargs[key] = value
+    if "produces" not in kwargs or not kwargs["produces"]:
+        raise UsageError(f"{source}: profile '{name}' has no `produces`", "add e.g. produces = [\"onnx\"]")
+    kwargs.setdefault("description", "")
+    try:
+        return Profile(**kwargs)
+    except TypeError as e:
+        raise UsageError(f"{source}: bad profile '{name}': {e}", "see docs/profiles.md") from e
+
+
+def apply_overrides(profile: Profile, overrides: list[str]) -> Profile:
+    """`--set quantize.method=entropy` style overrides (values parsed as TOML; bare words as strings)."""
+    if not overrides:
+        return profile
+    raw = _profile_to_dict(profile)
+    for item in overrides:
+        if "=" not in item:
+            raise UsageError(f"bad --set {item!r}", "use --set section.key=value, e.g. --set quantize.method=entropy")
+        dotted, value_text = item.split("=", 1)
+        try:
+            value = tomllib.loads(f"v = {value_text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = value_text
+        node = raw
+        *parents, leaf = dotted.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UsageError(f"bad --set {item!r}: {part} is not a table", "see docs/profiles.md")
+        node[leaf] = value
+    return _profile_from_data(profile.name, profile.family, raw, "--set", "\n".join(overrides))
+
+
+def _profile_to_dict(profile: Profile) -> dict[str, Any]:
+    import dataclasses
+
+    data = dataclasses.asdict(profile)
+    for key in ("name", "family", "source_file"):
+        data.pop(key)
+    data["produces"] = [f.value for f in profile.produces]
+    return data

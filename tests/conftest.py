@@ -1,0 +1,152 @@
+"""Shared fixtures: real models trained on real offline data, built once per test session (and shared between
+xdist workers through an on-disk cache keyed by the model zoo's source, so `-n 2` does not train twice)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import model_zoo  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ZOO_HASH = hashlib.sha256(Path(model_zoo.__file__).read_bytes()).hexdigest()[:12]
+CACHE = Path(tempfile.gettempdir()) / f"edgeconv-test-models-{ZOO_HASH}"
+
+
+def cached(name: str, build: Callable[[Path], None]) -> Path:
+    """Build `name` (a folder) once; concurrent builders race harmlessly (atomic rename, first one wins)."""
+    final = CACHE / name
+    if final.exists():
+        return final
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=CACHE))
+    build(tmp)
+    try:
+        os.rename(tmp, final)
+    except OSError:  # another worker won
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def save_samples(folder: Path, arrays: np.ndarray) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, a in enumerate(arrays):
+        np.save(folder / f"{i:04d}.npy", a[None].astype(np.float32))
+    return folder
+
+
+@dataclass(frozen=True)
+class DigitsModels:
+    """The digits CNN in every PyTorch form, its data split and sample folders (NCHW [1, 1, 8, 8])."""
+
+    root: Path
+    split: model_zoo.DigitsSplit
+
+    pt2 = property(lambda self: self.root / "digits_cnn.pt2")
+    torchscript = property(lambda self: self.root / "digits_cnn.ts.pt")
+    state_dict = property(lambda self: self.root / "digits_cnn.state.pt")
+    onnx = property(lambda self: self.root / "digits_cnn.onnx")
+    calib = property(lambda self: self.root / "calib")  # 64 training samples
+    eval = property(lambda self: self.root / "eval")  # 128 held-out samples
+    eval_labels = property(lambda self: self.split.y_test[:128])
+
+
+def _build_digits(folder: Path) -> None:
+    import torch
+
+    split = model_zoo.digits_split()
+    model = model_zoo.digits_cnn(split)
+    x = torch.from_numpy(split.x_test[:1])
+    torch.export.save(torch.export.export(model, (x,)), str(folder / "digits_cnn.pt2"))
+    torch.jit.save(torch.jit.trace(model, x), str(folder / "digits_cnn.ts.pt"))
+    torch.save(model.state_dict(), str(folder / "digits_cnn.state.pt"))
+    torch.onnx.export(model, (x,), str(folder / "digits_cnn.onnx"), input_names=["image"], output_names=["logits"],
+                      opset_version=17, dynamo=False)
+    save_samples(folder / "calib", split.x_train[:64])
+    save_samples(folder / "eval", split.x_test[:128])
+
+
+@pytest.fixture(scope="session")
+def digits() -> DigitsModels:
+    return DigitsModels(cached("digits", _build_digits), model_zoo.digits_split())
+
+
+def _build_transformer(folder: Path) -> None:
+    import torch
+
+    block = model_zoo.transformer_block()
+    x = torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(0))
+    torch.export.save(torch.export.export(block, (x,)), str(folder / "transformer.pt2"))
+    rng = np.random.default_rng(1)
+    save_samples(folder / "calib", rng.standard_normal((32, 16, 32)))
+    save_samples(folder / "eval", rng.standard_normal((16, 16, 32)))
+
+
+@pytest.fixture(scope="session")
+def transformer() -> Path:
+    """Folder with transformer.pt2 (input `tokens` [1, 16, 32]) and calib/eval sample folders."""
+    return cached("transformer", _build_transformer)
+
+
+def _build_keras(folder: Path) -> None:
+    split = model_zoo.digits_split()
+    model = model_zoo.keras_digits_cnn(split)
+    model.save(folder / "digits_keras.keras")
+    model.save(folder / "digits_keras.h5")
+    model_zoo.keras_depthwise_residual().save(folder / "dw_residual.keras")
+    save_samples(folder / "calib", split.x_train[:64].transpose(0, 2, 3, 1))
+    save_samples(folder / "eval", split.x_test[:128].transpose(0, 2, 3, 1))
+    rng = np.random.default_rng(2)
+    save_samples(folder / "dw_calib", rng.uniform(0, 1, (32, 16, 16, 3)))
+
+
+@pytest.fixture(scope="session")
+def keras_models() -> Path:
+    """Folder with digits_keras.keras/.h5 (input `image` [N, 8, 8, 1] NHWC), dw_residual.keras ([N,16,16,3]),
+    calib/eval (digits, NHWC) and dw_calib sample folders."""
+    return cached("keras", _build_keras)
+
+
+@pytest.fixture(scope="session")
+def messy_onnx() -> Path:
+    """An opset-11 ONNX graph with Constant weights, unfused BN, a shape subgraph and dynamic batch (input `input`
+    [N, 3, 16, 16]); calib/ has 32 samples [1, 3, 16, 16]."""
+
+    def build(folder: Path) -> None:
+        model_zoo.messy_onnx(folder / "messy.onnx")
+        save_samples(folder / "calib", np.random.default_rng(3).uniform(0, 1, (32, 3, 16, 16)))
+
+    return cached("messy", build) / "messy.onnx"
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None) -> CliResult:
+    """Run the real `edgeconv` command in a subprocess (the way CI scripts and Makefiles call it)."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "edgeconv", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=full_env)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli() -> Callable[..., CliResult]:
+    return run_cli
