@@ -1,17 +1,41 @@
-"""`edgeconv targets`: every profile, what it produces, how it is validated, and whether it works here."""
+"""`edgeconv targets`: every profile, what it produces, how it is validated, and whether it works here.
+`edgeconv targets show NAME` (or `edgeconv targets NAME`): one profile in full, as the converter will use it."""
 
 from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Optional
 
 import typer
 
 from edgeconv.cli.ui import UI
+from edgeconv.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("targets", help="List target profiles: what each produces, its precision, its validation runtime, and whether it is usable here.")(targets)
+    app.command("targets", help="List target profiles: what each produces, its precision, its validation runtime, and "
+                                "whether it is usable here. `targets show NAME` prints one profile in full.")(targets)
 
 
-def targets(json_output: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+def targets(
+    args: Optional[list[str]] = typer.Argument(None, metavar="[show] [NAME]",
+                                               help="`show NAME` (or just NAME, or ./profile.toml): one profile in full."),
+    json_output: bool = typer.Option(False, "--json", help="Print the list (or the profile) as JSON."),
+) -> None:
+    words = list(args or [])
+    if words and words[0] == "show":
+        words = words[1:]
+        if not words:
+            raise UsageError("`targets show` needs a target name", "e.g. edgeconv targets show onnx-fp16")
+    if len(words) > 1:
+        raise UsageError(f"one target at a time (got {', '.join(words)})", "e.g. edgeconv targets show onnx-fp16")
+    if words:
+        show(words[0])
+    else:
+        list_all()
+
+
+def list_all() -> None:
     from edgeconv.availability import availability
     from edgeconv.targets import builtin_profiles
 
@@ -38,3 +62,64 @@ def targets(json_output: bool = typer.Option(False, "--json", help="Print the li
             mark = "[yellow]yes (structural check)[/yellow]"
         table.add_row(r["name"], ", ".join(r["produces"]), r["precision"], r["runtime"], mark, r["note"])
     UI.out.print(table)
+
+
+def profile_json(name: str) -> dict[str, Any]:
+    from edgeconv.availability import availability
+    from edgeconv.targets import resolve
+    from edgeconv.targets.schema import _profile_to_dict
+
+    profile = resolve(name)
+    avail = availability(profile)
+    data: dict[str, Any] = {"name": profile.name, "family": profile.family, "description": profile.description,
+                            "file": profile.source_file, **_profile_to_dict(profile)}
+    data["available"] = {"usable": avail.usable, "validation": avail.validation, "note": avail.reason}
+    data["doc"] = f"docs/targets/{profile.family}.md"
+    return data
+
+
+def show(name: str) -> None:
+    data = profile_json(name)
+    if UI.json_mode:
+        UI.emit_json({"target": data})
+        return
+    from rich.table import Table
+
+    out = UI.out
+    avail = data["available"]
+    state = "[green]usable here[/green]" if avail["usable"] else f"[red]not usable here[/red]: {avail['note']}"
+    if avail["usable"] and avail["validation"] == "structural":
+        state = f"[yellow]usable here, structural validation only[/yellow]: {avail['note']}"
+    out.print(f"[bold]{data['name']}[/bold] ({data['family']}) — {data['description']}")
+    out.print(f"  {state}")
+    out.print(f"  defined in {data['file']}; docs: {data['doc']}")
+    table = Table(show_header=True, title_justify="left")
+    table.add_column("key")
+    table.add_column("value")
+    for key, value in _flatten({k: v for k, v in data.items()
+                                if k not in ("name", "family", "description", "file", "available", "doc")}):
+        table.add_row(key, value)
+    out.print(table)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key not in ("defaults",):
+            rows += _flatten(value, dotted + ".")
+        elif isinstance(value, dict):
+            rows.append((dotted, ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()) or "—"))
+        else:
+            rows.append((dotted, _fmt(value)))
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt(v) for v in value) if value else "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)

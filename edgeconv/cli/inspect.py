@@ -1,0 +1,80 @@
+"""`edgeconv inspect MODEL`: format, inputs/outputs, op histogram, weights, dynamic dims, and which targets can take it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeconv.cli.ui import UI
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inspect", help="Show what is inside MODEL (format, I/O, ops, weights by dtype, dynamic dims) and which "
+                                "targets can take it, and why not.")(inspect)
+
+
+def inspect(
+    model: Path = typer.Argument(..., help="Model file or SavedModel dir (format detected by content)."),
+    input_shape: list[str] = typer.Option([], "--input-shape", help="Fix an input's dims: NAME=1x3x224x224 (repeatable)."),
+    target: list[str] = typer.Option([], "--target", "-t", help="Check only these targets (default: every built-in one)."),
+    no_targets: bool = typer.Option(False, "--no-targets", help="Skip the target check (faster for framework sources)."),
+    top: int = typer.Option(20, "--top", help="Op types shown in the histogram table (JSON has them all)."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    from edgeconv.context import parse_input_shapes
+    from edgeconv.inspect import inspect_model
+
+    report = inspect_model(model, input_shapes=parse_input_shapes(input_shape), targets=list(target) or None,
+                           fits=not no_targets)
+    if UI.json_mode:
+        UI.emit_json(report.to_json())
+        return
+    _render(report, top)
+
+
+def _render(report, top: int) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    from edgeconv.cli.tables import human_bytes
+
+    out = UI.out
+    variant = f" ({report.variant})" if report.variant else ""
+    out.print(f"[bold]{report.path}[/bold]: {report.format}{variant}, {human_bytes(report.bytes)}")
+    if report.producer or report.opsets:
+        opsets = ", ".join(f"{k} {v}" for k, v in report.opsets.items())
+        out.print(f"  producer: {report.producer or '—'}; opsets: {opsets or '—'}")
+    io = Table(title="inputs / outputs", title_justify="left")
+    for col in ("", "name", "shape", "dtype", "dynamic dims"):
+        io.add_column(col)
+    for kind, specs in (("in", report.inputs), ("out", report.outputs)):
+        for spec in specs:
+            io.add_row(kind, spec.name, spec.shape_str() if spec.shape else "?", spec.dtype,
+                       ", ".join(map(str, spec.dynamic_dims)) or "—")
+    out.print(io)
+    if report.params is not None:
+        weights = ", ".join(f"{k} {human_bytes(v)}" for k, v in report.bytes_by_dtype.items()) or "none"
+        quant = " (quantized)" if report.quantized else ""
+        out.print(f"nodes: {report.nodes}  params: {report.params:,}  weights: {weights}{quant}")
+    if report.ops:
+        ops = Table(title="ops", title_justify="left")
+        ops.add_column("op")
+        ops.add_column("count", justify="right")
+        items = list(report.ops.items())
+        for op, n in items[:top]:
+            ops.add_row(op, str(n))
+        if len(items) > top:
+            ops.add_row(f"… {len(items) - top} more", str(sum(n for _, n in items[top:])))
+        out.print(ops)
+    for note in report.notes:
+        out.print(f"[dim]note:[/dim] {note}")
+    if report.profiles:
+        fits = Table(title="targets", title_justify="left")
+        for col in ("target", "can take it", "why not / notes"):
+            fits.add_column(col)
+        marks = {"yes": "[green]yes[/green]", "needs-input-shape": "[yellow]with --input-shape[/yellow]",
+                 "not-installed": "[yellow]not installed[/yellow]", "no": "[red]no[/red]"}
+        for fit in report.profiles:
+            fits.add_row(fit.target, marks.get(fit.status, fit.status), "; ".join(fit.reasons))
+        out.print(fits)

@@ -1,0 +1,273 @@
+"""What is inside a model, and which target profiles can take it (used by `edgeconv inspect`).
+
+ONNX models are read with `onnx` only (protobuf, no runtime); a .tflite is read from its flatbuffer; PyTorch and Keras
+sources are opened with their framework to learn their inputs and outputs (their op histogram needs an ONNX export
+first). Nothing here prints.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeconv.errors import EdgeconvError, InvalidInputError
+from edgeconv.formats import Artifact, Format, TensorSpec, detect
+
+# ONNX TensorProto data types → (name, bytes per element)
+_ONNX_TYPES: dict[int, tuple[str, float]] = {
+    1: ("float32", 4), 2: ("uint8", 1), 3: ("int8", 1), 4: ("uint16", 2), 5: ("int16", 2), 6: ("int32", 4),
+    7: ("int64", 8), 9: ("bool", 1), 10: ("float16", 2), 11: ("float64", 8), 12: ("uint32", 4), 13: ("uint64", 8),
+    16: ("bfloat16", 2), 17: ("float8e4m3fn", 1), 21: ("uint4", 0.5), 22: ("int4", 0.5),
+}
+
+
+@dataclass
+class ProfileFit:
+    """Can `edgeconv convert MODEL --target NAME` work here? status: yes | needs-input-shape | not-installed | no."""
+
+    target: str
+    status: str
+    reasons: list[str] = field(default_factory=list)
+    route: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelReport:
+    path: str
+    format: str
+    variant: str
+    bytes: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    ops: dict[str, int] = field(default_factory=dict)  # op type → count (sorted by count)
+    nodes: int | None = None
+    params: int | None = None  # elements in weights (initializers / constant tensors)
+    bytes_by_dtype: dict[str, int] = field(default_factory=dict)  # weight bytes per element type
+    opsets: dict[str, int] = field(default_factory=dict)
+    producer: str = ""
+    quantized: bool = False
+    notes: list[str] = field(default_factory=list)
+    profiles: list[ProfileFit] = field(default_factory=list)
+
+    @property
+    def dynamic_dims(self) -> dict[str, list[int]]:
+        return {s.name: s.dynamic_dims for s in self.inputs + self.outputs if s.dynamic_dims}
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["inputs"] = [_spec_json(s) for s in self.inputs]
+        data["outputs"] = [_spec_json(s) for s in self.outputs]
+        data["dynamic_dims"] = self.dynamic_dims
+        return data
+
+
+def _spec_json(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype, "dynamic_dims": spec.dynamic_dims}
+
+
+def _size(path: Path) -> int:
+    from edgeconv.manifest import size_of
+
+    return size_of(path)
+
+
+# --- ONNX -------------------------------------------------------------------------------------------------------------
+
+def _onnx_graph_ops(graph: Any, counts: Counter, constants: list[Any]) -> int:
+    nodes = 0
+    for node in graph.node:
+        nodes += 1
+        op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+        counts[op] += 1
+        for attr in node.attribute:
+            if node.op_type == "Constant" and attr.name == "value":
+                constants.append(attr.t)
+            if attr.type == 5:  # GRAPH
+                nodes += _onnx_graph_ops(attr.g, counts, constants)
+            elif attr.type == 10:  # GRAPHS
+                for g in attr.graphs:
+                    nodes += _onnx_graph_ops(g, counts, constants)
+    return nodes
+
+
+def _tensor_elements(tensor: Any) -> int:
+    n = 1
+    for d in tensor.dims:
+        n *= int(d)
+    return n
+
+
+def inspect_onnx(artifact: Artifact, report: ModelReport) -> None:
+    from edgeconv.sources.onnx_source import load_onnx_checked, value_info_spec
+
+    model = load_onnx_checked(artifact.path, with_data=False)
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    report.inputs = [value_info_spec(v) for v in graph.input if v.name not in initializers]
+    report.outputs = [value_info_spec(v) for v in graph.output]
+    counts: Counter = Counter()
+    constants: list[Any] = []
+    report.nodes = _onnx_graph_ops(graph, counts, constants)
+    report.ops = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    params = 0
+    by_dtype: Counter = Counter()
+    for tensor in [*graph.initializer, *constants]:
+        n = _tensor_elements(tensor)
+        name, width = _ONNX_TYPES.get(tensor.data_type, (f"onnx-type-{tensor.data_type}", 0))
+        params += n
+        by_dtype[name] += int(n * width)
+    report.params = params
+    report.bytes_by_dtype = dict(sorted(by_dtype.items(), key=lambda kv: -kv[1]))
+    report.opsets = {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import}
+    report.producer = " ".join(p for p in (model.producer_name, model.producer_version) if p)
+    report.quantized = any(op in counts for op in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"))
+    if constants:
+        report.notes.append(f"{len(constants)} weight(s) stored as Constant nodes (normalisation turns them into initializers)")
+    if "com.microsoft:EPContext" in counts:
+        report.notes.append("contains EPContext nodes: a precompiled QNN/TensorRT context model")
+
+
+# --- TFLite -----------------------------------------------------------------------------------------------------------
+
+_TFLITE_WIDTH = {"float32": 4, "float16": 2, "float64": 8, "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8,
+                 "bool": 1, "uint16": 2, "uint32": 4, "uint64": 8, "int4": 0.5, "bfloat16": 2}
+
+
+def inspect_tflite(artifact: Artifact, report: ModelReport) -> None:
+    from edgeconv.deps import require
+
+    s = require("ai_edge_litert.schema_py_generated", "tflite", purpose="reading .tflite files")
+    data = artifact.path.read_bytes()
+    builtin = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    ttype = {v: k.lower() for k, v in vars(s.TensorType).items() if not k.startswith("_")}
+    try:
+        model = s.Model.GetRootAs(data, 0)
+        subgraphs = model.SubgraphsLength()
+    except Exception as e:  # flatbuffer errors
+        raise InvalidInputError(f"cannot read {artifact.path} as TFLite: {e}", "the file is damaged") from e
+    counts: Counter = Counter()
+    by_dtype: Counter = Counter()
+    params = nodes = 0
+    for gi in range(subgraphs):
+        graph = model.Subgraphs(gi)
+
+        def spec(index: int) -> TensorSpec:
+            t = graph.Tensors(index)
+            sig = t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength() else t.ShapeAsNumpy()
+            dims = tuple(int(d) if int(d) > 0 else None for d in (sig if not isinstance(sig, int) else []))
+            return TensorSpec((t.Name() or b"").decode(), dims, ttype.get(t.Type(), str(t.Type())))
+
+        if gi == 0:
+            report.inputs = [spec(int(i)) for i in graph.InputsAsNumpy()]
+            report.outputs = [spec(int(i)) for i in graph.OutputsAsNumpy()]
+        for oi in range(graph.OperatorsLength()):
+            op = graph.Operators(oi)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            value = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            name = builtin.get(value, str(value))
+            if name == "CUSTOM":
+                name = f"CUSTOM:{(code.CustomCode() or b'').decode()}"
+            counts[name] += 1
+            nodes += 1
+        for ti in range(graph.TensorsLength()):
+            t = graph.Tensors(ti)
+            buf = t.Buffer()
+            if buf == 0 or buf >= model.BuffersLength():
+                continue
+            b = model.Buffers(buf)
+            size = b.DataLength() or int(b.Size() or 0)
+            if not size:
+                continue
+            n = 1
+            for d in (t.ShapeAsNumpy() if t.ShapeLength() else []):
+                n *= int(d)
+            params += n
+            by_dtype[ttype.get(t.Type(), str(t.Type()))] += size
+    report.ops = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    report.nodes = nodes
+    report.params = params
+    report.bytes_by_dtype = dict(sorted(by_dtype.items(), key=lambda kv: -kv[1]))
+    report.quantized = any(k in ("int8", "uint8", "int16") for k in by_dtype)
+    report.opsets = {"tflite-schema": int(model.Version())}
+
+
+# --- framework sources ------------------------------------------------------------------------------------------------
+
+def inspect_source(artifact: Artifact, report: ModelReport, input_shapes: dict[str, tuple[int, ...]]) -> Any:
+    from edgeconv.context import ConvertOptions
+    from edgeconv.sources import open_source
+
+    source = open_source(artifact, ConvertOptions(input_shapes=input_shapes))
+    report.inputs = list(source.inputs)
+    report.outputs = [TensorSpec(name, ()) for name in source.output_names]
+    report.notes.append(f"op histogram and weights are shown for ONNX and TFLite; run `edgeconv convert {artifact.path} "
+                        "--target onnx -o OUT` and inspect the ONNX file for them")
+    return source
+
+
+# --- profile fit -------------------------------------------------------------------------------------------------------
+
+def profile_fits(artifact: Artifact, input_shapes: dict[str, tuple[int, ...]], names: list[str] | None = None,
+                 source: Any = None) -> list[ProfileFit]:
+    """For each profile: the route a conversion would take, and what stands in the way (route, backend, shapes)."""
+    from edgeconv.availability import availability
+    from edgeconv.context import ConvertOptions
+    from edgeconv.pipeline import plan_target, resolve_shapes
+    from edgeconv.sources import open_source
+    from edgeconv.targets import builtin_profiles, resolve
+
+    profiles = [resolve(n) for n in names] if names else builtin_profiles()
+    options = ConvertOptions(input_shapes=input_shapes)
+    try:
+        source = source or open_source(artifact, options)
+    except EdgeconvError as e:
+        return [ProfileFit(p.name, "no", [e.message]) for p in profiles]
+    fits = []
+    for profile in profiles:
+        fit = ProfileFit(profile.name, "yes")
+        try:
+            plan = plan_target(source, profile)
+            fit.route = [s.name for s in plan.steps if s.kind not in ("validate", "write")]
+            missing = sorted({s.converter.extra for s in plan.steps if s.converter and not s.converter.available()})
+            if missing:
+                fit.status = "not-installed"
+                fit.reasons.append(f"pip install 'edgeconv[{','.join(missing)}]'")
+        except EdgeconvError as e:
+            fits.append(ProfileFit(profile.name, "no", [e.message + (f" ({e.hint})" if e.hint else "")]))
+            continue
+        avail = availability(profile)
+        if not avail.usable:
+            fit.status = "not-installed" if fit.status == "yes" else fit.status
+            fit.reasons.append(avail.reason)
+        elif avail.validation == "structural":
+            fit.reasons.append(f"validation is structural here: {avail.reason}")
+        try:
+            resolve_shapes(source, profile, options)
+        except EdgeconvError as e:
+            if fit.status == "yes":
+                fit.status = "needs-input-shape"
+            fit.reasons.append(e.message + (f"; {e.hint}" if e.hint else ""))
+        fits.append(fit)
+    return fits
+
+
+def inspect_model(path: Path, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
+                  targets: list[str] | None = None, fits: bool = True) -> ModelReport:
+    """Everything `edgeconv inspect` shows. Raises InvalidInputError (exit 3) for files that are not models."""
+    artifact = detect(Path(path))
+    report = ModelReport(str(artifact.path), artifact.format.value, artifact.variant, _size(artifact.path), [], [])
+    shapes = input_shapes or {}
+    source = None
+    if artifact.format == Format.ONNX:
+        inspect_onnx(artifact, report)
+    elif artifact.format == Format.TFLITE:
+        inspect_tflite(artifact, report)
+    elif artifact.format in (Format.TORCH, Format.KERAS, Format.SAVEDMODEL):
+        source = inspect_source(artifact, report, shapes)
+    else:
+        report.notes.append(f"{artifact.format} files are recognised but not looked into")
+    if fits and artifact.format in (Format.ONNX, Format.TORCH, Format.KERAS, Format.SAVEDMODEL):
+        report.profiles = profile_fits(artifact, shapes, targets, source)
+    return report
