@@ -1,0 +1,218 @@
+"""Latency and throughput of an artifact on the runtime available here (used by `edgeconv bench`), and the context an
+artifact needs to be run on its own (used by `bench` and `validate`).
+
+An artifact written by `edgeconv convert` sits beside a manifest.json that names its target, the source model's inputs
+(names, layout) and the runtime notes (e.g. the TFLite I/O map); `artifact_context` reads it when it is there, so the
+artifact is fed exactly as the validation stage fed it. A bare artifact is run with its own inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeconv.errors import InvalidInputError, UnsupportedError, UsageError
+from edgeconv.formats import Artifact, Format, TensorSpec, detect
+
+
+@dataclass
+class ArtifactContext:
+    artifact: Artifact
+    target: str | None  # profile name (from the manifest, --target, or the first profile that produces this format)
+    inputs: tuple[TensorSpec, ...]
+    output_names: tuple[str, ...]
+    notes: dict[str, Any] = field(default_factory=dict)
+    manifest: Path | None = None
+
+
+def find_manifest(path: Path) -> tuple[Path, dict[str, Any], dict[str, Any]] | None:
+    """(manifest path, manifest, target record) of the edgeconv output that holds `path`, if any."""
+    from edgeconv.manifest import MANIFEST_NAME
+
+    path = path.resolve()
+    for folder in list(path.parents)[:3]:
+        candidate = folder / MANIFEST_NAME
+        if not candidate.is_file():
+            continue
+        try:
+            manifest = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        for target in manifest.get("targets", []):
+            for art in target.get("artifacts", []):
+                if (folder / art.get("path", "")).resolve() == path:
+                    return candidate, manifest, target
+    return None
+
+
+def _own_io(artifact: Artifact) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]]:
+    from edgeconv.inspect import ModelReport, inspect_onnx, inspect_tflite
+
+    report = ModelReport(str(artifact.path), artifact.format.value, artifact.variant, 0, [], [])
+    if artifact.format in (Format.ONNX, Format.QNN_CONTEXT):
+        inspect_onnx(artifact, report)
+    elif artifact.format == Format.TFLITE:
+        inspect_tflite(artifact, report)
+    else:
+        raise UnsupportedError(f"cannot run a {artifact.format} artifact on its own here",
+                               "pass the output of `edgeconv convert` (its manifest.json names the inputs)")
+    return tuple(report.inputs), tuple(s.name for s in report.outputs)
+
+
+def artifact_context(path: Path, target: str | None = None) -> ArtifactContext:
+    artifact = detect(Path(path))
+    found = find_manifest(artifact.path)
+    if found is not None:
+        manifest_path, manifest, record = found
+        inputs = tuple(TensorSpec(i["name"], tuple(i["shape"]), i.get("dtype", "float32"))
+                       for i in manifest.get("source", {}).get("inputs", []))
+        outputs: tuple[str, ...] = ()  # the runtime's notes (e.g. the TFLite I/O map) name them
+        if artifact.format == Format.ONNX:  # an ONNX artifact keeps the source's I/O names and layout
+            inputs, outputs = _own_io(artifact)
+        return ArtifactContext(artifact, target or record.get("target"), inputs, outputs,
+                               dict(record.get("notes") or {}), manifest_path)
+    inputs, outputs = _own_io(artifact)
+    return ArtifactContext(artifact, target, inputs, outputs)
+
+
+def pick_runtime(fmt: Format, name: str | None = None) -> type:
+    """The runtime that executes `fmt` here (or the one named), else UnsupportedError naming what is missing."""
+    from edgeconv.runtimes import all_runtimes, runtime_named
+
+    if name:
+        runtime = runtime_named(name)
+        if fmt not in runtime.formats:
+            raise UsageError(f"runtime {name} does not run {fmt} files", "leave --runtime out to pick one")
+        candidates = [runtime]
+    else:
+        candidates = [r for r in all_runtimes() if fmt in r.formats]
+    if not candidates:
+        raise UnsupportedError(f"no runtime runs {fmt} artifacts", "bench runs ONNX and TFLite files (and others where their runtime is installed)")
+    for runtime in candidates:
+        if runtime.available() and runtime.can_execute_here() is None:
+            return runtime
+    why = "; ".join(f"{r.name}: " + (f"pip install 'edgeconv[{r.extra}]'" if not r.available() else str(r.can_execute_here()))
+                    for r in candidates)
+    raise UnsupportedError(f"no runtime can execute {fmt} on this machine ({why})",
+                           "benchmark it on the device, or convert for a target whose runtime runs here")
+
+
+def _profile_for(ctx: ArtifactContext, runtime_name: str) -> Any:
+    from edgeconv.targets import builtin_profiles, resolve
+
+    if ctx.target:
+        try:
+            return resolve(ctx.target)
+        except UsageError:
+            pass  # a user profile file named in an old manifest: fall back to a built-in one
+    for profile in builtin_profiles():
+        if profile.primary_format == ctx.artifact.format and profile.validate.runtime == runtime_name:
+            return profile
+    return builtin_profiles()[0]
+
+
+def step_context(ctx: ArtifactContext, runtime_name: str, work_dir: Path, **options: Any) -> Any:
+    """A StepContext that lets a runtime load `ctx.artifact` outside a conversion."""
+    from edgeconv.context import ConvertOptions, StepContext
+    from edgeconv.sources import SourceModel
+
+    source = SourceModel(ctx.artifact, ctx.inputs, ctx.output_names, "artifact", None)  # type: ignore[arg-type]
+    return StepContext(work_dir, _profile_for(ctx, runtime_name), ConvertOptions(**options), source,
+                       notes=dict(ctx.notes))
+
+
+def concrete_inputs(inputs: tuple[TensorSpec, ...], shapes: dict[str, tuple[int, ...]]) -> tuple[TensorSpec, ...]:
+    out = []
+    names = [s.name for s in inputs]
+    unknown = [n for n in shapes if n not in names]
+    if unknown:
+        raise InvalidInputError(f"--input-shape names {', '.join(unknown)}, but the inputs are: {', '.join(names)}",
+                                f"use --input-shape {names[0]}=DIMS" if names else "")
+    for spec in inputs:
+        dims = shapes.get(spec.name) or tuple(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape)
+        out.append(TensorSpec(spec.name, tuple(dims), spec.dtype))
+    return tuple(out)
+
+
+def random_feeds(inputs: tuple[TensorSpec, ...], seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in inputs:
+        shape = tuple(int(d) for d in spec.shape)
+        if spec.dtype.startswith(("float", "bfloat")):
+            feeds[spec.name] = rng.standard_normal(shape).astype(np.float32 if spec.dtype == "bfloat16" else spec.dtype)
+        elif spec.dtype == "bool":
+            feeds[spec.name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            feeds[spec.name] = rng.integers(0, 8, shape).astype(spec.dtype)
+    return feeds
+
+
+@dataclass
+class BenchResult:
+    artifact: str
+    format: str
+    runtime: str
+    target: str | None
+    inputs: dict[str, list[int]]
+    batch: int
+    warmup: int
+    runs: int
+    load_s: float
+    latency_ms: dict[str, float]  # min, p50, p90, p99, mean, max
+    throughput_per_s: float  # samples (batch items) per second
+    total_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def benchmark(path: Path, *, runs: int = 50, warmup: int = 5, input_shapes: dict[str, tuple[int, ...]] | None = None,
+              runtime: str | None = None, target: str | None = None, reporter: Any = None,
+              max_seconds: float | None = None) -> BenchResult:
+    """Run the artifact `warmup` times (not timed), then `runs` times, timing each call."""
+    from edgeconv.progress import NullReporter
+
+    if runs < 1 or warmup < 0:
+        raise UsageError(f"bad --runs {runs} / --warmup {warmup}", "--runs must be ≥ 1 and --warmup ≥ 0")
+    reporter = reporter or NullReporter()
+    actx = artifact_context(Path(path), target)
+    runtime_cls = pick_runtime(actx.artifact.format, runtime)
+    inputs = concrete_inputs(actx.inputs, input_shapes or {})
+    actx.inputs = inputs
+    with tempfile.TemporaryDirectory(prefix="edgeconv-bench-") as tmp:
+        ctx = step_context(actx, runtime_cls.name, Path(tmp))
+        started = time.perf_counter()
+        session = runtime_cls().load(actx.artifact, ctx)
+        load_s = time.perf_counter() - started
+        feeds = random_feeds(inputs)
+        with reporter.task(f"warm-up ({runtime_cls.name})", total=warmup) as task:
+            for _ in range(warmup):
+                session.run(feeds)
+                task.advance()
+        times: list[float] = []
+        begin = time.perf_counter()
+        with reporter.task(f"benchmarking {actx.artifact.path.name}", total=runs) as task:
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                session.run(feeds)
+                times.append(time.perf_counter() - t0)
+                task.advance()
+                if max_seconds is not None and time.perf_counter() - begin > max_seconds:
+                    break
+        total = time.perf_counter() - begin
+    ms = np.asarray(times) * 1000.0
+    first = inputs[0].shape if inputs else ()
+    batch = int(first[0]) if first else 1
+    latency = {"min": float(ms.min()), "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
+               "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "max": float(ms.max())}
+    return BenchResult(str(actx.artifact.path), actx.artifact.format.value, runtime_cls.name, actx.target,
+                       {s.name: [int(d) for d in s.shape] for s in inputs}, batch, warmup, len(times),
+                       round(load_s, 4), {k: round(v, 4) for k, v in latency.items()},
+                       round(batch * len(times) / sum(times), 2) if sum(times) > 0 else float("inf"), round(total, 4))

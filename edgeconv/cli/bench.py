@@ -1,0 +1,45 @@
+"""`edgeconv bench ARTIFACT`: latency (p50/p90/p99) and throughput on the runtime available here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeconv.cli.ui import UI
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench", help="Measure ARTIFACT's latency (p50/p90/p99) and throughput on the runtime available here, "
+                              "after a warm-up, on random inputs of the model's shapes.")(bench)
+
+
+def bench(
+    artifact: Path = typer.Argument(..., help="A converted model (.onnx, .tflite, ...), e.g. OUTDIR/onnx/model.onnx."),
+    runs: int = typer.Option(50, "--runs", "-n", help="Timed runs."),
+    warmup: int = typer.Option(5, "--warmup", help="Untimed runs first (caches, lazy init, JIT)."),
+    input_shape: list[str] = typer.Option([], "--input-shape", help="Dims for dynamic inputs: NAME=1x3x224x224 (default: 1 for each dynamic dim)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime to use (default: the first that runs this format here)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Profile whose runtime options apply (default: from the manifest beside the artifact)."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Stop timing after this long, even if fewer than --runs ran."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    from edgeconv.benchmark import benchmark
+    from edgeconv.context import parse_input_shapes
+
+    result = benchmark(artifact, runs=runs, warmup=warmup, input_shapes=parse_input_shapes(input_shape),
+                       runtime=runtime, target=target, reporter=UI.reporter(), max_seconds=max_seconds)
+    if UI.json_mode:
+        UI.emit_json(result.to_json())
+        return
+    from rich.table import Table
+
+    shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in result.inputs.items())
+    table = Table(title=f"{Path(result.artifact).name} on {result.runtime} ({shapes})", title_justify="left")
+    for col in ("runs", "p50 ms", "p90 ms", "p99 ms", "mean ms", "min ms", "throughput/s", "load s"):
+        table.add_column(col, justify="right")
+    lat = result.latency_ms
+    table.add_row(str(result.runs), f"{lat['p50']:.3f}", f"{lat['p90']:.3f}", f"{lat['p99']:.3f}", f"{lat['mean']:.3f}",
+                  f"{lat['min']:.3f}", f"{result.throughput_per_s:,.1f}", f"{result.load_s:.3f}")
+    UI.out.print(table)

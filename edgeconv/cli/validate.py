@@ -1,0 +1,63 @@
+"""`edgeconv validate SOURCE ARTIFACT`: compare an existing artifact with its source model and apply the target's gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeconv.cli.ui import UI
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate", help="Run SOURCE and ARTIFACT on the same samples, print the metrics, and apply the target's "
+                                 "accuracy gate (exit 5 when it fails).")(validate)
+
+
+def validate(
+    source: Path = typer.Argument(..., help="The source model (PyTorch / Keras / SavedModel / ONNX)."),
+    artifact: Path = typer.Argument(..., help="The converted model, e.g. OUTDIR/onnx-fp16/model.onnx."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Profile whose runtime and gate apply (default: from the manifest beside ARTIFACT)."),
+    eval_data: Optional[str] = typer.Option(None, "--eval", help="Validation samples: folder of .npy/.npz (default: --calib, else generated)."),
+    calib: Optional[str] = typer.Option(None, "--calib", help="Used as validation samples when --eval is not given."),
+    input_shape: list[str] = typer.Option([], "--input-shape", help="Fix an input's dims: NAME=1x3x224x224 (repeatable)."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="How many samples to compare (default: the profile's)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a profile key, e.g. validate.gate.min_snr_db=40 (repeatable)."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading a pickled whole module (runs code from the file)."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    from edgeconv.context import ConvertOptions, parse_input_shapes
+    from edgeconv.revalidate import validate_artifact
+
+    options = ConvertOptions(input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data,
+                             trust_pickle=trust_pickle, overrides=tuple(set_))
+    result = validate_artifact(source, artifact, options, target=target, samples=samples, reporter=UI.reporter())
+    if UI.json_mode:
+        UI.emit_json(result)
+        return
+    from rich.table import Table
+
+    v = result["validation"]
+    metrics = v.get("metrics") or {}
+    title = f"{Path(result['artifact']).name} vs {Path(result['source']).name} — {result['target']} on {v['runtime']}"
+    if v["kind"] == "numerical":
+        table = Table(title=title, title_justify="left")
+        for col in ("output", "SNR dB", "cosine", "max abs", "top-1"):
+            table.add_column(col, justify="right" if col != "output" else "left")
+        for out in metrics.get("outputs", []):
+            table.add_row(out.get("name", ""), _f(out.get("snr_db"), ".1f"), _f(out.get("cosine"), ".6f"),
+                          _f(out.get("max_abs"), ".3g"), _f(out.get("top1_agreement"), ".3f"))
+        UI.out.print(table)
+        samples_info = v.get("samples") or {}
+        UI.out.print(f"{samples_info.get('count', '?')} samples ({samples_info.get('kind', '?')}); gate "
+                     + ", ".join(f"{k}={val}" for k, val in (v.get("gate") or {}).items() if val is not None))
+    else:
+        UI.out.print(f"{title}: structural check ({v.get('note', '')})")
+    UI.out.print("[green]passed[/green]" if v["passed"] else "[red]failed[/red]")
+    for w in result.get("warnings", []):
+        UI.err.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def _f(value: object, spec: str) -> str:
+    return "—" if value is None else format(value, spec)  # type: ignore[arg-type]

@@ -1,0 +1,53 @@
+"""Validate an existing artifact against its source model, outside a conversion (used by `edgeconv validate`).
+
+The same validation stage as `convert` runs: the source in its framework and the artifact in the target profile's
+runtime on the same samples, then the profile's gate. The profile comes from --target, else from the manifest beside
+the artifact, else the first built-in profile producing the artifact's format.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from edgeconv.context import ConvertOptions
+from edgeconv.formats import detect
+
+
+def validate_artifact(source: Path, artifact: Path, options: ConvertOptions, *, target: str | None = None,
+                      samples: int | None = None, reporter: Any = None) -> dict[str, Any]:
+    """Returns {"source", "artifact", "target", "validation"}; raises AccuracyGateError (exit 5) when the gate fails."""
+    from edgeconv.benchmark import _profile_for, artifact_context
+    from edgeconv.context import StepContext
+    from edgeconv.pipeline import resolve_shapes
+    from edgeconv.progress import NullReporter
+    from edgeconv.runtimes import runtime_named
+    from edgeconv.sources import open_source
+    from edgeconv.targets import resolve
+    from edgeconv.targets.schema import apply_overrides
+    from edgeconv.validation_stage import validate_target
+
+    actx = artifact_context(artifact, target)
+    profile = resolve(target) if target else _profile_for(actx, "")
+    if samples is not None:
+        options = replace(options, overrides=(*options.overrides, f"validate.samples={samples}"))
+    profile = apply_overrides(profile, list(options.overrides))
+    runtime_named(profile.validate.runtime)  # unknown runtime: exit 2 before loading anything
+    src = open_source(detect(source), options)
+    # dynamic source dims the user left open: take them from the artifact when it fixed them
+    fixed = {s.name: tuple(s.shape) for s in actx.inputs if s.is_static}
+    fill = {s.name: fixed[s.name] for s in src.inputs if not s.is_static and s.name in fixed
+            and s.name not in options.input_shapes and len(fixed[s.name]) == len(s.shape)}
+    if fill:
+        options = replace(options, input_shapes={**fill, **options.input_shapes})
+    src = resolve_shapes(src, profile, options)
+    with tempfile.TemporaryDirectory(prefix="edgeconv-validate-") as tmp:
+        ctx = StepContext(Path(tmp), profile, options, src, reporter or NullReporter(), notes=dict(actx.notes))
+        record = validate_target(actx.artifact, ctx, {})
+        warnings = list(ctx.warnings)
+    from edgeconv.manifest import _clean
+
+    return {"source": str(source), "artifact": str(actx.artifact.path), "target": profile.name,
+            "manifest": str(actx.manifest) if actx.manifest else None, "validation": _clean(asdict(record)), "warnings": warnings}
