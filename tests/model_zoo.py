@@ -35,18 +35,24 @@ def digits_split(seed: int = 0) -> DigitsSplit:
     return DigitsSplit(x_tr, y_tr, x_te, y_te)
 
 
+def digits_architecture():
+    """The digits CNN, untrained: conv-bn-relu x2, max-pool, linear. Also a `--model` factory in tests."""
+    from torch import nn
+
+    return DigitsNet(nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 10),
+    ))
+
+
 def digits_cnn(split: DigitsSplit, epochs: int = 12, seed: int = 0):
-    """A small CNN (conv-bn-relu x2, pool, linear) trained on digits. Returns the eval-mode nn.Module."""
+    """digits_architecture() trained on the digits split. Returns the eval-mode nn.Module."""
     import torch
     from torch import nn
 
     torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 10),
-    )
-    model = DigitsNet(model)
+    model = digits_architecture()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     xt, yt = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)
     gen = torch.Generator().manual_seed(seed)

@@ -1,0 +1,58 @@
+"""Profiles are data: every built-in loads; users' files extend them; errors name the key and the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeconv.errors import UsageError
+from edgeconv.formats import Format
+from edgeconv.targets import builtin_profiles, profile_names, resolve
+from edgeconv.targets.schema import apply_overrides
+
+
+def test_builtin_profiles_load() -> None:
+    profiles = {p.name: p for p in builtin_profiles()}
+    assert {"onnx", "onnx-fp16"} <= set(profiles)
+    assert profiles["onnx-fp16"].quantize.precision == "fp16"
+    assert profiles["onnx-fp16"].validate.runtime == "onnxruntime"  # inherited through extends
+    for profile in profiles.values():
+        assert profile.produces and profile.description and profile.validate.gate
+
+
+def test_user_profile_extends_builtin(tmp_path: Path) -> None:
+    path = tmp_path / "my-target.toml"
+    path.write_text('name = "my-onnx"\nextends = "onnx"\nopset = 19\n[validate.gate]\nmin_snr_db = 45.0\n')
+    profile = resolve(str(path))
+    assert (profile.name, profile.opset, profile.validate.gate.min_snr_db) == ("my-onnx", 19, 45.0)
+    assert profile.validate.gate.min_cosine == 0.99999 and profile.produces == (Format.ONNX,)
+
+
+def test_unknown_key_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "bad"\nextends = "onnx"\n\n[quantize]\nprecison = "int8"\n')
+    with pytest.raises(UsageError, match=r"bad.toml:5: unknown key 'precison'") as info:
+        resolve(str(path))
+    assert "precision" in info.value.hint and info.value.exit_code == 2
+
+
+def test_toml_syntax_error_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text('name = "x"\nproduces = [onnx\n')
+    with pytest.raises(UsageError, match="line 2"):
+        resolve(str(path))
+
+
+def test_unknown_target_suggests() -> None:
+    with pytest.raises(UsageError, match="unknown target 'onx'") as info:
+        resolve("onx")
+    assert "did you mean onnx" in info.value.hint
+    assert all(name in info.value.hint for name in profile_names())
+
+
+def test_overrides() -> None:
+    profile = apply_overrides(resolve("onnx-fp16"), ["validate.gate.min_snr_db=10", "quantize.keep_io_types=false"])
+    assert profile.validate.gate.min_snr_db == 10 and profile.quantize.keep_io_types is False
+    with pytest.raises(UsageError):
+        apply_overrides(resolve("onnx"), ["quantize.method=magic"])

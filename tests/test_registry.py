@@ -1,0 +1,59 @@
+"""Walk every registered converter, quantizer, runtime and profile: each is complete and plugs into the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeconv.availability import availability
+from edgeconv.converters import all_converters
+from edgeconv.formats import Format
+from edgeconv.pipeline import find_route
+from edgeconv.quantizers import all_quantizers
+from edgeconv.runtimes import all_runtimes
+from edgeconv.targets import builtin_profiles
+from edgeconv.formats import Artifact
+from pathlib import Path
+
+
+def test_converters_are_complete() -> None:
+    converters = all_converters()
+    assert {"torch_to_onnx", "keras_to_onnx", "savedmodel_to_onnx"} <= {c.name for c in converters}
+    for conv in converters:
+        assert isinstance(conv.source, Format) and isinstance(conv.target, Format) and conv.source != conv.target
+        assert conv.stage in ("export", "compile") and conv.cost > 0
+        assert conv.__module__.endswith(conv.name), f"{conv.name} must live in converters/{conv.name}.py"
+        assert not conv.available() or conv.extra is not None
+
+
+def test_runtimes_and_quantizers_are_complete() -> None:
+    runtimes = {r.name: r for r in all_runtimes()}
+    assert {"onnxruntime", "torch", "tensorflow"} <= set(runtimes)
+    for fmt in (Format.TORCH, Format.KERAS, Format.SAVEDMODEL, Format.ONNX):
+        assert any(fmt in r.formats and r.runs_sources for r in runtimes.values()), fmt
+    precisions = {p for q in all_quantizers() for p in q.precisions}
+    assert {"fp16", "int8"} <= precisions
+
+
+@pytest.mark.parametrize("profile", builtin_profiles(), ids=lambda p: p.name)
+def test_every_profile_is_reachable(profile) -> None:
+    runtimes = {r.name for r in all_runtimes()}
+    assert profile.validate.runtime in runtimes
+    probe = Artifact(Path("model.onnx"), Format.ONNX)
+    for fmt in profile.produces:
+        route = find_route(Format.ONNX, fmt, probe, profile)
+        assert all(c.source != c.target for c in route)
+    if profile.quantize.stage == "onnx" and profile.quantize.precision != "fp32":
+        assert any(profile.quantize.precision in q.precisions for q in all_quantizers())
+    assert availability(profile).usable or availability(profile).reason
+
+
+def test_plugin_modules_import_no_heavy_framework() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, edgeconv.cli.app, edgeconv.pipeline, edgeconv.converters as c, edgeconv.runtimes as r, "
+            "edgeconv.quantizers as q; c.all_converters(); r.all_runtimes(); q.all_quantizers(); "
+            "heavy = [m for m in ('torch', 'tensorflow', 'coremltools', 'tensorrt', 'onnxruntime', 'keras', 'onnx2tf') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
