@@ -1,7 +1,9 @@
 """Sample data for calibration and validation, streamed one sample at a time (memory stays bounded).
 
 A folder of `.npy` files (single-input models) or `.npz` files (keys = input names), one sample per file, in the SOURCE
-model's layout. `random` gives seeded random samples, only when asked, and the manifest records it. With no data,
+model's layout; or a folder of images (single-input models), decoded one at a time with a preprocessing spec
+(quantizers/preprocess.py: `--preprocess` or the profile's `quantize.preprocess`, missing keys taken from the input
+shape). `random` gives seeded random samples, only when asked, and the manifest records it. With no data,
 validation uses generated samples (seeded, recorded as such); calibration never silently does.
 """
 
@@ -9,12 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from edgeconv.errors import InvalidInputError
 from edgeconv.formats import TensorSpec
+from edgeconv.quantizers.preprocess import Preprocess, fit_to_input, image_files, load_image, parse_preprocess
+
+if TYPE_CHECKING:
+    from edgeconv.context import StepContext
 
 SAMPLE_SUFFIXES = (".npy", ".npz")
 RANDOM = "random"
@@ -24,17 +30,22 @@ RANDOM = "random"
 class SampleSet:
     """An iterable of feeds ({input name: array}), re-iterable, reading files lazily."""
 
-    kind: str  # "files" | "random" | "generated"
+    kind: str  # "files" | "images" | "random" | "generated"
     inputs: tuple[TensorSpec, ...]
     count: int
     files: tuple[Path, ...] = ()
     seed: int = 0
     path: Path | None = None
+    preprocess: Preprocess | None = None  # images only
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         if self.kind == "files":
             for file in self.files[: self.count]:
                 yield read_sample(file, self.inputs)
+        elif self.kind == "images":
+            assert self.preprocess is not None
+            for file in self.files[: self.count]:
+                yield {self.inputs[0].name: conform(load_image(file, self.preprocess), self.inputs[0], file)}
         else:
             rng = np.random.default_rng(self.seed)
             for _ in range(self.count):
@@ -44,7 +55,10 @@ class SampleSet:
         return self.count
 
     def describe(self) -> dict[str, object]:
-        return {"kind": self.kind, "count": self.count, "path": str(self.path) if self.path else None}
+        out: dict[str, object] = {"kind": self.kind, "count": self.count, "path": str(self.path) if self.path else None}
+        if self.preprocess is not None:
+            out["preprocess"] = self.preprocess.to_json()
+        return out
 
 
 def _concrete_shape(spec: TensorSpec) -> tuple[int, ...]:
@@ -65,9 +79,11 @@ def sample_files(folder: Path) -> list[Path]:
 
 
 def open_samples(
-    spec: str | None, inputs: tuple[TensorSpec, ...], limit: int, *, seed: int = 0, purpose: str = "calibration"
+    spec: str | None, inputs: tuple[TensorSpec, ...], limit: int, *, seed: int = 0, purpose: str = "calibration",
+    preprocess: str | dict[str, object] | None = None,
 ) -> SampleSet:
-    """`spec` is a folder, "random", or None. For calibration, None is an error (never silently random)."""
+    """`spec` is a folder, "random", or None. For calibration, None is an error (never silently random).
+    At most `limit` (at least 1) samples are used; files are read lazily while iterating."""
     if spec is None:
         if purpose == "calibration":
             raise InvalidInputError("this target quantizes with calibration data, and none was given",
@@ -82,7 +98,11 @@ def open_samples(
         raise InvalidInputError(f"{purpose} data {folder} is not a folder", "pass a folder of .npy/.npz samples, one per file")
     files = sample_files(folder)
     if not files:
-        raise InvalidInputError(f"{purpose} folder {folder} has no .npy/.npz samples", "put one sample per file in it")
+        images = image_files(folder)
+        if images:
+            return _image_samples(folder, images, inputs, limit, seed, purpose, preprocess)
+        raise InvalidInputError(f"{purpose} folder {folder} has no .npy/.npz samples or images",
+                                "put one sample per file in it (.npy/.npz), or image files with --preprocess")
     chosen = tuple(files[: max(1, limit)])
     for file in chosen[:1]:  # fail fast on the first file; the rest are checked as they stream
         read_sample(file, inputs)
@@ -126,3 +146,32 @@ def conform(array: np.ndarray, spec: TensorSpec, file: Path | str) -> np.ndarray
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InvalidInputError(f"sample {file}: input {spec.name} contains NaN or Inf", "fix or remove this sample")
     return np.ascontiguousarray(array.astype(spec.dtype, copy=False))
+
+
+def _image_samples(folder: Path, images: list[Path], inputs: tuple[TensorSpec, ...], limit: int, seed: int,
+                   purpose: str, preprocess: str | dict[str, object] | None) -> SampleSet:
+    if len(inputs) != 1:
+        raise InvalidInputError(f"{purpose} folder {folder} holds images but the model has {len(inputs)} inputs",
+                                "use .npz files with one key per input name")
+    pp = fit_to_input(parse_preprocess(preprocess), inputs[0].shape)
+    chosen = tuple(images[: max(1, limit)])
+    samples = SampleSet("images", inputs, len(chosen), chosen, seed, folder, pp)
+    next(iter(samples))  # fail fast on the first image (shape / dtype against the input)
+    return samples
+
+
+def preprocess_spec(ctx: "StepContext") -> str | dict[str, object] | None:
+    """--preprocess wins over the profile's quantize.preprocess."""
+    return ctx.options.preprocess or ctx.profile.quantize.options.get("preprocess") or None
+
+
+def samples_for(ctx: "StepContext", purpose: str = "calibration", limit: int | None = None) -> SampleSet:
+    """The calibration samples of a step (--calib, capped at the profile's calibration_samples). `--calib random` is
+    accepted with a warning that the manifest records."""
+    samples = open_samples(ctx.options.calib, ctx.source.inputs, limit or ctx.profile.quantize.calibration_samples,
+                           seed=ctx.options.seed, purpose=purpose, preprocess=preprocess_spec(ctx))
+    if samples.kind == RANDOM:
+        ctx.warn("calibrating with RANDOM data (--calib random): quantization ranges will not match real inputs")
+        ctx.notes["calibration_warning"] = "random calibration data (--calib random)"
+    ctx.notes["calibration"] = samples.describe()
+    return samples

@@ -1,52 +1,216 @@
-"""Static QDQ quantization of (normalised) ONNX with ONNX Runtime's quantizer, driven by the profile's [quantize].
+"""Static quantization (QDQ or QOperator) of normalised ONNX with ONNX Runtime's quantizer, driven by the profile's
+[quantize] section, with checks after and accuracy-driven mixed precision.
 
-The input must already be normalised (edgeconv/normalise.py): Constant-node weights moved to initializers, BatchNorm
-fused, shape subgraphs folded, opset >= 13 — otherwise ORT leaves weights float or writes invalid graphs.
+[quantize] keys used: precision (int8 | int16), activations (uint8 | int8 | uint16 | int16), weights (int8 | uint8 |
+int16), per_channel, symmetric_activations, symmetric_weights, method (minmax | entropy | percentile), format (qdq |
+qoperator), calibration_samples, exclude_op_types, fallback (fp32 | fp16 | int16), max_fallback. In [quantize.options]:
+lower-case keys are edgeconv's (`op_types`, `nodes_to_exclude`, `reduce_range`, `preprocess`, `fallback_candidates`);
+keys starting with a capital letter go to ORT's `extra_options` unchanged (e.g. `CalibPercentile = 99.99`,
+`MinimumRealRange = 1e-4`, `UseQDQContribOps = true`, `DedicatedQDQPair = true`).
+
+Pitfalls handled (see docs/quantization.md): weights in Constant nodes (moved to initializers), per-channel on opset < 13
+(upgraded: ORT would write an invalid DequantizeLinear), Entropy/Percentile calibrators printing to stdout, unbounded
+calibration memory (fed in strides), and ORT's own MinMax `CalibMaxIntermediateOutputs` dropping data.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 from edgeconv.context import StepContext
 from edgeconv.deps import require
-from edgeconv.errors import UnsupportedError, first_line
+from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
 from edgeconv.quantizers.base import Quantizer
-from edgeconv.quantizers.calibration import SampleSet, open_samples
+from edgeconv.quantizers.calibration import SampleSet, samples_for
 
+log = logging.getLogger(__name__)
 QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16", "int16": "QInt16"}
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+EDGECONV_OPTIONS = frozenset({"op_types", "nodes_to_exclude", "reduce_range", "preprocess", "fallback_candidates"})
+PER_CHANNEL_OPSET = 13
+MAX_STRIDE = 16
 
 
-def calibration_samples(ctx: StepContext) -> SampleSet:
-    samples = open_samples(ctx.options.calib, ctx.source.inputs, ctx.profile.quantize.calibration_samples,
-                           seed=ctx.options.seed, purpose="calibration")
-    if samples.kind == "random":
-        ctx.warn("calibrating with RANDOM data (--calib random): quantization ranges will not match real inputs")
-    ctx.notes["calibration"] = samples.describe()
-    return samples
+@dataclass(frozen=True)
+class StaticSettings:
+    """Everything quantize_static needs, from a profile's QuantScheme (plus overrides)."""
+
+    activations: str = "uint8"
+    weights: str = "int8"
+    per_channel: bool = True
+    symmetric_activations: bool = False
+    symmetric_weights: bool = True
+    method: str = "minmax"
+    format: str = "qdq"
+    reduce_range: bool = False
+    op_types: tuple[str, ...] = ()
+    nodes_to_exclude: tuple[str, ...] = ()
+    exclude_op_types: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_scheme(cls, scheme: Any) -> "StaticSettings":
+        options = dict(scheme.options)
+        unknown = [k for k in options if k[:1].islower() and k not in EDGECONV_OPTIONS]
+        if unknown:
+            raise UnsupportedError(f"unknown [quantize.options] key(s): {', '.join(unknown)}",
+                                   f"edgeconv's keys are {', '.join(sorted(EDGECONV_OPTIONS))}; ONNX Runtime's extra "
+                                   "options start with a capital letter (e.g. CalibPercentile)")
+        activations = scheme.activations
+        if scheme.precision == "int16" and not activations.endswith("16"):
+            activations = "uint16"
+        for what, value in (("activations", activations), ("weights", scheme.weights)):
+            if value not in QUANT_TYPES:
+                raise UnsupportedError(f"quantize.{what} = {value!r} is not an integer type the ONNX quantizer knows",
+                                       f"use one of {', '.join(QUANT_TYPES)}")
+        return cls(
+            activations=activations, weights=scheme.weights, per_channel=scheme.per_channel,
+            symmetric_activations=scheme.symmetric_activations, symmetric_weights=scheme.symmetric_weights,
+            method=scheme.method, format=scheme.format, reduce_range=bool(options.get("reduce_range", False)),
+            op_types=tuple(options.get("op_types", ())), nodes_to_exclude=tuple(options.get("nodes_to_exclude", ())),
+            exclude_op_types=tuple(scheme.exclude_op_types),
+            extra={k: v for k, v in options.items() if k[:1].isupper()},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"activations": self.activations, "weights": self.weights, "per_channel": self.per_channel,
+                "symmetric_activations": self.symmetric_activations, "symmetric_weights": self.symmetric_weights,
+                "method": self.method, "format": self.format, "reduce_range": self.reduce_range,
+                "extra_options": self.extra}
 
 
-def data_reader(samples: SampleSet, ctx: StepContext, task: Any) -> Any:
-    from onnxruntime.quantization import CalibrationDataReader
+class StreamingReader:
+    """An ORT CalibrationDataReader over a SampleSet: one sample at a time, advancing a progress task. Implements
+    `__len__`/`set_range` so ORT calibrates in strides (bounded memory for histogram methods too)."""
 
-    class StreamingReader(CalibrationDataReader):
-        """Feeds one sample at a time to ORT's calibrator and advances the progress bar."""
+    def __init__(self, samples: SampleSet, task: Any = None):
+        self.samples = samples
+        self.task = task
+        self._it: Iterator[dict[str, Any]] | None = None
+        self._index = 0
+        self._end = len(samples)
 
-        def __init__(self) -> None:
-            self._it: Iterator[dict[str, Any]] = iter(samples)
+    def get_next(self) -> dict[str, Any] | None:
+        if self._it is None:
+            self._it = iter(self.samples)
+        if self._index >= self._end:
+            return None
+        feeds = next(self._it, None)
+        if feeds is None:
+            return None
+        self._index += 1
+        if self.task is not None:
+            self.task.advance()
+        return feeds
 
-        def get_next(self) -> dict[str, Any] | None:
-            feeds = next(self._it, None)
-            if feeds is not None:
-                task.advance()
-            return feeds
+    def __iter__(self) -> "StreamingReader":
+        return self
 
-        def rewind(self) -> None:
-            self._it = iter(samples)
+    def __next__(self) -> dict[str, Any]:
+        feeds = self.get_next()
+        if feeds is None:
+            raise StopIteration
+        return feeds
 
-    return StreamingReader()
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        if start_index != self._index:  # not sequential: restart the stream and skip ahead
+            self._it, self._index = iter(self.samples), 0
+            while self._index < start_index and next(self._it, None) is not None:
+                self._index += 1
+        self._end = end_index
+
+
+def stride_for(count: int) -> int:
+    """Largest divisor of `count` that is at most MAX_STRIDE (ORT wants count % stride == 0)."""
+    return max(d for d in range(1, min(count, MAX_STRIDE) + 1) if count % d == 0)
+
+
+def prepare_float(artifact: Artifact, work_dir: Path, per_channel: bool, activations: str) -> Path:
+    """Guard for models that skipped normalisation: Constant weights → initializers, opset >= 13 for per-channel."""
+    import onnx
+
+    from edgeconv.normalise import constants_to_initializers, default_opset
+
+    model = onnx.load_model(str(artifact.path))
+    changed = constants_to_initializers(model) > 0
+    opset = default_opset(model)
+    if per_channel and opset < PER_CHANNEL_OPSET:
+        try:
+            model = onnx.version_converter.convert_version(model, PER_CHANNEL_OPSET)
+        except Exception as e:
+            raise UnsupportedError(f"per-channel quantization needs opset >= 13 and upgrading opset {opset} failed: "
+                                   f"{first_line(e)}", "export with opset >= 13, or --set quantize.per_channel=false") from e
+        changed = True
+    if not changed:
+        return artifact.path
+    out = work_dir / "float.prepared.onnx"
+    onnx.save_model(model, str(out))
+    return out
+
+
+def quantize_file(float_path: Path, out_path: Path, samples: SampleSet, settings: StaticSettings, *,
+                  nodes_to_exclude: list[str] | tuple[str, ...] = (), tensor_overrides: dict[str, Any] | None = None,
+                  cache_path: Path | None = None, task: Any = None, quant_format: str | None = None) -> None:
+    """One quantize_static call. With `cache_path`, the first call calibrates and caches the ranges; later calls (other
+    exclusions, other format) reuse them without running the model again."""
+    from onnxruntime import quantization as q
+
+    extra = {"ActivationSymmetric": settings.symmetric_activations, "WeightSymmetric": settings.symmetric_weights,
+             **settings.extra}
+    extra.pop("CalibMaxIntermediateOutputs", None)  # ORT 1.31 drops collected data with it; strides bound memory
+    if len(samples) > 1 and "CalibStridedMinMax" not in extra:
+        extra["CalibStridedMinMax"] = stride_for(len(samples))
+    if tensor_overrides:
+        extra["TensorQuantOverrides"] = {**extra.get("TensorQuantOverrides", {}), **tensor_overrides}
+    fmt = quant_format or settings.format
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):  # Entropy/Percentile calibrators print() progress
+            q.quantize_static(
+                str(float_path), str(out_path), StreamingReader(samples, task),
+                quant_format=q.QuantFormat.QDQ if fmt == "qdq" else q.QuantFormat.QOperator,
+                activation_type=getattr(q.QuantType, QUANT_TYPES[settings.activations]),
+                weight_type=getattr(q.QuantType, QUANT_TYPES[settings.weights]),
+                per_channel=settings.per_channel, reduce_range=settings.reduce_range,
+                calibrate_method=getattr(q.CalibrationMethod, METHODS[settings.method]),
+                op_types_to_quantize=list(settings.op_types) or None,
+                nodes_to_exclude=list(nodes_to_exclude) or None,
+                extra_options=extra,
+                calibration_cache_path=str(cache_path) if cache_path else None,
+            )
+    except InvalidInputError:
+        raise
+    except (KeyError, ValueError, RuntimeError, TypeError, AssertionError) as e:
+        log.debug("quantizer output:\n%s", buffer.getvalue())
+        if "No data is collected" in str(e):
+            raise InvalidInputError("no calibration samples reached the quantizer", "check the --calib folder") from e
+        raise UnsupportedError(f"ONNX Runtime could not quantize the model: {first_line(e)}",
+                               "try --set quantize.method=minmax, or keep the failing op types in float with "
+                               "--set quantize.exclude_op_types=[...]") from e
+    except Exception as e:  # onnxruntime's own exception types (Fail, InvalidGraph...)
+        if type(e).__module__.startswith("onnxruntime"):
+            raise UnsupportedError(f"ONNX Runtime could not run the model to calibrate: {first_line(e)}",
+                                   "the graph has an op or type ORT's CPU provider lacks") from e
+        raise
+    log.debug("quantizer output:\n%s", buffer.getvalue())
+
+
+def excluded_by_op_type(float_path: Path, op_types: tuple[str, ...]) -> list[str]:
+    if not op_types:
+        return []
+    import onnx
+
+    model = onnx.load_model(str(float_path), load_external_data=False)
+    return [n.name for n in model.graph.node if n.op_type in op_types and n.name]
 
 
 class OnnxQdq(Quantizer):
@@ -57,33 +221,39 @@ class OnnxQdq(Quantizer):
 
     def quantize(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         require("onnxruntime", "all")
-        from onnxruntime import quantization as q
+        from edgeconv.quantizers import fallback
+        from edgeconv.quantizers.checks import check_quantized
 
         scheme = ctx.profile.quantize
-        activations = scheme.activations if scheme.precision == "int8" or scheme.activations.endswith("16") else "uint16"
-        samples = calibration_samples(ctx)
-        out = ctx.work_dir / f"model.{scheme.precision}.onnx"
-        extra = {
-            "ActivationSymmetric": scheme.symmetric_activations,
-            "WeightSymmetric": scheme.symmetric_weights,
-            **scheme.options,
-        }
-        if activations.endswith("16"):
-            extra.setdefault("UseQDQContribOps", False)
-        try:
-            with ctx.reporter.task("calibrating", total=len(samples)) as task:
-                q.quantize_static(
-                    str(artifact.path), str(out), data_reader(samples, ctx, task),
-                    quant_format=q.QuantFormat.QDQ if scheme.format == "qdq" else q.QuantFormat.QOperator,
-                    activation_type=getattr(q.QuantType, QUANT_TYPES[activations]),
-                    weight_type=getattr(q.QuantType, QUANT_TYPES[scheme.weights]),
-                    per_channel=scheme.per_channel,
-                    calibrate_method=getattr(q.CalibrationMethod, METHODS[scheme.method]),
-                    op_types_to_quantize=None,
-                    nodes_to_exclude=list(ctx.notes.get("fallback_nodes", [])) or None,
-                    extra_options=extra,
-                )
-        except (KeyError, ValueError, RuntimeError) as e:
-            raise UnsupportedError(f"ONNX Runtime could not quantize the model: {first_line(e)}",
-                                   "try --set quantize.method=minmax, or keep the failing op in float with --set quantize.exclude_op_types=[...]") from e
-        return Artifact(out, Format.ONNX)
+        settings = StaticSettings.from_scheme(scheme)
+        float_path = prepare_float(artifact, ctx.work_dir, settings.per_channel, settings.activations)
+        samples = samples_for(ctx)
+        cache = ctx.work_dir / "calibration.json"
+        excluded = [*settings.nodes_to_exclude, *excluded_by_op_type(float_path, settings.exclude_op_types)]
+        qdq = ctx.work_dir / f"model.{scheme.precision}.qdq.onnx"
+        with ctx.reporter.task("calibrating", total=len(samples)) as task:
+            quantize_file(float_path, qdq, samples, settings, nodes_to_exclude=excluded, cache_path=cache, task=task,
+                          quant_format="qdq")
+
+        def requantize(fallback_nodes: list[str], out: Path, fmt: str = "qdq") -> Path:
+            nodes, overrides = fallback.apply(float_path, fallback_nodes, scheme.fallback, settings.activations)
+            quantize_file(float_path, out, samples, settings, nodes_to_exclude=[*excluded, *nodes],
+                          tensor_overrides=overrides, cache_path=cache, quant_format=fmt)
+            return out
+
+        result = fallback.search_for_target(float_path, qdq, requantize, ctx)
+        chosen = result.node_names() if result else []
+        final = result.final_path if result and result.final_path else qdq
+        if settings.format == "qoperator":
+            final = requantize(chosen, ctx.work_dir / f"model.{scheme.precision}.qop.onnx", "qoperator")
+        skip = set(excluded) | (set(chosen) if scheme.fallback != "int16" else set())
+        check = check_quantized(artifact.path, final, integer_weights=not settings.op_types, skip_nodes=skip)
+        notes: dict[str, Any] = {"quantizer": self.name, "settings": settings.describe(), "check": check.to_json(),
+                                 "excluded_nodes": excluded}
+        if result is not None:
+            notes["fallback"] = result.to_json()
+        if ctx.options.report:  # per-layer table; a QOperator model is read through its QDQ twin
+            twin = (result.final_path if result and result.final_path else qdq) if settings.format == "qoperator" else final
+            notes["layers"] = fallback.layer_report(float_path, twin, ctx)
+        ctx.notes["quantize"] = notes
+        return Artifact(final, Format.ONNX)

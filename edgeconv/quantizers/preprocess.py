@@ -1,0 +1,175 @@
+"""Image preprocessing for calibration / validation folders of images.
+
+Spec string (``--preprocess`` or ``preprocess = "..."`` in a profile's [quantize]); values after a key's ``=`` that
+contain commas continue that key::
+
+    resize=224x224,mean=0.485,0.456,0.406,std=0.229,0.224,0.225,layout=nchw,channels=rgb,scale=1/255
+
+Keys: resize (HxW), mean, std (one value or one per channel, applied after scale), layout (nchw|nhwc),
+channels (rgb|bgr|gray), scale (number or fraction; default 1/255), dtype (float32|float16|uint8|int8).
+Keys left out are taken from the model input's shape where possible (H, W, channel count, layout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeconv.errors import InvalidInputError, MissingBackendError, UsageError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+KEYS = ("resize", "mean", "std", "layout", "channels", "scale", "dtype")
+_EXAMPLE = "resize=224x224,mean=0.485,0.456,0.406,std=0.229,0.224,0.225,layout=nchw,channels=rgb,scale=1/255"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    resize: tuple[int, int] | None = None  # (height, width)
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    layout: str = "nchw"
+    channels: str = "rgb"  # rgb | bgr | gray
+    scale: float = 1.0 / 255.0
+    dtype: str = "float32"
+    explicit: frozenset[str] = field(default_factory=frozenset)  # keys the user gave
+
+    def to_json(self) -> dict[str, Any]:
+        return {"resize": list(self.resize) if self.resize else None, "mean": list(self.mean), "std": list(self.std),
+                "layout": self.layout, "channels": self.channels, "scale": self.scale, "dtype": self.dtype}
+
+
+def _bad(message: str) -> UsageError:
+    return UsageError(f"bad --preprocess: {message}", f"use e.g. --preprocess \"{_EXAMPLE}\"")
+
+
+def _num(text: str) -> float:
+    try:
+        return float(Fraction(text.strip())) if "/" in text else float(text)
+    except (ValueError, ZeroDivisionError) as e:
+        raise _bad(f"not a number: {text!r}") from e
+
+
+def _split(spec: str) -> dict[str, list[str]]:
+    items: dict[str, list[str]] = {}
+    key = None
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" in part:
+            key, value = (s.strip() for s in part.split("=", 1))
+            key = key.lower()
+            if key not in KEYS:
+                raise _bad(f"unknown key {key!r} (known: {', '.join(KEYS)})")
+            items[key] = [value]
+        elif key is None:
+            raise _bad(f"value {part!r} has no key before it")
+        else:
+            items[key].append(part)
+    return items
+
+
+def parse_preprocess(spec: str | dict[str, Any] | None) -> Preprocess:
+    """Parse the spec string, or a TOML table with the same keys (lists for mean/std)."""
+    if not spec:
+        return Preprocess()
+    if isinstance(spec, dict):
+        items = {str(k).lower(): [str(x) for x in (v if isinstance(v, (list, tuple)) else [v])] for k, v in spec.items()}
+        unknown = [k for k in items if k not in KEYS]
+        if unknown:
+            raise _bad(f"unknown key {unknown[0]!r} (known: {', '.join(KEYS)})")
+    else:
+        items = _split(str(spec))
+    kw: dict[str, Any] = {}
+    if "resize" in items:
+        v = items["resize"]
+        dims = v[0].lower().split("x") if len(v) == 1 else v
+        dims = dims * 2 if len(dims) == 1 else dims
+        try:
+            h, w = (int(d) for d in dims)
+        except ValueError as e:
+            raise _bad(f"resize wants HxW, got {','.join(v)!r}") from e
+        if h <= 0 or w <= 0:
+            raise _bad("resize dims must be positive")
+        kw["resize"] = (h, w)
+    for k in ("mean", "std"):
+        if k in items:
+            kw[k] = tuple(_num(x) for x in items[k])
+    if any(s == 0 for s in kw.get("std", ())):
+        raise _bad("std must not be 0")
+    if "scale" in items:
+        kw["scale"] = _num(items["scale"][0])
+    for k, allowed in (("layout", ("nchw", "nhwc")), ("channels", ("rgb", "bgr", "gray")),
+                       ("dtype", ("float32", "float16", "uint8", "int8"))):
+        if k in items:
+            value = items[k][0].lower()
+            if value not in allowed:
+                raise _bad(f"{k} must be one of {', '.join(allowed)}, got {value!r}")
+            kw[k] = value
+    return Preprocess(**kw, explicit=frozenset(items))
+
+
+def fit_to_input(pp: Preprocess, shape: tuple[Any, ...] | None) -> Preprocess:
+    """Fill what the spec leaves out (layout, size, gray vs colour) from a rank-4 model input shape."""
+    if not shape or len(shape) != 4:
+        return pp
+    d = [x if isinstance(x, int) and x > 0 else None for x in shape]
+    if "layout" in pp.explicit:
+        layout = pp.layout
+    elif d[1] in (1, 3, 4) and d[3] not in (1, 3, 4):
+        layout = "nchw"
+    elif d[3] in (1, 3, 4):
+        layout = "nhwc"
+    else:
+        layout = pp.layout
+    c, h, w = (d[1], d[2], d[3]) if layout == "nchw" else (d[3], d[1], d[2])
+    changes: dict[str, Any] = {"layout": layout}
+    if pp.resize is None and h and w:
+        changes["resize"] = (h, w)
+    if c == 1 and "channels" not in pp.explicit:
+        changes["channels"] = "gray"
+    return replace(pp, **changes)
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_image(path: Path, pp: Preprocess) -> np.ndarray:
+    """One image file → an array with a leading batch dim of 1, in the spec's layout and dtype."""
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise MissingBackendError("reading image folders needs Pillow", "pip install pillow") from e
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if pp.channels == "gray" else "RGB")
+            if pp.resize is not None:
+                im = im.resize((pp.resize[1], pp.resize[0]), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.float32)
+    except (OSError, ValueError) as e:
+        raise InvalidInputError(f"cannot read image {path}: {e}", "remove or replace the unreadable file") from e
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if pp.channels == "bgr":
+        arr = arr[:, :, ::-1]
+    if pp.dtype == "uint8":
+        out = arr.astype(np.uint8)
+    elif pp.dtype == "int8":
+        out = (arr - 128.0).astype(np.int8)
+    else:
+        c = arr.shape[2]
+        for name, values in (("mean", pp.mean), ("std", pp.std)):
+            if len(values) not in (1, c):
+                raise UsageError(f"bad --preprocess: {name} has {len(values)} values for a {c}-channel image",
+                                 f"give 1 or {c} values")
+        mean = np.asarray(pp.mean, np.float32)
+        std = np.asarray(pp.std, np.float32)
+        out = ((arr * pp.scale - mean) / std).astype(pp.dtype)
+    if pp.layout == "nchw":
+        out = out.transpose(2, 0, 1)
+    return np.ascontiguousarray(out[None])
