@@ -17,12 +17,18 @@ from typing import Any, Iterator, TextIO
 from rich.console import Console
 
 
+def _stdout_console() -> Console:
+    """Tables keep their columns in logs and pipes: rich's 80-column default for non-terminals truncates them."""
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(soft_wrap=True, width=200 if wide else None)
+
+
 @dataclass
 class Ui:
     json_mode: bool = False
     verbose: int = 0
     _json_stream: TextIO | None = None
-    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    out: Console = field(default_factory=lambda: _stdout_console())
     err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
 
     def protect_stdout(self) -> None:

@@ -1,0 +1,84 @@
+"""`edgeconv batch [CONFIG] -j N`: convert every (model, target) pair of edgeconv.toml / [tool.edgeconv] in parallel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from edgeconv.cli.ui import UI
+
+
+def register(app: typer.Typer) -> None:
+    app.command("batch", help="Convert every (model, target) pair of CONFIG (default: ./edgeconv.toml, else "
+                              "[tool.edgeconv] in ./pyproject.toml), N at a time, skipping pairs whose inputs and "
+                              "settings are unchanged. Exit code: the highest of the runs'.")(batch)
+
+
+def batch(
+    config: Optional[Path] = typer.Argument(None, help="edgeconv.toml, a pyproject.toml with [tool.edgeconv], or a folder holding one."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Conversions run at once (default: `jobs` in the config, else 1)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output root (default: `output` in the config, else ./out)."),
+    model: list[str] = typer.Option([], "--model", "-m", help="Only this model (repeatable)."),
+    target: list[str] = typer.Option([], "--target", "-t", help="Only this target (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Run every pair, even unchanged ones."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the pairs and which would be skipped; convert nothing."),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+) -> int:
+    from dataclasses import replace
+
+    from edgeconv.batch import run_batch
+    from edgeconv.config import find_config, load_config
+    from edgeconv.errors import UsageError
+
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"bad --jobs {jobs}", "use -j 1 or more")
+    cfg = load_config(config if config is not None else find_config())
+    if output is not None:
+        cfg = replace(cfg, output=output.absolute())
+    total = sum(1 for m in cfg.models for t in m.targets if (not model or m.name in model))
+    with UI.reporter().task(f"batch ({cfg.path.name})", total=total) as task:
+        def done(result: Any) -> None:
+            task.advance()
+            if UI.verbose and not UI.json_mode:
+                UI.err.print(f"[dim]{result.status:<7}[/dim] {result.model} → {result.target} ({result.seconds:.1f} s)")
+
+        summary = run_batch(cfg, jobs=jobs, force=force, only_models=list(model) or None,
+                            only_targets=list(target) or None, verbose=UI.verbose, on_done=done, dry_run=dry_run)
+    if UI.json_mode:
+        UI.emit_json(summary.to_json())
+        return summary.exit_code
+    _render(summary, dry_run)
+    return summary.exit_code
+
+
+def _render(summary: Any, dry_run: bool) -> None:
+    from rich.table import Table
+
+    from edgeconv.cli.tables import human_bytes
+
+    table = Table(title=f"edgeconv batch → {summary.output}", title_justify="left")
+    for col, justify in [("model", "left"), ("target", "left"), ("result", "left"), ("exit", "right"), ("time s", "right"),
+                         ("size", "right"), ("SNR dB", "right"), ("top-1", "right"), ("note", "left")]:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    marks = {"ok": "[green]ok[/green]", "skipped": "[dim]unchanged[/dim]", "failed": "[red]failed[/red]",
+             "pending": "[yellow]would run[/yellow]"}
+    for r in summary.runs:
+        models = [a for a in r.artifacts if a.get("role") == "model"]
+        size = human_bytes(sum(a.get("bytes") or 0 for a in models)) if models else "—"
+        v = r.validation or {}
+        snr = "—" if v.get("snr_db") is None else f"{v['snr_db']:.1f}"
+        top1 = "—" if v.get("top1_agreement") is None else f"{v['top1_agreement']:.3f}"
+        note = ""
+        if r.error:
+            note = r.error.get("message", "")
+            if r.log:
+                note += f" (log: {r.log})"
+        table.add_row(r.model, r.target, marks.get(r.status, r.status), str(r.exit_code), f"{r.seconds:.1f}", size, snr,
+                      top1, note)
+    UI.out.print(table)
+    counts = summary.counts
+    if not dry_run:
+        UI.out.print(f"{counts['ok']} converted, {counts['skipped']} unchanged, {counts['failed']} failed in "
+                     f"{summary.seconds:.1f} s with -j {summary.jobs}; summary: {Path(summary.output) / 'batch-summary.json'}")
