@@ -62,16 +62,19 @@ class TensorSpec:
     name: str
     shape: tuple[int | str | None, ...]
     dtype: str = "float32"
+    rank_known: bool = True  # False for PyTorch inputs before --input-shape (the module does not record them)
 
     @property
     def is_static(self) -> bool:
-        return all(isinstance(d, int) and d > 0 for d in self.shape)
+        return self.rank_known and all(isinstance(d, int) and d > 0 for d in self.shape)
 
     @property
     def dynamic_dims(self) -> list[int]:
         return [i for i, d in enumerate(self.shape) if not (isinstance(d, int) and d > 0)]
 
     def shape_str(self) -> str:
+        if not self.rank_known:
+            return "unknown"
         return "x".join(str(d) if isinstance(d, int) and d > 0 else (d or "?") for d in self.shape) or "scalar"
 
 

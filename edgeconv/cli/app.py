@@ -79,11 +79,27 @@ def _register_commands() -> None:
 _register_commands()
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Interrupted("SIGTERM", EXIT_TERMINATED)
+_SIGNALLED: list[str] = []  # the first SIGINT/SIGTERM received, if any
 
 
-def _render_error(error: dict[str, Any], traceback_text: str = "") -> None:
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGINT / SIGTERM: remember which, and unwind as KeyboardInterrupt. It is a BaseException, so no toolchain
+    wrapper's `except Exception` can turn it into another error; staging folders and locks are removed on the way out
+    (OutputTransaction.__exit__), and main() reports 130 / 143 whatever surfaced."""
+    if not _SIGNALLED:
+        _SIGNALLED.append(signal.Signals(signum).name)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _install_signal_handlers() -> None:
+    signal.signal(signal.SIGTERM, _on_signal)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # respect a shell that ignores Ctrl-C for this job
+        signal.signal(signal.SIGINT, _on_signal)
+
+
+def _render_error(error: dict[str, Any], traceback_text: str = "", *, signalled: bool = False) -> None:
+    if _SIGNALLED and not signalled:
+        return  # whatever a signal unwound into, it is reported once as the interruption (see main)
     if UI.json_mode:
         UI.emit_json({"error": error})
         return
@@ -99,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     UI.json_mode = "--json" in args
     if UI.json_mode:
         UI.protect_stdout()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _install_signal_handlers()
     code = 0
     try:
         command = typer.main.get_command(app)
@@ -108,13 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     except EdgeconvError as e:
         _render_error(e.to_json())
         code = e.exit_code
-    except click_exceptions.Exit as e:
+    except typer.Exit as e:
         code = e.exit_code
+    except click_exceptions.NoArgsIsHelpError as e:  # bare `edgeconv` / `edgeconv targets show`: the help, exit 0
+        e.show()
+        code = 0
     except click_exceptions.UsageError as e:  # bad flag, missing argument, no such command
         hint = f"run `{e.ctx.command_path} --help`" if e.ctx else "run `edgeconv --help`"
         _render_error({"code": EXIT_USAGE, "kind": "usage", "message": e.format_message(), "hint": hint})
         code = EXIT_USAGE
-    except (KeyboardInterrupt, click_exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         _render_error({"code": EXIT_INTERRUPTED, "kind": "interrupted", "message": "interrupted", "hint": "nothing was written"})
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -124,6 +143,10 @@ def main(argv: list[str] | None = None) -> None:
                        "hint": "this is a bug in edgeconv; please report it with the traceback above"},
                       traceback.format_exc())
         code = EXIT_INTERNAL
+    if _SIGNALLED:  # typer returns 130 for KeyboardInterrupt; wrappers may have re-raised it as something else
+        interrupted = Interrupted(_SIGNALLED[0], EXIT_TERMINATED if _SIGNALLED[0] == "SIGTERM" else EXIT_INTERRUPTED)
+        _render_error(interrupted.to_json(), signalled=True)
+        code = interrupted.exit_code
     _exit(code)
 
 

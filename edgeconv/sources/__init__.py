@@ -52,7 +52,7 @@ class SourceModel:
         raise KeyError(name)
 
     def with_shapes(self, shapes: dict[str, tuple[int, ...]]) -> "SourceModel":
-        """Fix input dims from --input-shape / profile defaults. Unknown names: exit 2... 3 with the real names."""
+        """Fix input dims from --input-shape / profile defaults. Unknown input names: exit 3 listing the real names."""
         names = [s.name for s in self.inputs]
         unknown = [n for n in shapes if n not in names]
         if unknown:
@@ -64,7 +64,7 @@ class SourceModel:
         for spec in self.inputs:
             if spec.name in shapes:
                 dims = shapes[spec.name]
-                if spec.shape and len(spec.shape) != len(dims):
+                if spec.rank_known and len(spec.shape) != len(dims):
                     raise InvalidInputError(
                         f"--input-shape {spec.name} has {len(dims)} dims, the model's input has {len(spec.shape)} "
                         f"({spec.shape_str()})",
@@ -77,7 +77,7 @@ class SourceModel:
                             f"dim {i} = {have} ({spec.shape_str()})",
                             "only dynamic dims can be set",
                         )
-                spec = replace(spec, shape=dims)
+                spec = replace(spec, shape=dims, rank_known=True)
             new_inputs.append(spec)
         out = replace(self, inputs=tuple(new_inputs))
         return out

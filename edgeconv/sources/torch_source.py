@@ -70,7 +70,7 @@ class TorchSourceLoader(SourceLoader):
             raise InvalidInputError(f"unknown PyTorch source kind {artifact.variant!r}", "")
         module.eval()
         names = forward_input_names(module)
-        inputs = tuple(TensorSpec(n, ()) for n in names)
+        inputs = tuple(TensorSpec(n, (), rank_known=False) for n in names)
         return SourceModel(artifact, inputs, (), "torch", self, options.model_factory or "", module)
 
     def load_handle(self, source: SourceModel) -> Any:
