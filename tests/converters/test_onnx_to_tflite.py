@@ -1,0 +1,119 @@
+"""PyTorch / ONNX → TFLite through onnx2tf (NCHW → NHWC), validated on LiteRT; offline by construction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgeconv.converters._tflite_ops import float_ops
+from edgeconv.errors import UnsupportedError
+from model_zoo import accuracy
+from tests.converters.tflite_helpers import litert_logits, tflite_input_details
+from tests.helpers import convert, model_path, target_record
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every HTTP(S) attempt through requests / urllib fails and is recorded; proxies point nowhere."""
+    import urllib.request
+
+    import requests
+
+    attempts: list[str] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(repr(args[:3]))
+        raise requests.exceptions.ConnectionError("network disabled in tests")
+
+    monkeypatch.setattr(requests.Session, "request", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    return attempts
+
+
+@pytest.mark.slow
+def test_torch_digits_to_tflite(digits, tmp_path: Path, no_network: list[str]) -> None:
+    out = tmp_path / "out"
+    targets = ["tflite-fp32", "tflite-int8"]
+    manifest = convert(digits.pt2, targets, out, calib=str(digits.calib), eval=str(digits.eval))
+    for v in targets:
+        record = target_record(manifest, v)
+        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise", "onnx_to_tflite"]
+        io = record["notes"]["tflite_io"]
+        assert io["layout"] == "nhwc" and io["inputs"][0]["perm"] == [0, 2, 3, 1]  # NCHW source → NHWC .tflite
+    assert target_record(manifest, "tflite-fp32")["validation"]["metrics"]["snr_db"] > 100
+    assert target_record(manifest, "tflite-int8")["validation"]["metrics"]["snr_db"] > 30
+    (detail,) = tflite_input_details(model_path(manifest, out, "tflite-int8")).values()
+    assert list(detail["shape"]) == [1, 8, 8, 1] and detail["dtype"] == np.int8
+    x, y = digits.split.x_test, digits.split.y_test  # NCHW, as the PyTorch model takes it
+    acc = {v: accuracy(litert_logits(model_path(manifest, out, v), target_record(manifest, v), x), y) for v in targets}
+    assert acc["tflite-fp32"] > 0.9
+    assert abs(acc["tflite-int8"] - acc["tflite-fp32"]) <= 0.01, acc
+    assert no_network == []
+
+
+@pytest.mark.slow
+def test_messy_onnx_every_variant_offline(messy_onnx: Path, tmp_path: Path, no_network: list[str]) -> None:
+    """Opset 11, Constant weights, unfused BN, shape subgraph, dynamic batch, 3-channel input: the case where onnx2tf
+    would fetch sample images from GitHub."""
+    out = tmp_path / "out"
+    calib = str(messy_onnx.parent / "calib")
+    variants = {"tflite-fp32": 100, "tflite-fp16": 60, "tflite-dynamic": 30, "tflite-int8": 30, "tflite-int16x8": 35}
+    manifest = convert(messy_onnx, list(variants), out, calib=calib)
+    for v, min_snr in variants.items():
+        record = target_record(manifest, v)
+        assert record["validation"]["metrics"]["snr_db"] > min_snr, v
+        assert "SHAPE" not in record["notes"]["tflite_ops"]  # dynamic batch fixed to 1: no shape ops left
+    (detail,) = tflite_input_details(model_path(manifest, out, "tflite-int8")).values()
+    assert list(detail["shape"]) == [1, 16, 16, 3]
+    assert float_ops(model_path(manifest, out, "tflite-int8").read_bytes()) == []
+    assert no_network == []
+
+
+@pytest.mark.slow
+def test_keep_nchw_inputs(messy_onnx: Path, tmp_path: Path, no_network: list[str]) -> None:
+    out = tmp_path / "out"
+    manifest = convert(messy_onnx, ["tflite-fp32"], out, calib=str(messy_onnx.parent / "calib"),
+                       overrides=("layout=source",))
+    record = target_record(manifest, "tflite-fp32")
+    assert record["notes"]["tflite_io"]["inputs"][0]["perm"] is None
+    (detail,) = tflite_input_details(model_path(manifest, out, "tflite-fp32")).values()
+    assert list(detail["shape"]) == [1, 3, 16, 16]
+    assert record["validation"]["metrics"]["snr_db"] > 100
+
+
+def _sin_model(path: Path) -> Path:
+    import torch
+
+    class SinNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4 * 8 * 8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.sin(self.conv(x)).flatten(1))
+
+    torch.manual_seed(0)
+    torch.onnx.export(SinNet().eval(), (torch.randn(1, 1, 8, 8),), str(path), input_names=["image"],
+                      output_names=["logits"], opset_version=17, dynamo=False)
+    return path
+
+
+@pytest.mark.slow
+def test_full_int8_refuses_float_ops(digits, tmp_path: Path) -> None:
+    """TFLiteConverter leaves SIN in float without complaint; the op check lists it (exit 4), and
+    --allow-cpu-fallback accepts it with a warning."""
+    source = _sin_model(tmp_path / "sin.onnx")
+    with pytest.raises(UnsupportedError) as info:
+        convert(source, ["tflite-int8"], tmp_path / "out", calib=str(digits.calib))
+    assert info.value.exit_code == 4 and "SIN" in info.value.message
+    assert [op["op"] for op in info.value.details["float_ops"]] == ["SIN"]
+    assert not (tmp_path / "out").exists()
+    manifest = convert(source, ["tflite-int8"], tmp_path / "out2", calib=str(digits.calib), allow_cpu_fallback=True)
+    record = target_record(manifest, "tflite-int8")
+    assert any("SIN" in w for w in record["warnings"])
