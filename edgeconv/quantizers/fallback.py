@@ -1,16 +1,20 @@
-"""Accuracy-driven mixed precision: when the quantized model misses the profile's gate, keep the nodes that cost the
+"""Accuracy-driven mixed precision: when the quantized model misses the profile's gate, keep the layers that cost the
 most accuracy in higher precision until the gate passes or the budget (`--max-fallback` / quantize.max_fallback) is
 spent.
 
 1. Evaluate the all-integer model against the float ONNX on the validation samples (the gate's own metrics).
-2. Rank the quantized nodes by the error each adds (per-layer comparison, layer_errors.py).
+2. Rank the quantized activations (one per layer output) by the error each adds (per-layer comparison,
+   layer_errors.py).
 3. Measure the top candidates one by one (re-quantizing from the cached calibration ranges: no re-calibration) and
    order them by the accuracy each one buys back.
-4. Add them greedily, keeping a node only if it helps, until the gate passes or the budget is hit.
-The manifest gets every kept node with its op type, its layer SNR and what it bought (dB of output SNR, top-1).
+4. Add them greedily, keeping one only if it helps, until the gate passes or the budget is hit.
+The manifest gets every kept layer with the nodes involved, its layer SNR and what it bought (dB of output SNR, top-1).
 
-Fallback precision (quantize.fallback): "fp32" / "fp16" keep the node out of quantization (float in the ONNX; an fp16
-target's compiler runs it in fp16); "int16" keeps it quantized with 16-bit activations (HTP-style W8A16).
+The unit is an activation tensor, not a node: in a QDQ graph a tensor is quantized when its producer OR any consumer is
+quantized, so excluding one node alone changes nothing (measured). Fallback precision (quantize.fallback):
+"fp32" / "fp16" exclude the tensor's producer (walking up through pass-through ops such as Relu / MaxPool / Reshape)
+and its consumers, so it stays float (an fp16 target's compiler then runs those nodes in fp16); "int16" keeps
+everything quantized and gives that tensor 16-bit activations (HTP-style W8A16 where it matters).
 """
 
 from __future__ import annotations
@@ -29,10 +33,15 @@ WIDE = {"uint8": "QUInt16", "int8": "QInt16", "uint16": "QUInt16", "int16": "QIn
 MIN_GAIN = 0.05  # objective units a node must buy back to be kept
 
 
+PASS_THROUGH = frozenset({"Relu", "Clip", "LeakyRelu", "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze",
+                          "Unsqueeze", "Identity", "Resize", "Slice", "Split", "Gather", "Pad"})
+
+
 @dataclass
 class FallbackNode:
-    node: str
-    op_type: str
+    tensor: str
+    op_type: str  # of the node producing the tensor
+    nodes: list[str]  # nodes kept out of quantization for it (fp32 / fp16 fallback)
     layer_snr_db: float | None
     layer_cost_db: float | None
     gain_alone: float  # objective gained when only this node falls back
@@ -55,8 +64,11 @@ class FallbackResult:
     seconds: float = 0.0
     final_path: Path | None = None
 
+    def tensors(self) -> list[str]:
+        return [n.tensor for n in self.nodes]
+
     def node_names(self) -> list[str]:
-        return [n.node for n in self.nodes]
+        return sorted({name for n in self.nodes for name in n.nodes})
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -72,26 +84,34 @@ def objective(metrics: Any) -> float:
     return value
 
 
-def apply(float_path: Path, nodes: list[str], precision: str, activations: str) -> tuple[list[str], dict[str, Any] | None]:
-    """(nodes to exclude from quantization, TensorQuantOverrides) that keep `nodes` at `precision`."""
-    if not nodes:
+def nodes_for_tensor(model: Any, tensor: str) -> list[str]:
+    """Nodes to keep out of quantization so that `tensor` stays float: its consumers, its producer, and the producers
+    above it through pass-through ops (Relu, MaxPool, Reshape... carry their input's quantization)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    names: list[str] = [n.name for n in model.graph.node if tensor in n.input and n.name]
+    current = producer.get(tensor)
+    while current is not None:
+        if current.name:
+            names.append(current.name)
+        if current.op_type not in PASS_THROUGH or not current.input:
+            break
+        current = producer.get(current.input[0])
+    return list(dict.fromkeys(names))
+
+
+def apply(float_path: Path, tensors: list[str], precision: str, activations: str) -> tuple[list[str], dict[str, Any] | None]:
+    """(nodes to exclude from quantization, TensorQuantOverrides) that keep `tensors` at `precision`."""
+    if not tensors:
         return [], None
-    if precision != "int16":
-        return list(nodes), None
     import onnx
-    from onnxruntime.quantization import QuantType
 
     model = onnx.load_model(str(float_path), load_external_data=False)
-    inits = {i.name for i in model.graph.initializer}
+    if precision != "int16":
+        return sorted({n for t in tensors for n in nodes_for_tensor(model, t)}), None
+    from onnxruntime.quantization import QuantType
+
     wide = getattr(QuantType, WIDE[activations])
-    overrides: dict[str, Any] = {}
-    wanted = set(nodes)
-    for node in model.graph.node:
-        if node.name in wanted:
-            for tensor in [*node.input, *node.output]:
-                if tensor and tensor not in inits:
-                    overrides[tensor] = [{"quant_type": wide}]
-    return [], overrides
+    return [], {t: [{"quant_type": wide}] for t in tensors}
 
 
 class Evaluator:
@@ -130,16 +150,6 @@ def evaluation_feeds(ctx: Any) -> list[dict[str, np.ndarray]]:
     return list(samples)
 
 
-def quantized_nodes(quant_path: Path) -> list[str]:
-    """Compute nodes that consume a dequantized tensor (i.e. run on integer data in a QDQ model)."""
-    import onnx
-
-    model = onnx.load_model(str(quant_path), load_external_data=False)
-    dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    return [n.name for n in model.graph.node if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear")
-            and any(i in dq_out for i in n.input)]
-
-
 def _metrics_json(metrics: Any) -> dict[str, Any]:
     return {"snr_db": round(metrics.snr_db, 2), "cosine": metrics.cosine, "top1_agreement": metrics.top1_agreement,
             "max_abs": metrics.max_abs}
@@ -158,18 +168,20 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
     if base_gate.passed or budget <= 0:
         result.seconds = round(time.perf_counter() - started, 2)
         return result
-    rows = {r.node: r for r in layer_errors(float_path, qdq_path, feeds[:8])}
-    candidates = quantized_nodes(qdq_path)
-    candidates.sort(key=lambda n: -(rows[n].cost_db if n in rows else 0.0))
+    import onnx
+
+    float_model = onnx.load_model(str(float_path), load_external_data=False)
+    rows = [r for r in layer_errors(float_path, qdq_path, feeds[:8]) if r.quantized]
+    rows.sort(key=lambda r: -r.cost_db)
     limit = max_candidates or max(6, 2 * budget)
     measured: list[FallbackNode] = []
     base_obj = objective(base)
-    for i, node in enumerate(candidates[:limit]):
-        path = requantize([node], work_dir / f"fallback.try{i}.onnx")
+    for i, row in enumerate(rows[:limit]):
+        path = requantize([row.tensor], work_dir / f"fallback.try{i}.onnx")
         m = evaluate(path)
-        row = rows.get(node)
-        measured.append(FallbackNode(node, row.op_type if row else "", _finite(row.snr_db if row else None),
-                                     _finite(row.cost_db if row else None), round(objective(m) - base_obj, 3)))
+        nodes = nodes_for_tensor(float_model, row.tensor) if precision != "int16" else []
+        measured.append(FallbackNode(row.tensor, row.op_type, nodes, _finite(row.snr_db), _finite(row.cost_db),
+                                     round(objective(m) - base_obj, 3)))
     result.candidates_measured = len(measured)
     measured.sort(key=lambda f: -f.gain_alone)
     chosen: list[FallbackNode] = []
@@ -179,7 +191,7 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
             break
         if cand.gain_alone <= MIN_GAIN and chosen:
             break
-        trial = [*(c.node for c in chosen), cand.node]
+        trial = [*(c.tensor for c in chosen), cand.tensor]
         path = requantize(trial, work_dir / f"fallback.step{len(chosen) + 1}.onnx")
         m = evaluate(path)
         gain = objective(m) - current_obj
@@ -221,8 +233,8 @@ def search_for_target(float_path: Path, qdq_path: Path, requantize: Callable[...
         result = search(float_path, qdq_path, requantize, feeds, gate, max(0, int(budget)), ctx.work_dir,
                         scheme.fallback, int(limit) if limit else None)
     if result.nodes:
-        kept = ", ".join(f"{n.node} ({n.op_type}, +{n.gain:.1f})" for n in result.nodes)
-        ctx.warn(f"kept {len(result.nodes)} node(s) in {scheme.fallback} to meet the accuracy gate: {kept}")
+        kept = ", ".join(f"{n.tensor} (from {n.op_type}, +{n.gain:.1f})" for n in result.nodes)
+        ctx.warn(f"kept {len(result.nodes)} layer output(s) in {scheme.fallback} to meet the accuracy gate: {kept}")
     return result
 
 
@@ -231,4 +243,5 @@ def layer_report(float_path: Path, quant_path: Path, ctx: Any, top: int = 50) ->
     return [r.to_json() for r in rows[:top]]
 
 
-__all__ = ["DQ_SUFFIX", "FallbackNode", "FallbackResult", "apply", "search", "search_for_target", "layer_report"]
+__all__ = ["DQ_SUFFIX", "FallbackNode", "FallbackResult", "apply", "nodes_for_tensor", "search", "search_for_target",
+           "layer_report"]

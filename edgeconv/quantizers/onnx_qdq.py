@@ -32,7 +32,8 @@ from edgeconv.quantizers.calibration import SampleSet, samples_for
 log = logging.getLogger(__name__)
 QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16", "int16": "QInt16"}
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-EDGECONV_OPTIONS = frozenset({"op_types", "nodes_to_exclude", "reduce_range", "preprocess", "fallback_candidates"})
+EDGECONV_OPTIONS = frozenset({"op_types", "nodes_to_exclude", "reduce_range", "preprocess", "fallback_candidates",
+                              "placement"})
 PER_CHANNEL_OPSET = 13
 MAX_STRIDE = 16
 
@@ -53,6 +54,7 @@ class StaticSettings:
     nodes_to_exclude: tuple[str, ...] = ()
     exclude_op_types: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    placement: str = ""  # "tensorrt": Q/DQ where TensorRT fuses it (quantizers/_tensorrt_qdq.py)
 
     @classmethod
     def from_scheme(cls, scheme: Any) -> "StaticSettings":
@@ -76,13 +78,22 @@ class StaticSettings:
             op_types=tuple(options.get("op_types", ())), nodes_to_exclude=tuple(options.get("nodes_to_exclude", ())),
             exclude_op_types=tuple(scheme.exclude_op_types),
             extra={k: v for k, v in options.items() if k[:1].isupper()},
+            placement=_placement(options.get("placement", "")),
         )
 
     def describe(self) -> dict[str, Any]:
         return {"activations": self.activations, "weights": self.weights, "per_channel": self.per_channel,
                 "symmetric_activations": self.symmetric_activations, "symmetric_weights": self.symmetric_weights,
                 "method": self.method, "format": self.format, "reduce_range": self.reduce_range,
-                "extra_options": self.extra}
+                "extra_options": self.extra, **({"placement": self.placement} if self.placement else {})}
+
+
+def _placement(value: Any) -> str:
+    from edgeconv.quantizers._tensorrt_qdq import PLACEMENTS
+
+    if value and value not in PLACEMENTS:
+        raise UnsupportedError(f"[quantize.options] placement = {value!r} is not known", f"use one of {', '.join(PLACEMENTS)}")
+    return str(value or "")
 
 
 class StreamingReader:
@@ -135,13 +146,22 @@ def stride_for(count: int) -> int:
 
 
 def prepare_float(artifact: Artifact, work_dir: Path, per_channel: bool, activations: str) -> Path:
-    """Guard for models that skipped normalisation: Constant weights → initializers, opset >= 13 for per-channel."""
+    """Guard for models that skipped normalisation: Constant weights → initializers, opset >= 13 for per-channel, and
+    a unique name on every node (exclusion lists and reports refer to nodes by name)."""
     import onnx
 
     from edgeconv.normalise import constants_to_initializers, default_opset
 
     model = onnx.load_model(str(artifact.path))
     changed = constants_to_initializers(model) > 0
+    taken = {n.name for n in model.graph.node if n.name}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in taken:
+                name += "_"
+            node.name, changed = name, True
+            taken.add(name)
     opset = default_opset(model)
     if per_channel and opset < PER_CHANNEL_OPSET:
         try:
@@ -202,6 +222,10 @@ def quantize_file(float_path: Path, out_path: Path, samples: SampleSet, settings
                                    "the graph has an op or type ORT's CPU provider lacks") from e
         raise
     log.debug("quantizer output:\n%s", buffer.getvalue())
+    if settings.placement and fmt == "qdq":
+        from edgeconv.quantizers import _tensorrt_qdq
+
+        _tensorrt_qdq.apply(out_path)
 
 
 def excluded_by_op_type(float_path: Path, op_types: tuple[str, ...]) -> list[str]:
@@ -230,23 +254,27 @@ class OnnxQdq(Quantizer):
         samples = samples_for(ctx)
         cache = ctx.work_dir / "calibration.json"
         excluded = [*settings.nodes_to_exclude, *excluded_by_op_type(float_path, settings.exclude_op_types)]
+        if settings.placement:  # e.g. bias Adds stay float for TensorRT
+            from edgeconv.quantizers import _tensorrt_qdq
+
+            excluded += [n for n in _tensorrt_qdq.nodes_to_exclude(float_path) if n not in excluded]
         qdq = ctx.work_dir / f"model.{scheme.precision}.qdq.onnx"
         with ctx.reporter.task("calibrating", total=len(samples)) as task:
             quantize_file(float_path, qdq, samples, settings, nodes_to_exclude=excluded, cache_path=cache, task=task,
                           quant_format="qdq")
 
-        def requantize(fallback_nodes: list[str], out: Path, fmt: str = "qdq") -> Path:
-            nodes, overrides = fallback.apply(float_path, fallback_nodes, scheme.fallback, settings.activations)
+        def requantize(fallback_tensors: list[str], out: Path, fmt: str = "qdq") -> Path:
+            nodes, overrides = fallback.apply(float_path, fallback_tensors, scheme.fallback, settings.activations)
             quantize_file(float_path, out, samples, settings, nodes_to_exclude=[*excluded, *nodes],
                           tensor_overrides=overrides, cache_path=cache, quant_format=fmt)
             return out
 
         result = fallback.search_for_target(float_path, qdq, requantize, ctx)
-        chosen = result.node_names() if result else []
         final = result.final_path if result and result.final_path else qdq
         if settings.format == "qoperator":
-            final = requantize(chosen, ctx.work_dir / f"model.{scheme.precision}.qop.onnx", "qoperator")
-        skip = set(excluded) | (set(chosen) if scheme.fallback != "int16" else set())
+            final = requantize(result.tensors() if result else [], ctx.work_dir / f"model.{scheme.precision}.qop.onnx",
+                               "qoperator")
+        skip = set(excluded) | set(result.node_names() if result else [])
         check = check_quantized(artifact.path, final, integer_weights=not settings.op_types, skip_nodes=skip)
         notes: dict[str, Any] = {"quantizer": self.name, "settings": settings.describe(), "check": check.to_json(),
                                  "excluded_nodes": excluded}
