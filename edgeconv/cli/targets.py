@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 
 
 def targets(
-    args: Optional[list[str]] = typer.Argument(None, metavar="[show] [NAME]",
+    args: Optional[list[str]] = typer.Argument(None, metavar="[show] NAME",
                                                help="`show NAME` (or just NAME, or ./profile.toml): one profile in full."),
     json_output: bool = typer.Option(False, "--json", help="Print the list (or the profile) as JSON."),
 ) -> None:
