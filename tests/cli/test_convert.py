@@ -78,3 +78,13 @@ def test_pickled_module_refused_without_trust(cli, tmp_path: Path) -> None:
 def test_torch_source_without_shape_asks_for_it(cli, digits, tmp_path: Path) -> None:
     result = cli("convert", digits.torchscript, "-t", "onnx", "-o", tmp_path / "out")
     assert result.code == 3 and "--input-shape image=" in result.stderr
+
+
+def test_factory_with_weights_via_cli(cli, digits, tmp_path: Path) -> None:
+    tests_dir = Path(__file__).resolve().parents[1]
+    result = cli("convert", digits.state_dict, "--model", "model_zoo:digits_architecture", "--input-shape", "image=1x1x8x8",
+                 "-t", "onnx", "--eval", digits.eval, "-o", tmp_path / "out", "--json", cwd=tests_dir)
+    assert result.code == 0, result.stderr
+    manifest = json.loads(result.stdout)
+    assert manifest["source"]["variant"] == "factory" and manifest["source"]["path"] == "model_zoo:digits_architecture"
+    assert manifest["targets"][0]["validation"]["metrics"]["top1_agreement"] == 1.0
