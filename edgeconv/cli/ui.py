@@ -83,7 +83,8 @@ class RichReporter:
             yield _Task(progress, progress.add_task(description, total=total))
 
     def stage(self, name: str, detail: str = "") -> None:
-        if self.ui.verbose and not self.ui.json_mode:
+        """One line per stage on a terminal (or with -v), so a long conversion shows where it is."""
+        if (self.ui.verbose or self.ui.interactive) and not self.ui.json_mode:
             self.ui.err.print(f"[dim]{name:<9}[/dim] {detail}")
 
     def warn(self, message: str) -> None:
