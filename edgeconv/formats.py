@@ -114,21 +114,72 @@ def detect(path: Path) -> Artifact:
     size = path.stat().st_size
     if size == 0:
         raise InvalidInputError(f"{path} is empty (0 bytes)", "the file was not written completely; export it again")
-    head = _read_head(path)
+    head = _read_head(path, 64)
     if head.startswith(HDF5_MAGIC):
+        _check_hdf5(path, head, size)
         return Artifact(path, Format.KERAS, KERAS_H5)
     if head.startswith(ZIP_MAGIC):
         return _detect_zip(path)
     if len(head) >= 8 and head[4:8] == TFLITE_IDENTIFIER:
+        _check_flatbuffer(path, size)
         return Artifact(path, Format.TFLITE)
     if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a bare pickle (legacy torch.save)
         return Artifact(path, Format.TORCH, TORCH_PICKLE)
     if _looks_like_onnx(path):
         return Artifact(path, Format.ONNX)
+    if len(head) > 2 and head[0] == 0x08 and 3 <= head[1] <= 15 and head[2] in ONNX_SECOND_FIELDS:
+        raise InvalidInputError(
+            f"{path} starts like an ONNX model (IR version {head[1]}) but cannot be parsed ({size} bytes): it is truncated "
+            "or damaged", "export or copy the model again")
     raise InvalidInputError(
         f"{path} is not a model edgeconv can read (found {size} bytes starting with {head[:8].hex(' ')})",
         "expected ONNX, TorchScript, torch.export .pt2, Keras .keras/.h5, a SavedModel directory or TFLite",
     )
+
+
+# ModelProto tags that can follow ir_version (field 1): producer_name/version, domain, model_version, doc_string, graph,
+# opset_import, metadata_props.
+ONNX_SECOND_FIELDS = frozenset({0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72})
+
+
+def _check_hdf5(path: Path, head: bytes, size: int) -> None:
+    """The HDF5 superblock says where the file ends: a shorter file was cut off (no h5py / TensorFlow needed)."""
+    version = head[8] if len(head) > 8 else -1
+    if version in (0, 1):
+        offsets = head[13] if len(head) > 13 else 0
+        eof_at = 24 + (4 if version == 1 else 0) + 2 * offsets
+    elif version in (2, 3):
+        offsets = head[9] if len(head) > 9 else 0
+        eof_at = 12 + 2 * offsets
+    else:
+        raise InvalidInputError(f"{path} has an HDF5 signature but a damaged header (superblock version {version})",
+                                "the file is corrupt; save the model again")
+    if offsets not in (2, 4, 8) or len(head) < eof_at + offsets:
+        raise InvalidInputError(f"{path} has an HDF5 signature but a damaged header ({size} bytes)",
+                                "the file is corrupt; save the model again")
+    end = int.from_bytes(head[eof_at:eof_at + offsets], "little")
+    if end > size:
+        raise InvalidInputError(f"{path} is a truncated HDF5 file: {size} bytes, its header says {end}",
+                                "the file was not copied or written completely; save the model again")
+
+
+def _check_flatbuffer(path: Path, size: int) -> None:
+    """A TFLite flatbuffer's root table and its vtable must lie inside the file."""
+    import struct
+
+    with path.open("rb") as f:
+        data = f.read(min(size, 1 << 20))
+    ok = False
+    if size >= 12:
+        root = struct.unpack_from("<I", data, 0)[0]
+        if 8 <= root <= len(data) - 4:
+            vtable = root - struct.unpack_from("<i", data, root)[0]
+            if 0 <= vtable <= len(data) - 4:
+                vt_size, table_size = struct.unpack_from("<HH", data, vtable)
+                ok = vtable + vt_size <= size and root + table_size <= size
+    if not ok:
+        raise InvalidInputError(f"{path} has the TFLite identifier but its structure points outside the file "
+                                f"({size} bytes): it is truncated or damaged", "convert or copy the model again")
 
 
 def _detect_dir(path: Path) -> Artifact:

@@ -8,13 +8,18 @@ Staging folders left by a killed run (their PID is gone) are removed by the next
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import fcntl
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Iterator
 
 from edgeconv.errors import OutputError, SafetyError, UsageError
 
@@ -31,6 +36,37 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while the output is being committed or cleaned up, so a second Ctrl-C cannot leave
+    half a rename or half a staging folder behind; a signal that arrived meanwhile is delivered right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE): OUTDIR is never missing, not even for an instant.
+    False where the call or the file system does not support it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def io_error(e: OSError, what: str) -> OutputError:
@@ -95,23 +131,34 @@ class OutputTransaction:
             clean_stale(self.outdir)
             self.staging = Path(tempfile.mkdtemp(prefix=f".{self.outdir.name}{TMP_MARK}{os.getpid()}-",
                                                  dir=self.outdir.absolute().parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.staging, 0o777 & ~umask)  # mkdtemp makes it 0700; OUTDIR gets the usual mode
         except OSError as e:
             self._release_lock()
             raise io_error(e, "creating the staging folder") from e
         return self
 
     def _acquire_lock(self) -> None:
-        try:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise io_error(e, f"creating the lock {self._lock_path}") from e
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+        while True:
+            try:
+                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise io_error(e, f"creating the lock {self._lock_path}") from e
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise OutputError(f"another edgeconv run (pid {holder}) is writing {self.outdir} (lock {self._lock_path})",
+                                  f"wait for pid {holder} to finish, or write to another -o") from None
+            try:  # the holder we waited on may have removed the file: then lock the new one instead
+                same = os.stat(self._lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             os.close(fd)
-            raise OutputError(f"another edgeconv run (pid {holder}) is writing {self.outdir}",
-                              "wait for it to finish, or write to another -o") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
@@ -128,14 +175,26 @@ class OutputTransaction:
 
     def commit(self) -> None:
         assert self.staging is not None
+        with signals_blocked():
+            self._commit()
+
+    def _commit(self) -> None:
+        assert self.staging is not None
         old = None
         try:
+            if self.outdir.is_symlink() or (self.outdir.exists() and not self.outdir.is_dir()):
+                raise SafetyError(f"output path {self.outdir} was replaced by a link or a file during the run",
+                                  "give a real directory path")
             if self.outdir.exists():
                 if not self.force:  # appeared while we worked
                     raise UsageError(f"output directory {self.outdir} appeared during the run", "pass --force to replace it")
-                old = self.outdir.absolute().parent / f".{self.outdir.name}{OLD_MARK}{os.getpid()}"
-                os.rename(self.outdir, old)
-            os.rename(self.staging, self.outdir)
+                if _exchange(self.staging, self.outdir):  # the previous output now sits at the staging path
+                    old, self.staging = self.staging, None
+                else:
+                    old = self.outdir.absolute().parent / f".{self.outdir.name}{OLD_MARK}{os.getpid()}"
+                    os.rename(self.outdir, old)
+            if self.staging is not None:
+                os.rename(self.staging, self.outdir)
         except OSError as e:
             if old is not None and old.exists() and not self.outdir.exists():
                 os.rename(old, self.outdir)  # put the previous output back
@@ -146,7 +205,8 @@ class OutputTransaction:
             shutil.rmtree(old, ignore_errors=True)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self.staging is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            self.staging = None
-        self._release_lock()
+        with signals_blocked():
+            if self.staging is not None:
+                shutil.rmtree(self.staging, ignore_errors=True)
+                self.staging = None
+            self._release_lock()
