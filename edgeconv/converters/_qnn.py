@@ -64,8 +64,16 @@ def stdout_to_stderr() -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
+        _flush_c_stdio()  # C stdout is block-buffered on a pipe: flush it while fd 1 still points at stderr
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).fflush(None)
 
 
 def htp_options(soc: Any | None, **extra: Any) -> dict[str, str]:

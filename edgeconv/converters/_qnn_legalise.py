@@ -2,8 +2,8 @@
 requantization. Idempotent: a model that is already legal comes back unchanged (and no file is written).
 
 - LayerNormalization: the HTP rejects a signed int8 scale (gamma) next to uint8/uint16 activations ("Failed to add
-  node", backendValidateOpConfig 3110); ONNX Runtime's quantizer gives weights int8 symmetric. The gamma's
-  DequantizeLinear is requantized to uint8 asymmetric from its dequantized values.
+  node", backendValidateOpConfig 3110); ONNX Runtime's quantizer gives weights int8 symmetric. Each LayerNorm gets a
+  fresh gamma DequantizeLinear, requantized to uint8 asymmetric (per tensor) from the dequantized values.
 """
 
 from __future__ import annotations
@@ -40,44 +40,53 @@ def legalise_for_htp(src: Path, out: Path) -> tuple[Path, LegaliseReport]:
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, int] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers[i] = consumers.get(i, 0) + 1
     report = LegaliseReport()
-    for node in graph.node:
-        if node.op_type != "LayerNormalization" or len(node.input) < 2:
+    nodes = list(graph.node)
+    rebuilt = []
+    for node in nodes:
+        dq = producers.get(node.input[1]) if node.op_type == "LayerNormalization" and len(node.input) > 1 else None
+        legal_dq = _uint8_gamma(dq, inits, numpy_helper) if dq is not None else None
+        if legal_dq is None:
+            rebuilt.append(node)
             continue
-        dq = producers.get(node.input[1])
-        if dq is None or dq.op_type != "DequantizeLinear" or consumers.get(dq.output[0], 0) != 1:
-            continue
-        if dq.input[0] not in inits or dq.input[1] not in inits:
-            continue
-        q = numpy_helper.to_array(inits[dq.input[0]])
-        if q.dtype != np.int8:
-            continue
-        scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float32)
-        zp = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float32) if len(dq.input) > 2 and dq.input[2] else 0.0
-        if scale.size != 1:  # per-channel gamma: leave it (not seen from ORT's quantizer)
-            continue
-        values = (q.astype(np.float32) - zp) * scale
-        new_q, new_scale, new_zero = _requantize_uint8(values)
-        base = f"{dq.name or dq.output[0]}_htp_u8"
-        for tensor in (numpy_helper.from_array(new_q, f"{base}_q"),
-                       numpy_helper.from_array(np.array(new_scale, np.float32).reshape(inits[dq.input[1]].dims), f"{base}_scale"),
-                       numpy_helper.from_array(np.array(new_zero, np.uint8).reshape(inits[dq.input[1]].dims), f"{base}_zp")):
-            graph.initializer.append(tensor)
-        del dq.input[:]
-        dq.input.extend([f"{base}_q", f"{base}_scale", f"{base}_zp"])
-        for attr in list(dq.attribute):
-            if attr.name == "axis":
-                dq.attribute.remove(attr)
+        q, scale, zero = legal_dq
+        base = f"{node.name or node.output[0]}_gamma_htp_u8"
+        graph.initializer.extend([numpy_helper.from_array(q, f"{base}_q"),
+                                  numpy_helper.from_array(np.array(scale, np.float32), f"{base}_scale"),
+                                  numpy_helper.from_array(np.array(zero, np.uint8), f"{base}_zp")])
+        rebuilt.append(onnx.helper.make_node("DequantizeLinear", [f"{base}_q", f"{base}_scale", f"{base}_zp"],
+                                             [f"{base}_dq"], name=f"{base}_DequantizeLinear"))
+        node.input[1] = f"{base}_dq"  # a fresh DQ per LayerNorm: the old one may be shared
+        rebuilt.append(node)
         report.changed.append(node.name or node.output[0])
     if not report.changed:
         return src, report
-    used = {i for n in graph.node for i in n.input}
-    keep = [i for i in graph.initializer if i.name in used or i.name in {o.name for o in graph.output}]
+    used = {i for n in rebuilt for i in n.input} | {o.name for o in graph.output}
+    rebuilt = [n for n in rebuilt if n.op_type != "DequantizeLinear" or any(o in used for o in n.output)]
+    used = {i for n in rebuilt for i in n.input} | {o.name for o in graph.output}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.node[:]
+    graph.node.extend(rebuilt)
     del graph.initializer[:]
     graph.initializer.extend(keep)
     onnx.save_model(model, str(out))
     return out, report
+
+
+def _uint8_gamma(dq: Any, inits: dict[str, Any], numpy_helper: Any) -> tuple[np.ndarray, np.float32, np.uint8] | None:
+    """(uint8 data, scale, zero point) for a signed int8 constant DequantizeLinear, else None."""
+    if dq.op_type != "DequantizeLinear" or dq.input[0] not in inits or dq.input[1] not in inits:
+        return None
+    q = numpy_helper.to_array(inits[dq.input[0]])
+    if q.dtype != np.int8:
+        return None
+    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float32)
+    zp = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float32) if len(dq.input) > 2 and dq.input[2] in inits else 0.0
+    if scale.size != 1:  # per-channel: broadcast along the DQ's axis
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale = scale.reshape(shape)
+        zp = np.asarray(zp).reshape(shape) if np.ndim(zp) else zp
+    values = (q.astype(np.float32) - zp) * scale
+    return _requantize_uint8(values)

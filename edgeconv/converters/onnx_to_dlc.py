@@ -20,7 +20,7 @@ from edgeconv.converters._qnn import htp_options, qnn_module, qnn_session, read_
 from edgeconv.converters._qnn_legalise import legalise_for_htp
 from edgeconv.converters.base import Converter
 from edgeconv.converters.onnx_to_qnn import require_static, stem_of
-from edgeconv.errors import UnsupportedError, first_line
+from edgeconv.errors import StepSkipped, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
 
 NOTES_KEY = "dlc"
@@ -79,9 +79,12 @@ class OnnxToDlc(Converter):
                                        "see the placement report of the hexagon target") from e
             dlcs = sorted(Path(tmp).glob("*.dlc"))
             if len(dlcs) != 1:
-                raise UnsupportedError(
-                    f"the QNN IR backend split the model into {len(dlcs)} DLC graphs (some nodes are not QNN ops)",
-                    "a DLC must hold the whole model: fold or remove the nodes the placement report lists")
+                reason = (f"no DLC: the QNN IR backend split the model into {len(dlcs)} graphs around nodes that are not "
+                          "QNN ops, and a DLC must hold the whole model")
+                hint = "fold or remove the nodes the placement report lists"
+                if ctx.options.allow_cpu_fallback:
+                    raise StepSkipped(reason, hint)
+                raise UnsupportedError(reason, hint)
             shutil.move(str(dlcs[0]), out)
         ctx.notes[NOTES_KEY] = check_dlc(out)
         return Artifact(out, Format.DLC)

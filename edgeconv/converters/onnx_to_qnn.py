@@ -105,7 +105,7 @@ def check_context(ctx_model: Path, allow_cpu: bool) -> dict[str, Any]:
     binaries = set()
     for node in ep_nodes:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if int(attrs.get("embed_mode", 1)) == 0:
+        if int(attrs.get("embed_mode", 1)) == 0 and attrs.get("ep_cache_context"):  # only main_context nodes name it
             binaries.add(attrs["ep_cache_context"].decode())
     for name in binaries:
         if not (ctx_model.parent / name).is_file():
