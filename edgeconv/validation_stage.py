@@ -39,6 +39,11 @@ def source_outputs(samples: SampleSet, ctx: StepContext, cache: dict[str, Any]) 
 def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any]) -> ValidationRecord:
     profile = ctx.profile
     runtime_cls = runtime_named(profile.validate.runtime)
+    note = ""
+    if runtime_cls.formats and artifact.format not in runtime_cls.formats:
+        # the compile step was skipped here (a TensorRT engine without a GPU): validate the model that was written
+        note = f"{runtime_cls.name} cannot run {artifact.format.value}; validated {artifact.path.name} on its own runtime"
+        runtime_cls = runtime_for_source(artifact.format)
     if not runtime_cls.available():
         raise MissingBackendError(f"validating {profile.name} needs the {runtime_cls.name} runtime, which is not installed",
                                   f"pip install 'edgeconv[{runtime_cls.extra}]'")
@@ -64,7 +69,7 @@ def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any])
     metrics = compare(ctx.source.output_names or session.output_names, references, actuals)
     result = check_gate(metrics, profile.validate.gate)
     record = ValidationRecord(runtime_cls.name, "numerical", result.passed, metrics.to_json(), gate, result.failures,
-                              samples.describe())
+                              samples.describe(), note=note)
     if samples.kind == "generated":
         ctx.warn("validated on generated random inputs (no --eval/--calib data given); pass --eval DIR for real numbers")
     if not result.passed:

@@ -105,9 +105,11 @@ def _render_error(error: dict[str, Any], traceback_text: str = "", *, signalled:
         return
     if traceback_text:
         UI.err.print(traceback_text, markup=False, highlight=False)
-    UI.err.print(f"[bold red]error:[/bold red] {error['message']}", markup=True, highlight=False)
+    from rich.markup import escape  # messages and hints hold brackets: pip install 'edgeconv[tensorrt]'
+
+    UI.err.print(f"[bold red]error:[/bold red] {escape(error['message'])}", markup=True, highlight=False)
     if error.get("hint"):
-        UI.err.print(f"[dim]hint:[/dim] {error['hint']}", highlight=False)
+        UI.err.print(f"[dim]hint:[/dim] {escape(error['hint'])}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
