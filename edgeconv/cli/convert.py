@@ -53,6 +53,10 @@ def convert(
     if output is None and not dry_run:
         raise UsageError("no output directory given", "pass -o OUTDIR")
     profiles = [resolve(t) for t in dict.fromkeys(target)]
+    if soc is not None:  # an unknown part fails now (exit 2, parts listed), not after export and calibration
+        from edgeconv.targets.hexagon_socs import resolve_soc
+
+        resolve_soc(soc)
     options = ConvertOptions(
         input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data, preprocess=preprocess,
         model_factory=model, weights=weights if weights is not None else (source if model else None),
