@@ -12,7 +12,7 @@ from edgeconv.context import StepContext
 from edgeconv.errors import AccuracyGateError, MissingBackendError
 from edgeconv.formats import Artifact
 from edgeconv.manifest import ValidationRecord
-from edgeconv.quantizers.calibration import RANDOM, SampleSet, open_samples
+from edgeconv.quantizers.calibration import RANDOM, SampleSet, open_samples, preprocess_spec
 from edgeconv.runtimes import runtime_for_source, runtime_named
 from edgeconv.validation import check_gate, check_source_outputs, compare
 
@@ -20,7 +20,8 @@ from edgeconv.validation import check_gate, check_source_outputs, compare
 def validation_samples(ctx: StepContext) -> SampleSet:
     options = ctx.options
     spec = options.eval or (options.calib if options.calib != RANDOM else None)
-    return open_samples(spec, ctx.source.inputs, ctx.profile.validate.samples, seed=options.seed + 1, purpose="validation")
+    return open_samples(spec, ctx.source.inputs, ctx.profile.validate.samples, seed=options.seed + 1, purpose="validation",
+                        preprocess=preprocess_spec(ctx))
 
 
 def source_outputs(samples: SampleSet, ctx: StepContext, cache: dict[str, Any]) -> list[list[Any]]:

@@ -182,10 +182,20 @@ def layer_errors(float_model: Any, quant_model: Any, feeds: Iterable[dict[str, n
     snr = {name: a.snr() for name, a in acc.items()}
     producers = {o: n for n in fm.graph.node for o in n.output}
     rows = []
+    inits = {i.name for i in fm.graph.initializer}
+
+    def upstream(tensor: str, depth: int = 0) -> float:
+        """SNR of a node input: its own, or that of the nearest compared tensors above it (fused-away tensors such
+        as a Conv output feeding a Relu are not compared)."""
+        if tensor in snr:
+            return snr[tensor]
+        node = producers.get(tensor)
+        if node is None or tensor in inits or depth > 8:
+            return math.inf
+        return min((upstream(i, depth + 1) for i in node.input if i), default=math.inf)
+
     for name, (node_name, op, _, quantized) in pairs.items():
-        node = producers[name]
-        inputs = [snr[i] for i in node.input if i in snr]
-        in_snr = min(inputs) if inputs else math.inf
+        in_snr = min((upstream(i) for i in producers[name].input if i), default=math.inf)
         out_snr = snr[name]
         drop = min(in_snr, CAP_DB) - min(out_snr, CAP_DB)
         rows.append(LayerError(node_name, op, name, out_snr, acc[name].worst_channel(), in_snr, drop, quantized))

@@ -1,0 +1,184 @@
+"""Static INT8/INT16 quantization on a model trained on real data and on graphs with real exporters' pitfalls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edgeconv.errors import AccuracyGateError, UnsupportedError
+from edgeconv.formats import TensorSpec
+from edgeconv.quantizers.calibration import open_samples
+from edgeconv.quantizers.checks import check_quantized
+from edgeconv.quantizers.onnx_qdq import StaticSettings, quantize_file, stride_for
+from edgeconv.validation import snr_db
+from model_zoo import accuracy
+from tests.helpers import convert, model_path, target_record
+from tests.quantizers.pitfall_models import outlier_cnn, pitfall_cnn, save_uniform_samples
+
+
+def ort_run(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
+
+
+@pytest.fixture(scope="module")
+def pitfall(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("pitfall")
+    return pitfall_cnn(root / "pitfall.onnx"), save_uniform_samples(root / "calib", 32, (1, 3, 32, 32), seed=1)
+
+
+@pytest.fixture(scope="module")
+def outlier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("outlier")
+    return outlier_cnn(root / "outlier.onnx"), save_uniform_samples(root / "calib", 32, (1, 3, 16, 16), seed=2)
+
+
+@pytest.mark.slow
+def test_digits_int8_accuracy_within_one_point(digits, tmp_path: Path) -> None:
+    manifest = convert(digits.onnx, ["onnx-int8-qdq"], tmp_path / "out", calib=str(digits.calib), eval=str(digits.eval))
+    int8 = model_path(manifest, tmp_path / "out", "onnx-int8-qdq")
+    x, y = digits.split.x_test, digits.split.y_test  # the whole held-out split (450 images)
+    acc_fp32 = accuracy(ort_run(digits.onnx, x), y)
+    acc_int8 = accuracy(ort_run(int8, x), y)
+    assert acc_fp32 > 0.9
+    assert abs(acc_fp32 - acc_int8) <= 0.01, (acc_fp32, acc_int8)
+    record = target_record(manifest, "onnx-int8-qdq")
+    q = record["notes"]["quantize"]
+    assert q["check"]["float_weights_left"] == [] and q["check"]["size_ratio"] < 0.45
+    assert q["settings"]["activations"] == "uint8" and q["settings"]["per_channel"] is True
+    assert record["validation"]["metrics"]["snr_db"] > 30
+    assert record["notes"]["calibration"]["kind"] == "files" and record["notes"]["calibration"]["count"] == 64
+    ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_ort_defaults_fail_on_pitfall_graph(pitfall, tmp_path: Path) -> None:
+    """What the issue measured: ORT's defaults leave Constant-node weights float (file bigger than fp32), and
+    per-channel on opset 11 writes an invalid graph. The checks catch both."""
+    from onnxruntime.quantization import quantize_static
+
+    model, calib = pitfall
+    samples = open_samples(str(calib), (TensorSpec("input", ("N", 3, 32, 32)),), 8)
+    reader = iter(list(samples))
+
+    class Reader:
+        def get_next(self):  # noqa: ANN202
+            return next(reader, None)
+
+    default = tmp_path / "default.onnx"
+    quantize_static(str(model), str(default), Reader())
+    assert default.stat().st_size > model.stat().st_size  # int8 "quantized" file larger than the float one
+    with pytest.raises(UnsupportedError, match="kept float weights"):
+        check_quantized(model, default, integer_weights=True)
+
+
+@pytest.mark.slow
+def test_pitfall_graph_quantizes_valid_small_accurate(pitfall, tmp_path: Path) -> None:
+    model, calib = pitfall
+    manifest = convert(model, ["onnx-int8-qdq"], tmp_path / "out", calib=str(calib))
+    record = target_record(manifest, "onnx-int8-qdq")
+    out = model_path(manifest, tmp_path / "out", "onnx-int8-qdq")
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+    q = record["notes"]["quantize"]
+    assert q["check"]["size_ratio"] <= 0.3, q["check"]
+    assert q["check"]["float_weights_left"] == []
+    norm = record["notes"]["normalise"]
+    assert norm["constant_nodes_after"] == 0 and norm["batchnorm_after"] == 0 and norm["shape_nodes_after"] == 0
+    x = np.random.default_rng(9).uniform(0, 1, (16, 3, 32, 32)).astype(np.float32)
+    ref, got = ort_run(model, x), ort_run(out, x)
+    assert snr_db(ref, got) > 25
+    assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.9
+    # dynamic batch survives quantization
+    import onnxruntime as ort
+
+    batch = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x[:4]})[0]
+    assert batch.shape == (4, 10)
+
+
+@pytest.mark.parametrize("fallback", ["fp32", "int16"])
+def test_fallback_keeps_costly_layer_in_higher_precision(outlier, tmp_path: Path, fallback: str) -> None:
+    model, calib = outlier
+    manifest = convert(model, ["onnx-int8-qdq"], tmp_path / "out", calib=str(calib),
+                       overrides=(f"quantize.fallback={fallback}",))
+    record = target_record(manifest, "onnx-int8-qdq")
+    fb = record["notes"]["quantize"]["fallback"]
+    assert fb["gate_passed_before"] is False and fb["before"]["snr_db"] < 5
+    assert fb["gate_passed_after"] is True and record["validation"]["passed"] is True
+    assert 1 <= len(fb["nodes"]) <= 2
+    kept = fb["nodes"][0]
+    assert kept["tensor"] == "conv_a_relu" and kept["gain"] > 15
+    assert record["validation"]["metrics"]["snr_db"] > 18
+    out = model_path(manifest, tmp_path / "out", "onnx-int8-qdq")
+    q = onnx.load(str(out))
+    if fallback == "fp32":
+        assert set(kept["nodes"]) == {"conv_a", "conv_a_relu", "conv_b"}
+        # conv_in and conv_out stay int8: their weights go through DequantizeLinear
+        dq_inputs = {n.input[0] for n in q.graph.node if n.op_type == "DequantizeLinear"}
+        assert any(i.startswith("conv_in_w") for i in dq_inputs) and any(i.startswith("conv_out_w") for i in dq_inputs)
+    else:
+        assert kept["nodes"] == []
+        types = {i.name: i.data_type for i in q.graph.initializer}
+        assert types.get("conv_a_relu_zero_point") == onnx.TensorProto.UINT16
+    assert any("kept 1 layer output" in w for w in record["warnings"])
+
+
+def test_fallback_budget_zero_fails_gate(outlier, tmp_path: Path) -> None:
+    model, calib = outlier
+    with pytest.raises(AccuracyGateError):
+        convert(model, ["onnx-int8-qdq"], tmp_path / "out", calib=str(calib), max_fallback=0)
+
+
+@pytest.mark.parametrize("settings,expect_ops", [
+    (StaticSettings(format="qoperator"), {"QLinearConv"}),
+    (StaticSettings(activations="int8", symmetric_activations=True, method="entropy"), {"QuantizeLinear"}),
+    (StaticSettings(activations="uint16", method="percentile", extra={"CalibPercentile": 99.999}), {"QuantizeLinear"}),
+])
+def test_scheme_variants(pitfall, tmp_path: Path, settings: StaticSettings, expect_ops: set[str]) -> None:
+    from edgeconv.formats import Artifact, Format
+    from edgeconv.normalise import normalise
+
+    model, calib = pitfall
+    norm, _ = normalise(Artifact(model, Format.ONNX), tmp_path / "norm.onnx", 17, {})
+    samples = open_samples(str(calib), (TensorSpec("input", ("N", 3, 32, 32)),), 12)
+    out = tmp_path / "q.onnx"
+    quantize_file(norm.path, out, samples, settings)
+    check = check_quantized(norm.path, out, integer_weights=True)
+    assert expect_ops <= set(check.ops) and check.size_ratio < 0.3
+    q = onnx.load(str(out))
+    zero_points = [i for i in q.graph.initializer if i.name.endswith("_zero_point") and "weight" not in i.name]
+    if settings.activations == "int8":  # symmetric int8 activations: every activation zero point is 0
+        acts = [i for i in zero_points if i.data_type == onnx.TensorProto.INT8 and not i.dims]
+        assert acts and all(int(onnx.numpy_helper.to_array(z)) == 0 for z in acts)
+    if settings.activations == "uint16":
+        assert any(i.data_type == onnx.TensorProto.UINT16 for i in zero_points)
+    x = np.random.default_rng(3).uniform(0, 1, (8, 3, 32, 32)).astype(np.float32)
+    assert snr_db(ort_run(norm.path, x), ort_run(out, x)) > 20
+
+
+def test_calibration_strides_bound_memory_and_match_single_pass() -> None:
+    assert stride_for(64) == 16 and stride_for(17) == 1 and stride_for(12) == 12 and stride_for(1) == 1
+
+
+def test_quantize_cli_file_output_and_json(cli, outlier, tmp_path: Path) -> None:
+    model, calib = outlier
+    out = tmp_path / "q.onnx"
+    result = cli("quantize", model, "--mode", "int16", "--calib", calib, "-o", out, "--json")
+    assert result.code == 0, result.stderr
+    manifest = json.loads(result.stdout)
+    assert out.is_file() and not list(tmp_path.glob(".q.onnx.*"))
+    record = manifest["targets"][0]
+    assert record["target"] == "onnx-int16-qdq" and record["validation"]["passed"]
+    assert record["notes"]["quantize"]["settings"]["activations"] == "uint16"
+    again = cli("quantize", model, "--mode", "int8", "--calib", calib, "-o", out, "--json")
+    assert again.code == 2 and "already exists" in json.loads(again.stdout)["error"]["message"]
+    bad = cli("quantize", model, "--mode", "int4", "-o", tmp_path / "x.onnx")
+    assert bad.code == 2
+    no_calib = cli("quantize", model, "--mode", "int8", "-o", tmp_path / "y.onnx", "--json")
+    assert no_calib.code == 3 and "--calib" in json.loads(no_calib.stdout)["error"]["hint"]
