@@ -21,6 +21,7 @@ from typing import Any
 
 WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
+SHAPE_ONLY = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
 PLACEMENTS = ("tensorrt",)
 MIN_OPSET = 13  # per-axis DequantizeLinear
 
@@ -52,12 +53,15 @@ def _producers(model: Any) -> dict[str, Any]:
 
 
 def _from_weighted(tensor: str, producers: dict[str, Any], depth: int = 0) -> bool:
-    """Is `tensor` the output of a weighted op, directly or through its bias Add?"""
+    """Is `tensor` the output of a weighted op, directly or through its bias Add or a reshape (normalisation turns
+    MatMul + bias on 3-D inputs into Reshape → Gemm → Reshape)?"""
     node = producers.get(tensor)
-    if node is None or depth > 2:
+    if node is None or depth > 4:
         return False
     if node.op_type in WEIGHTED:
         return True
+    if node.op_type in SHAPE_ONLY:
+        return _from_weighted(node.input[0], producers, depth + 1)
     return node.op_type == "Add" and any(_from_weighted(i, producers, depth + 1) for i in node.input)
 
 
