@@ -59,6 +59,12 @@ def build_report(float_model: Path, quant_model: Path, calib: str | None, prepro
             raise UsageError(f"{path} is not an ONNX model", "inspect-accuracy compares two ONNX models")
     if calib is None:
         raise UsageError("no --calib samples given", "pass --calib DIR (.npy/.npz or images), or --calib random")
+    qm = onnx.load_model(str(quant_model), load_external_data=False)
+    integer_ops = sorted({n.op_type for n in qm.graph.node if n.op_type.startswith("QLinear") or n.op_type.endswith("Integer")})
+    if integer_ops:
+        raise InvalidInputError(f"{quant_model} is a QOperator / dynamic model ({', '.join(integer_ops)}): its layers "
+                                "cannot be matched with the float model's",
+                                "compare the QDQ form of the same quantization (edgeconv quantize writes QDQ by default)")
     fm = onnx.load_model(str(float_model), load_external_data=False)
     inits = {i.name for i in fm.graph.initializer}
     specs = tuple(value_info_spec(v) for v in fm.graph.input if v.name not in inits)
