@@ -1,0 +1,180 @@
+"""ONNX → QNN HTP context binary (EPContext model) for a Snapdragon part, with the placement report, validated on the
+HTP simulator of onnxruntime-qnn. Real trained models (digits CNN, transformer block), real compiler, no device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+
+from edgeconv.converters._qnn import htp_options, qnn_session
+from edgeconv.converters._qnn_placement import check_placement
+from edgeconv.converters.onnx_to_qnn import placement_gate
+from edgeconv.errors import UnsupportedError
+from edgeconv.formats import Artifact, Format
+from edgeconv.normalise import normalise
+from edgeconv.runtimes.ort import cpu_session
+from edgeconv.targets.hexagon_socs import SOCS, resolve_soc
+from model_zoo import accuracy
+from tests.converters.hexagon_models import save_calib, shape_subgraph_model
+from tests.helpers import convert, model_path, target_record
+
+pytest.importorskip("onnxruntime_qnn")
+HEXAGON = ["hexagon-int8", "hexagon-int16", "hexagon-fp16"]
+
+
+def files(manifest: dict[str, Any], out: Path, target: str) -> dict[str, Path]:
+    return {Path(a["path"]).name: out / a["path"] for a in target_record(manifest, target)["artifacts"]}
+
+
+def htp_logits(ctx_model: Path, x: np.ndarray) -> np.ndarray:
+    session = qnn_session(ctx_model, htp_options(None), {"session.disable_cpu_ep_fallback": 1})
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+
+
+@pytest.fixture(scope="module")
+def digits_hexagon(digits, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("hexagon-digits") / "out"
+    return convert(digits.pt2, HEXAGON, out, calib=str(digits.calib), eval=str(digits.eval)), out
+
+
+@pytest.mark.slow
+def test_digits_cnn_every_profile_fully_on_htp(digits_hexagon, digits) -> None:
+    manifest, out = digits_hexagon
+    min_snr = {"hexagon-int8": 30.0, "hexagon-int16": 40.0, "hexagon-fp16": 55.0}
+    for target in HEXAGON:
+        record = target_record(manifest, target)
+        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise", "quantize " + record["profile"]["precision"],
+                                                        "onnx_to_qnn", "onnx_to_dlc"]
+        placement = record["notes"]["hexagon"]["placement"]
+        assert placement["on_htp"] == placement["total"] >= 5 and placement["refused"] == [] and placement["partitions"] == 1
+        assert record["notes"]["hexagon"]["soc"] == {"name": "Snapdragon 8 Gen 3", "chip": "SM8650", "soc_model": 57,
+                                                     "htp_arch": 75, "fp16": True}
+        validation = record["validation"]
+        assert validation["runtime"] == "qnn_htp" and validation["kind"] == "numerical" and validation["passed"]
+        assert validation["metrics"]["snr_db"] > min_snr[target], (target, validation["metrics"])
+        assert validation["metrics"]["top1_agreement"] == 1.0
+        stem = "digits_cnn"
+        precision = record["profile"]["precision"]
+        assert set(files(manifest, out, target)) == {f"{stem}_ctx.onnx", f"{stem}_ctx_qnn.bin", f"{stem}.{precision}.onnx",
+                                                    f"{stem}.dlc"}
+        ctx_model = onnx.load_model(str(out / target / f"{stem}_ctx.onnx"))
+        assert [n.op_type for n in ctx_model.graph.node] == ["EPContext"]  # the whole graph is one HTP partition
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in ctx_model.graph.node[0].attribute}
+        assert attrs["ep_cache_context"] == f"{stem}_ctx_qnn.bin".encode() and attrs["embed_mode"] == 0
+        binary = (out / target / f"{stem}_ctx_qnn.bin").read_bytes()
+        assert b"soc_type=SM8650;arch=75" in binary  # the part reached the compiler
+        assert record["notes"]["hexagon"]["context"]["reload_run"] == "ok"
+
+
+@pytest.mark.slow
+def test_digits_accuracy_on_the_simulator(digits_hexagon, digits) -> None:
+    """Held-out digits: the compiled models, run on the HTP simulator, stay within 1 point of the float model."""
+    manifest, out = digits_hexagon
+    x, y = digits.split.x_test[:128], digits.split.y_test[:128]
+    float_session = cpu_session(str(digits.onnx))
+    float_acc = accuracy(np.concatenate([float_session.run(None, {"image": x[i:i + 1]})[0] for i in range(len(x))]), y)
+    assert float_acc > 0.9
+    for target in HEXAGON:
+        acc = accuracy(htp_logits(model_path(manifest, out, target, "qnn-context"), x), y)
+        assert abs(acc - float_acc) <= 0.01, (target, acc, float_acc)
+
+
+@pytest.mark.slow
+def test_simulator_agrees_with_the_compiled_qdq_graph(digits_hexagon, digits) -> None:
+    """The shipped .int8.onnx is the graph that was compiled: ORT CPU on it and the HTP simulator on the binary agree."""
+    manifest, out = digits_hexagon
+    x = digits.split.x_test[:32]
+    for target, min_snr in (("hexagon-int8", 30.0), ("hexagon-int16", 45.0)):
+        precision = target_record(manifest, target)["profile"]["precision"]
+        qdq = cpu_session(str(out / target / f"digits_cnn.{precision}.onnx"))
+        cpu = np.concatenate([qdq.run(None, {"image": x[i:i + 1]})[0] for i in range(len(x))])
+        htp = htp_logits(out / target / "digits_cnn_ctx.onnx", x)
+        snr = 10 * np.log10(np.sum(cpu ** 2) / np.sum((cpu - htp) ** 2))
+        assert snr > min_snr, (target, snr)
+        assert (cpu.argmax(1) == htp.argmax(1)).mean() == 1.0
+
+
+@pytest.mark.slow
+def test_transformer_block_int8_and_int16_fully_on_htp(transformer: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    targets = ["hexagon-int8", "hexagon-int16"]
+    manifest = convert(transformer / "transformer.pt2", targets, out, calib=str(transformer / "calib"),
+                       eval=str(transformer / "eval"))
+    for target, min_snr in zip(targets, (25.0, 35.0)):
+        record = target_record(manifest, target)
+        notes = record["notes"]["hexagon"]
+        assert notes["placement"]["refused"] == [] and notes["placement"]["on_htp"] == notes["placement"]["total"] > 50
+        # ORT's quantizer gives LayerNorm an int8 gamma, which the HTP refuses: both LayerNorms were legalised
+        assert len(notes["legalised"]["requantized_uint8"]) == 2
+        assert record["validation"]["metrics"]["snr_db"] > min_snr, (target, record["validation"]["metrics"])
+        assert record["validation"]["metrics"]["cosine"] > 0.999
+        ctx_model = onnx.load_model(str(model_path(manifest, out, target, "qnn-context")))
+        assert {n.op_type for n in ctx_model.graph.node} == {"EPContext"}
+
+
+@pytest.fixture(scope="module")
+def shape_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shape_subgraph_model(tmp_path_factory.mktemp("shape-subgraph") / "shape_subgraph.onnx")
+
+
+def test_shape_subgraph_refused_until_folded(shape_model: Path, tmp_path: Path) -> None:
+    soc = resolve_soc("8 Gen 3")
+    raw = check_placement(shape_model, soc)
+    refused = {r.node: r for r in raw.refused}
+    assert not raw.complete and raw.on_htp < raw.total == 13
+    assert {"shape_batch", "range", "flatten", "fc"} <= set(refused)
+    assert "must be constant initializers" in refused["range"].reason  # the HTP's own reason is reported
+    ctx = SimpleNamespace(options=SimpleNamespace(allow_cpu_fallback=False), warn=lambda m: None)
+    with pytest.raises(UnsupportedError) as err:
+        placement_gate(raw, ctx, "hexagon-int8")
+    assert err.value.exit_code == 4 and "range (Range)" in err.value.message and "--allow-cpu-fallback" in err.value.hint
+    warnings: list[str] = []
+    placement_gate(raw, SimpleNamespace(options=SimpleNamespace(allow_cpu_fallback=True), warn=warnings.append), "t")
+    assert warnings and "not on the HTP" in warnings[0]
+
+    folded, _ = normalise(Artifact(shape_model, Format.ONNX), tmp_path / "folded.onnx", 17, {"x": (1, 1, 8, 8)})
+    after = check_placement(folded.path, soc)
+    assert after.complete and after.partitions == 1, after.refused
+    assert not {"Shape", "Range"} & {n.op_type for n in onnx.load_model(str(folded.path)).graph.node}
+
+
+@pytest.mark.slow
+def test_shape_subgraph_model_converts_fully_placed(shape_model: Path, tmp_path: Path) -> None:
+    calib = save_calib(tmp_path / "calib", (1, 1, 8, 8))
+    out = tmp_path / "out"
+    manifest = convert(shape_model, ["hexagon-int8"], out, calib=str(calib))
+    record = target_record(manifest, "hexagon-int8")
+    placement = record["notes"]["hexagon"]["placement"]
+    assert placement["percent"] == 100.0 and placement["partitions"] == 1
+    assert record["validation"]["metrics"]["snr_db"] > 25
+
+
+def test_soc_table_matches_what_the_compiler_builds(tmp_path: Path) -> None:
+    """Each part's (soc_model, htp_arch) compiles, and the binary names that chip and arch."""
+    from edgeconv.converters.onnx_to_qnn import check_context
+
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    model = shape_subgraph_model(tmp_path / "m.onnx")
+    folded, _ = normalise(Artifact(model, Format.ONNX), tmp_path / "folded.onnx", 17, {"x": (1, 1, 8, 8)})
+    samples = iter([{"x": np.random.default_rng(i).uniform(0, 1, (1, 1, 8, 8)).astype(np.float32)} for i in range(8)])
+    reader = SimpleNamespace(get_next=lambda: next(samples, None), rewind=lambda: None)
+    quantize_static(str(folded.path), str(tmp_path / "q.onnx"), reader, quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+    for soc in SOCS:  # int8: the 7-series have no fp16
+        folder = tmp_path / soc.chip
+        folder.mkdir()
+        ctx_model = folder / "m_ctx.onnx"
+        session = qnn_session(tmp_path / "q.onnx", htp_options(soc), {"ep.context_enable": 1, "ep.context_file_path": str(ctx_model),
+                                                               "ep.context_embed_mode": 0})
+        del session
+        binary = (folder / "m_ctx_qnn.bin").read_bytes()
+        assert f"soc_type={soc.chip};".encode() in binary, soc
+        assert f"min_arch={soc.htp_arch};".encode() in binary, soc
+        assert check_context(ctx_model, allow_cpu=False)["reload_run"] == "ok"
