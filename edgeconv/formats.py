@@ -213,7 +213,7 @@ def _detect_zip(path: Path) -> Artifact:
         return Artifact(path, Format.TORCH, TORCHSCRIPT)
     if "data.pkl" in base:
         return Artifact(path, Format.TORCH, TORCH_PICKLE)
-    if any(n.lower().endswith("model.dlc") or n == "dlc.metadata" for n in names):
+    if any(n.lower().endswith("model.dlc") or n.startswith("dlc.metadata") for n in names):  # QNN: dlc.metadata2.3.0
         return Artifact(path, Format.DLC)
     shown = ", ".join(sorted(names)[:5])
     raise InvalidInputError(

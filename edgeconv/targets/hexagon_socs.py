@@ -7,7 +7,7 @@ backend writes `soc_type=...;arch=NN` into them). `fp16` says whether the HTP va
 (measured on the QNN 2.51 simulator: the 7-series and 8s Gen 3 reject every fp16 op).
 
 Spellings accepted by `--soc` (case-insensitive, spaces / dashes / underscores ignored): the marketing name with or
-without "Snapdragon" ("8 Gen 3", "Snapdragon 8 Gen 3", "8gen3"), the chip id ("sm8650"), and the aliases listed.
+without "Snapdragon" ("8 Gen 3", "Snapdragon 8 Gen 3", "8gen3"; "plus" for "+"), the chip id ("sm8650"), the aliases.
 """
 
 from __future__ import annotations
@@ -41,16 +41,16 @@ class Soc:
 
 SOCS: tuple[Soc, ...] = (
     Soc("8 Gen 1", "SM8450", 36, 69, True, 8),
-    Soc("8+ Gen 1", "SM8475", 42, 69, True, 8, ("8 plus gen 1",)),
+    Soc("8+ Gen 1", "SM8475", 42, 69, True, 8),
     Soc("8 Gen 2", "SM8550", 43, 73, True, 8),
     Soc("8 Gen 3", "SM8650", 57, 75, True, 8),
     Soc("8s Gen 3", "SM8635", 68, 73, False, 4),
     Soc("8 Elite", "SM8750", 69, 79, True, 8),
     Soc("8 Elite Gen 5", "SM8850", 87, 81, True, 8),
     Soc("X Elite", "SC8380XP", 60, 73, True, 8, ("x1e",)),
-    Soc("7+ Gen 2", "SM7475", 54, 69, False, 4, ("7 plus gen 2",)),
+    Soc("7+ Gen 2", "SM7475", 54, 69, False, 4),
     Soc("7 Gen 3", "SM7550", 64, 73, False, 2),
-    Soc("7+ Gen 3", "SM7675", 70, 73, False, 4, ("7 plus gen 3",)),
+    Soc("7+ Gen 3", "SM7675", 70, 73, False, 4),
 )
 
 
