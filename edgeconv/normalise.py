@@ -60,16 +60,68 @@ def check_versions(model: Any, path: Path, target_opset: int) -> None:
 
 
 def check_model(model: Any, path: Path) -> None:
+    """The ONNX checker; on failure, every node that fails on its own is listed (the checker stops at the first).
+    `model` may be a path (models over 2 GB are checked from disk: protobuf cannot serialise them)."""
     import onnx
 
     try:
-        onnx.checker.check_model(model, full_check=False)
+        onnx.checker.check_model(str(model) if isinstance(model, Path) else model, full_check=False)
     except onnx.checker.ValidationError as e:
         text = str(e)
-        nodes = sorted({line.split("==> Context: ")[1].strip() for line in text.splitlines() if "==> Context:" in line})
-        where = f" (at {', '.join(nodes)})" if nodes else ""
-        raise InvalidInputError(f"{path} fails the ONNX checker: {first_line(e)}{where}",
+        bad = [] if isinstance(model, Path) else _failing_nodes(model)
+        nodes = [f"{name} ({op}): {why}" for name, op, why in bad] or sorted(
+            {line.split("==> Context: ")[1].strip() for line in text.splitlines() if "==> Context:" in line})
+        names = [name for name, _, _ in bad]
+        where = f"; failing nodes: {', '.join(names[:10])}{' …' if len(names) > 10 else ''}" if names else (
+            f" (at {', '.join(nodes)})" if nodes else "")
+        raise InvalidInputError(f"{path} fails the ONNX checker: {first_line(e, 200)}{where}",
                                 "the exporter wrote an invalid graph; re-export it", details={"nodes": nodes}) from e
+
+
+def _failing_nodes(model: Any) -> list[tuple[str, str, str]]:
+    """(name, op, first line of the error) for every top-level node the checker refuses on its own."""
+    import onnx
+    from onnx import checker
+
+    ctx = checker.C.CheckerContext()
+    ctx.ir_version = model.ir_version
+    ctx.opset_imports = {imp.domain: imp.version for imp in model.opset_import}
+    out = []
+    for i, node in enumerate(model.graph.node):
+        try:
+            checker.check_node(node, ctx)
+        except onnx.checker.ValidationError as e:
+            out.append((node.name or f"#{i}", node.op_type, first_line(e, 160)))
+        except Exception:  # noqa: BLE001 - a node the per-node checker cannot judge is not listed
+            continue
+    return out
+
+
+def check_ops(model: Any, path: Path) -> None:
+    """Every op must exist in ONNX (at the model's opset) or be one of the model's own functions; ONNX Runtime's
+    com.microsoft ops are allowed. Unknown ops: exit 4 listing all of them, before any work."""
+    import onnx
+
+    opsets = {imp.domain or "ai.onnx": imp.version for imp in model.opset_import}
+    local = {(f.domain, f.name) for f in model.functions}
+    unknown: dict[str, list[str]] = {}
+    for i, node in enumerate(model.graph.node):
+        domain = node.domain or "ai.onnx"
+        if (node.domain, node.op_type) in local or domain == "com.microsoft":
+            continue
+        try:
+            onnx.defs.get_schema(node.op_type, opsets.get(domain, 1), "" if domain == "ai.onnx" else domain)
+        except onnx.defs.SchemaError:
+            op = node.op_type if domain == "ai.onnx" else f"{domain}.{node.op_type}"
+            unknown.setdefault(op, []).append(node.name or f"#{i}")
+    if unknown:
+        listed = ", ".join(f"{op} ({len(names)} node{'s' if len(names) > 1 else ''}: {', '.join(names[:3])}"
+                           f"{' …' if len(names) > 3 else ''})" for op, names in sorted(unknown.items()))
+        raise UnsupportedError(
+            f"{path} uses {len(unknown)} op(s) that are not ONNX ops at its opset: {listed}",
+            "replace them with standard ONNX ops when exporting (custom ops cannot be quantized, compiled or validated)",
+            details={"unsupported_ops": {op: names for op, names in sorted(unknown.items())}},
+        )
 
 
 def _counts(model: Any) -> Counter:
@@ -113,10 +165,16 @@ def normalise(src: Artifact, out: Path, target_opset: int, shapes: dict[str, tup
     import onnxslim
     from onnx import version_converter
 
-    from edgeconv.sources.onnx_source import load_onnx_checked
+    from edgeconv.sources.onnx_source import external_data_files, load_onnx_checked
 
-    model = load_onnx_checked(src.path)
+    model = load_onnx_checked(src.path, with_data=False)
     check_versions(model, src.path, target_opset)
+    check_ops(model, src.path)
+    external = external_data_files(model, src.path)
+    if external and sum(external.values()) + _serialized_size(model) > TWO_GB - 10_000_000:
+        return _normalise_large(model, src, out, target_opset, shapes, external)
+    if external:
+        model = load_onnx_checked(src.path)
     check_model(model, src.path)
     before = _counts(model)
     opset_before = default_opset(model)
@@ -168,6 +226,59 @@ def normalise(src: Artifact, out: Path, target_opset: int, shapes: dict[str, tup
         shapes_fixed=fixed, notes=tuple(notes),
     )
     return Artifact(out, Format.ONNX, companions=companions), report
+
+
+def _normalise_large(model: Any, src: Artifact, out: Path, target_opset: int, shapes: dict[str, tuple[int, ...]],
+                     external: dict[Path, int]) -> tuple[Artifact, NormaliseReport]:
+    """A model over 2 GB (weights in external data): the graph is normalised without loading the weights (protobuf
+    cannot hold them, and onnxslim would need several copies in memory), so constant folding is skipped. The data
+    files are copied beside the output model under their own names."""
+    import shutil
+
+    import onnx
+    from onnx import version_converter
+
+    check_model(src.path, src.path)
+    before = _counts(model)
+    opset_before = default_opset(model)
+    notes = ["larger than 2 GB: weights kept in external data, graph optimisation (onnxslim) skipped"]
+    if opset_before > target_opset:
+        raise UnsupportedError(f"{src.path} uses opset {opset_before}; the target takes at most opset {target_opset}",
+                               f"export with opset {target_opset} or lower")
+    if opset_before < target_opset:
+        try:
+            model = version_converter.convert_version(model, target_opset)
+        except Exception as e:
+            raise UnsupportedError(f"cannot upgrade opset {opset_before} to {target_opset} on a model over 2 GB: "
+                                   f"{first_line(e)}", f"export the model with opset {target_opset}") from e
+        notes.append(f"opset {opset_before} → {target_opset}")
+    fixed = set_input_shapes(model, shapes)
+    moved = constants_to_initializers(model)
+    if moved:
+        notes.append(f"{moved} Constant nodes moved to initializers")
+    try:
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception as e:  # advisory
+        notes.append(f"shape inference incomplete: {first_line(e)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    companions = []
+    for data in external:
+        dest = out.parent / data.relative_to(src.path.parent)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(data, dest)  # not a link: the ONNX checker and Runtime refuse linked data files
+        companions.append(dest)
+    onnx.save_model(model, str(out))
+    check_model(out, out)
+    after = _counts(model)
+    report = NormaliseReport(
+        opset_before=opset_before, opset_after=default_opset(model),
+        nodes_before=sum(before.values()), nodes_after=sum(after.values()),
+        constant_nodes_before=before["Constant"], constant_nodes_after=after["Constant"],
+        batchnorm_before=before["BatchNormalization"], batchnorm_after=after["BatchNormalization"],
+        shape_nodes_before=sum(before[o] for o in SHAPE_OPS), shape_nodes_after=sum(after[o] for o in SHAPE_OPS),
+        shapes_fixed=fixed, notes=tuple(notes),
+    )
+    return Artifact(out, Format.ONNX, companions=tuple(companions)), report
 
 
 def _serialized_size(model: Any) -> int:
