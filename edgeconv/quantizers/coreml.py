@@ -10,7 +10,7 @@
               * other sources: coremltools.optimize.coreml.experimental.linear_quantize_activations, which runs the model
                 with Core ML to collect activation ranges: macOS only (exit 4 elsewhere).
 
-Weights with fewer than `quantize.options.weight_threshold` elements stay float (coremltools' default is 2048; small
+Weights with at most `quantize.options.weight_threshold` elements stay float (coremltools' default is 2048; small
 tensors gain nothing and lose accuracy).
 """
 
