@@ -113,7 +113,8 @@ def _check_import(module: str, timeout: float = 120) -> ImportCheck:
     return ImportCheck(module, False, seconds, lines[-1] if lines else f"exit code {proc.returncode}")
 
 
-def diagnose(*, imports: bool = False) -> DoctorReport:
+def diagnose(*, imports: bool = False, only: list[str] | None = None) -> DoctorReport:
+    """`only`: limit the import check to these backends (distribution or module names)."""
     from edgeconv import __version__
     from edgeconv.availability import availability
     from edgeconv.targets import builtin_profiles
@@ -131,5 +132,6 @@ def diagnose(*, imports: bool = False) -> DoctorReport:
     report = DoctorReport(__version__, platform.python_version(), f"{platform.system()} {platform.machine()}",
                           backends, targets, clashes, notes=notes)
     if imports:
-        report.imports = [_check_import(b["module"]) for b in backends if b["version"] is not None]
+        chosen = [b for b in backends if b["version"] is not None and (not only or b["name"] in only or b["module"] in only)]
+        report.imports = [_check_import(b["module"]) for b in chosen]
     return report

@@ -13,7 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.context import ConvertOptions
-from edgeconv.formats import detect
+from edgeconv.errors import InvalidInputError
+from edgeconv.formats import Format, detect
+from edgeconv.manifest import _clean, sha256_of
+
+
+def _recorded_source_hash(manifest: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8")).get("source", {}).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def validate_artifact(source: Path, artifact: Path, options: ConvertOptions, *, target: str | None = None,
@@ -36,6 +47,16 @@ def validate_artifact(source: Path, artifact: Path, options: ConvertOptions, *, 
     profile = apply_overrides(profile, list(options.overrides))
     runtime_named(profile.validate.runtime)  # unknown runtime: exit 2 before loading anything
     src = open_source(detect(source), options)
+    warnings: list[str] = []
+    if actx.artifact.format == Format.ONNX:
+        have, want = [s.name for s in actx.inputs], [s.name for s in src.inputs]
+        if sorted(have) != sorted(want):
+            raise InvalidInputError(f"{artifact} takes input(s) {', '.join(have)}, but {source} takes {', '.join(want)}",
+                                    "pass the source model the artifact was converted from")
+    if actx.manifest is not None:
+        recorded = _recorded_source_hash(actx.manifest)
+        if recorded and src.artifact.path.is_file() and sha256_of(src.artifact.path) != recorded:
+            warnings.append(f"{actx.manifest} records another source file (sha256 {recorded[:12]}…) than {source}")
     # dynamic source dims the user left open: take them from the artifact when it fixed them
     fixed = {s.name: tuple(s.shape) for s in actx.inputs if s.is_static}
     fill = {s.name: fixed[s.name] for s in src.inputs if not s.is_static and s.name in fixed
@@ -46,8 +67,7 @@ def validate_artifact(source: Path, artifact: Path, options: ConvertOptions, *, 
     with tempfile.TemporaryDirectory(prefix="edgeconv-validate-") as tmp:
         ctx = StepContext(Path(tmp), profile, options, src, reporter or NullReporter(), notes=dict(actx.notes))
         record = validate_target(actx.artifact, ctx, {})
-        warnings = list(ctx.warnings)
-    from edgeconv.manifest import _clean
+        warnings += ctx.warnings
 
     return {"source": str(source), "artifact": str(actx.artifact.path), "target": profile.name,
             "manifest": str(actx.manifest) if actx.manifest else None, "validation": _clean(asdict(record)), "warnings": warnings}

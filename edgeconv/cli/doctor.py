@@ -15,11 +15,12 @@ def register(app: typer.Typer) -> None:
 
 def doctor(
     imports: bool = typer.Option(False, "--imports", help="Also import every backend in a fresh interpreter (slow; finds binary clashes)."),
+    backend: list[str] = typer.Option([], "--backend", help="With --imports: check only this backend (repeatable)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> int:
     from edgeconv.doctor import diagnose
 
-    report = diagnose(imports=imports)
+    report = diagnose(imports=imports, only=list(backend) or None)
     code = EXIT_OK if report.healthy else EXIT_UNSUPPORTED
     if UI.json_mode:
         UI.emit_json(report.to_json())

@@ -1,0 +1,74 @@
+"""`edgeconv bench ARTIFACT` and `edgeconv validate SOURCE ARTIFACT` on a real converted model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def converted(digits, tmp_path_factory) -> Path:
+    """digits.onnx converted for onnx and onnx-fp16 (one `edgeconv convert`), with its manifest."""
+    out = tmp_path_factory.mktemp("bench") / "out"
+    result = run_cli("convert", digits.onnx, "-t", "onnx", "-t", "onnx-fp16", "--eval", digits.eval, "-o", out, "--json")
+    assert result.code == 0, result.stderr
+    return out
+
+
+def test_bench_json(cli, converted: Path) -> None:
+    artifact = converted / "onnx-fp16" / "digits_cnn.onnx"
+    result = cli("bench", artifact, "--runs", "12", "--warmup", "2", "--json")
+    assert result.code == 0, result.stderr
+    bench = json.loads(result.stdout)
+    assert bench["runtime"] == "onnxruntime" and bench["format"] == "onnx"
+    assert bench["target"] == "onnx-fp16"  # read from the manifest beside the artifact
+    assert bench["runs"] == 12 and bench["warmup"] == 2 and bench["inputs"] == {"image": [1, 1, 8, 8]}
+    lat = bench["latency_ms"]
+    assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert bench["throughput_per_s"] > 0 and bench["load_s"] > 0
+
+
+def test_bench_dynamic_input_shape(cli, messy_onnx) -> None:
+    bench = json.loads(cli("bench", messy_onnx, "--runs", "3", "--input-shape", "input=4x3x16x16", "--json").stdout)
+    assert bench["inputs"] == {"input": [4, 3, 16, 16]} and bench["batch"] == 4 and bench["runs"] == 3
+
+
+def test_bench_human_and_errors(cli, digits) -> None:
+    result = cli("bench", digits.onnx, "--runs", "3")
+    assert result.code == 0 and "p50 ms" in result.stdout and "onnxruntime" in result.stdout
+    assert cli("bench", digits.onnx, "--runs", "0").code == 2
+    unsupported = cli("bench", digits.pt2, "--json")  # a source model, not an artifact with a runtime of its own
+    assert unsupported.code == 4 and json.loads(unsupported.stdout)["error"]["kind"] == "unsupported"
+
+
+def test_validate_passes_with_metrics(cli, digits, converted: Path) -> None:
+    artifact = converted / "onnx-fp16" / "digits_cnn.onnx"
+    result = cli("validate", digits.onnx, artifact, "--eval", digits.eval, "--json")
+    assert result.code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["target"] == "onnx-fp16"  # from the manifest
+    v = report["validation"]
+    assert v["passed"] is True and v["kind"] == "numerical" and v["runtime"] == "onnxruntime"
+    assert v["metrics"]["snr_db"] > 50 and v["metrics"]["top1_agreement"] == 1.0
+    assert v["samples"]["kind"] == "files" and v["samples"]["count"] == 16
+    human = cli("validate", digits.onnx, artifact, "--eval", digits.eval, "--samples", "4")
+    assert human.code == 0 and "passed" in human.stdout and "4 samples" in human.stdout
+
+
+def test_validate_gate_failure_exits_5(cli, digits, converted: Path) -> None:
+    artifact = converted / "onnx-fp16" / "digits_cnn.onnx"
+    result = cli("validate", digits.onnx, artifact, "--set", "validate.gate.min_snr_db=200", "--json")
+    assert result.code == 5
+    error = json.loads(result.stdout)["error"]
+    assert error["kind"] == "accuracy-gate" and "200" in error["message"]
+    assert error["details"]["validation"]["metrics"]["snr_db"] < 200
+
+
+def test_validate_wrong_source_is_invalid_input(cli, messy_onnx, converted: Path) -> None:
+    result = cli("validate", messy_onnx, converted / "onnx" / "digits_cnn.onnx", "--json")
+    assert result.code in (3, 5), result.stdout  # other input names: the artifact cannot be fed
+    assert "error" in json.loads(result.stdout)
