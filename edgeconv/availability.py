@@ -35,15 +35,24 @@ def _route_available(src: Format, dst: Format) -> tuple[bool, str]:
     return False, f"pip install 'edgeconv[{','.join(extras)}]'" if extras else f"no converter produces {dst}"
 
 
+SOURCE_FORMATS = (Format.ONNX, Format.TORCH, Format.KERAS, Format.SAVEDMODEL)
+
+
 def availability(profile: Profile) -> Availability:
+    """Usable here if every format it produces can be reached from some source format with installed converters
+    (Core ML, say, has no ONNX front end but takes PyTorch and Keras) and its validation runtime is installed."""
     for fmt in profile.produces:
-        ok, why = _route_available(Format.ONNX, fmt)
-        if not ok:
-            return Availability(False, why)
+        results = [_route_available(src, fmt) for src in SOURCE_FORMATS]
+        if not any(ok for ok, _ in results):
+            return Availability(False, results[0][1])
     runtimes = {r.name: r for r in all_runtimes()}
     runtime = runtimes.get(profile.validate.runtime)
     if runtime is None:
         return Availability(False, f"unknown validation runtime {profile.validate.runtime}", "none")
+    fallback = getattr(runtime, "fallback_here", None)  # tensorrt: no GPU → engine not built, ONNX validated on ORT
+    why_fallback = fallback() if fallback is not None else None
+    if why_fallback:
+        return Availability(True, why_fallback, "numerical")
     if not runtime.available():
         return Availability(False, f"validation needs pip install 'edgeconv[{runtime.extra}]'", "none")
     why_not = runtime.can_execute_here()

@@ -235,7 +235,7 @@ def _run_target(target: TargetPlan, state: _RunState, validation_cache: dict[str
         except StepSkipped as skipped:
             assert step.converter is not None
             not_built.append((step.converter.target, skipped.reason))
-            record.warnings.append(skipped.reason)
+            ctx.warn(skipped.reason)  # same list as record.warnings, and shown to the user
             continue
         if step.branch:
             extras.append(result)

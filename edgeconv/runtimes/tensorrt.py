@@ -34,6 +34,14 @@ class TensorRTRuntime(Runtime):
     requires = ("tensorrt",)
 
     @classmethod
+    def fallback_here(cls) -> str | None:
+        """For `edgeconv targets`: what a tensorrt-* target does on this machine when no engine can be built."""
+        from edgeconv.converters._tensorrt import why_no_engine
+
+        why = why_no_engine()
+        return f"engine not built here ({why}); the TensorRT-ready ONNX is validated on ONNX Runtime" if why else None
+
+    @classmethod
     def can_execute_here(cls) -> str | None:
         from edgeconv.converters._tensorrt import why_no_engine
 

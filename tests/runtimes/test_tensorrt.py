@@ -61,3 +61,14 @@ def test_gpu_session_runs_an_engine_in_source_output_order(digits: Any, tmp_path
     (y,) = session.run({"image": x})
     ref = ort.InferenceSession(str(digits.onnx), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
     assert np.abs(y - ref).max() < 1e-3
+
+
+@pytest.mark.skipif(NO_ENGINE is None, reason="this machine can build engines")
+def test_targets_say_what_happens_without_gpu() -> None:
+    from edgeconv.availability import availability
+    from edgeconv.targets import resolve
+
+    for name in ("tensorrt-fp32", "tensorrt-fp16", "tensorrt-int8"):
+        avail = availability(resolve(name))
+        assert avail.usable and avail.validation == "numerical"
+        assert "engine not built here" in avail.reason and "ONNX Runtime" in avail.reason
