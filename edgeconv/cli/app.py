@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     UI.json_mode = "--json" in args
     if UI.json_mode:
         UI.protect_stdout()
+    else:
+        UI.guard_stdout()
     _install_signal_handlers()
     code = 0
     try:

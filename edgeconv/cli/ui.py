@@ -17,6 +17,42 @@ from typing import Any, Iterator, TextIO
 from rich.console import Console
 
 
+class PipeSafe:
+    """A stream whose reader may go away (`edgeconv targets | head -1`): once the pipe is closed, output is dropped
+    quietly (the fd is pointed at /dev/null) instead of BrokenPipeError surfacing from whichever print comes next."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.broken = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def _stdout_console() -> Console:
     """Tables keep their columns in logs and pipes: rich's 80-column default for non-terminals truncates them."""
     wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
@@ -36,8 +72,13 @@ class Ui:
         sys.stdout.flush()
         saved = os.dup(1)
         os.dup2(2, 1)
-        self._json_stream = os.fdopen(saved, "w", encoding="utf-8", closefd=True)
+        self._json_stream = PipeSafe(os.fdopen(saved, "w", encoding="utf-8", closefd=True))  # type: ignore[assignment]
         sys.stdout = sys.stderr
+
+    def guard_stdout(self) -> None:
+        """Without --json: a reader that stops early (`| head`) ends output quietly, not with a traceback."""
+        if not isinstance(sys.stdout, PipeSafe):
+            sys.stdout = PipeSafe(sys.stdout)  # type: ignore[assignment]
 
     def emit_json(self, obj: Any) -> None:
         stream = self._json_stream or sys.stdout
