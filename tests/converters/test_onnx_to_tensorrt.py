@@ -312,3 +312,25 @@ def test_gpu_build_engine_reuses_timing_cache_and_runs_dynamic_batch(tmp_path: P
         (y,) = runner.run({"x": x[:batch]})
         assert y.shape == (batch, 10)
         assert np.abs(y - ref[:batch]).max() < 1e-2
+
+
+@pytest.mark.slow
+def test_transformer_block_int8_placement(transformer: Path, tmp_path: Path) -> None:
+    """A real exported graph (PyTorch encoder block: attention MatMuls, LayerNorms, two residual Adds)."""
+    out = tmp_path / "out"
+    manifest = convert(transformer / "transformer.pt2", ["tensorrt-int8"], out, calib=str(transformer / "calib"),
+                       eval=str(transformer / "eval"))
+    record = target_record(manifest, "tensorrt-int8")
+    assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise", "quantize int8"]
+    model = onnx.load_model(str(model_path(manifest, out, "tensorrt-int8", "onnx")))
+    facts = _tensorrt_qdq.describe(model)
+    assert facts["problems"] == [] and set(facts["dq_feeds"]) <= {"Add", "Gemm", "MatMul"}
+    assert not set(facts["q_after"]) & _tensorrt_qdq.WEIGHTED
+    residual = _tensorrt_qdq.residual_adds(model)
+    assert len(residual) == 2
+    for name in residual:
+        assert sorted(dq_inputs(model, name)) == [False, True]  # only the skip branch carries Q/DQ
+    for node in model.graph.node:
+        if node.op_type in ("LayerNormalization", "Softmax"):
+            assert not any(dq_inputs(model, node.name)), node.name
+    assert record["validation"]["metrics"]["snr_db"] > 30
