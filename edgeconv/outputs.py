@@ -69,9 +69,22 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
+def disk_full_cause(e: BaseException) -> OSError | None:
+    """The ENOSPC / EDQUOT error behind `e` (itself, or in its cause/context chain), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = e
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def io_error(e: OSError, what: str) -> OutputError:
-    if e.errno == errno.ENOSPC:
-        return OutputError(f"disk full while {what}", "free some space or write elsewhere with -o")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"disk full while {what} ({e.filename or 'no space left on device'})",
+                           "free some space or write elsewhere with -o")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"permission denied while {what}: {e.filename}", "choose a writable output directory with -o")
     return OutputError(f"I/O error while {what}: {e.strerror} ({e.filename})", "check the output location")

@@ -21,11 +21,11 @@ from edgeconv.context import ConvertOptions, StepContext
 from edgeconv.converters import all_converters
 from edgeconv.converters.base import Converter
 from edgeconv.deps import installed_versions
-from edgeconv.errors import InvalidInputError, MissingBackendError, StepSkipped, UnsupportedError
+from edgeconv.errors import EdgeconvError, InvalidInputError, MissingBackendError, OutputError, StepSkipped, UnsupportedError
 from edgeconv.formats import FILE_SUFFIXES, Artifact, Format
 from edgeconv.manifest import MANIFEST_NAME, ArtifactRecord, Manifest, SourceRecord, StepRecord, TargetRecord, sha256_of, size_of
 from edgeconv.normalise import normalise
-from edgeconv.outputs import OutputTransaction, io_error
+from edgeconv.outputs import OutputTransaction, disk_full_cause, io_error
 from edgeconv.progress import NullReporter, Reporter
 from edgeconv.quantizers import quantizer_for
 from edgeconv.sources import SourceModel, open_source
@@ -300,14 +300,33 @@ def options_record(options: ConvertOptions) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v not in (None, False, (), {}, [])}
 
 
+def check_backends(plan: Plan) -> None:
+    """Before any work: every converter the plan needs is installed, else exit 4 naming the pip extras."""
+    missing = {(t.profile.name, s.converter.name, s.converter.extra) for t in plan.targets for s in t.steps
+               if s.converter is not None and not s.converter.available()}
+    if missing:
+        extras = sorted({extra for _, _, extra in missing})
+        raise MissingBackendError(
+            "missing optional backend(s): " + ", ".join(f"{target} needs {conv} (edgeconv[{extra}])"
+                                                        for target, conv, extra in sorted(missing)),
+            f"pip install 'edgeconv[{','.join(extras)}]'", details={"extras": extras})
+
+
 def run(plan: Plan, outdir: Path, *, force: bool = False, reporter: Reporter | None = None) -> Manifest:
     reporter = reporter or NullReporter()
     options = plan.options
+    check_backends(plan)
     with OutputTransaction(outdir, force) as tx:
         assert tx.staging is not None
         state = _RunState(tx.staging, options, reporter)
         validation_cache: dict[str, Any] = {}
-        records = [_run_target(target, state, validation_cache) for target in plan.targets]
+        try:
+            records = [_run_target(target, state, validation_cache) for target in plan.targets]
+        except (OSError, EdgeconvError) as e:  # a full disk under any stage (a toolchain may have wrapped it): exit 6
+            full = disk_full_cause(e)
+            if full is None or isinstance(e, OutputError):
+                raise
+            raise io_error(full, "writing intermediate files") from e
         manifest = Manifest(source_record(plan.source), records, installed_versions(), options_record(options))
         try:
             if not options.keep_work:

@@ -1,0 +1,280 @@
+"""Output safety (cases 9-12, 18, 19 of docs/exit-codes.md): bad destinations are refused before any work, a full
+disk or a signal leaves the previous output intact and nothing behind, concurrent runs are locked out, runs are
+reproducible, and a reader that closes stdout early causes no traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, CliResult, run_cli
+from tests.reliability.conftest import INT8_PROFILE, expect_failure, leftovers, no_traceback, popen_cli, tree
+
+SLOW_SAMPLES = 3000  # calibration long enough (seconds) to be interrupted in the middle of it
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path: Path, options: str) -> Iterator[None]:
+    path.mkdir(exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def slow_calib(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(profile file, calibration folder) for an int8 run whose calibration takes seconds."""
+    folder = tmp_path_factory.mktemp("slow")
+    calib = folder / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    for i, a in enumerate(rng.uniform(0, 1, (SLOW_SAMPLES, 1, 1, 8, 8)).astype(np.float32)):
+        np.save(calib / f"{i:05d}.npy", a)
+    profile = folder / "int8-test.toml"
+    profile.write_text(INT8_PROFILE.format(samples=SLOW_SAMPLES))
+    return profile, calib
+
+
+def _staging(ws: Path) -> list[Path]:
+    return sorted(ws.glob(".out.edgeconv-tmp-*"))
+
+
+def _wait_for_stage(proc: subprocess.Popen[str], ws: Path, stage: str, timeout: float = 120) -> None:
+    """Until the run's staging folder has a work dir for `stage` (e.g. 'quantize')."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the run ended early ({proc.returncode}): {proc.communicate()[1][-2000:]}"
+        if any(s.exists() for s in ws.glob(f".out.edgeconv-tmp-*/.work/*{stage}*")):
+            return
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"stage {stage} never started")
+
+
+# ---------------------------------------------------------------- 9. the destination
+def test_read_only_parent_fails_before_any_work(digits, tmp_path: Path, inputs: Path) -> None:
+    ro = tmp_path / "ro"
+    empty = inputs / "empty.onnx"
+    empty.write_bytes(b"")  # would fail with exit 3 once read: exit 6 proves the output was checked first
+    if os.geteuid() != 0:
+        ro.mkdir()
+        ro.chmod(0o555)
+        context: Any = contextlib.nullcontext()
+    else:  # root writes anywhere a mode allows: only a read-only file system says no
+        context = mounted_tmpfs(ro, "ro,size=64k")
+    with context:
+        expect_failure(["convert", empty, "-t", "onnx", "-o", ro / "out"], 6, "cannot write", str(ro), workspace=ro)
+    if os.geteuid() != 0:
+        ro.chmod(0o755)
+
+
+def test_existing_output_needs_force(digits, ws: Path) -> None:
+    out = ws / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    expect_failure(["convert", digits.onnx, "-t", "onnx", "-o", out], 2, "already exists", "--force", workspace=ws)
+
+
+def test_force_replaces_atomically(cli, digits, ws: Path) -> None:
+    out = ws / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("previous run")
+    result = cli("convert", digits.onnx, "-t", "onnx", "--eval", digits.eval, "-o", out, "--force")
+    assert result.code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "onnx"]
+    assert sorted(p.name for p in ws.iterdir()) == ["out"]  # no staging, backup or lock left
+    assert oct(out.stat().st_mode & 0o777) != oct(0o700)  # a normal directory, not mkdtemp's private one
+
+
+def test_output_symlink_refused(digits, ws: Path) -> None:
+    elsewhere = ws / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "data.txt").write_text("not edgeconv's")
+    (ws / "out").symlink_to(elsewhere)
+    expect_failure(["convert", digits.onnx, "-t", "onnx", "-o", ws / "out", "--force"], 7, "symlink", str(elsewhere),
+                   workspace=ws)
+
+
+def test_dotdot_in_output_refused(digits, ws: Path) -> None:
+    (ws / "sub").mkdir()
+    expect_failure(["convert", digits.onnx, "-t", "onnx", "-o", ws / "sub" / ".." / "out"], 2, "'..'", workspace=ws)
+
+
+# ---------------------------------------------------------------- 10. disk full
+def test_disk_full_on_tmpfs_keeps_previous_output(cli, digits, tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    with mounted_tmpfs(disk, "size=1m"):
+        out = disk / "out"
+        first = cli("convert", digits.onnx, "-t", "onnx", "--eval", digits.eval, "-o", out)
+        assert first.code == 0, first.stderr
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(b"\0" * (free - 24 * 1024))  # room for less than one model copy
+        expect_failure(["convert", digits.onnx, "-t", "onnx", "--eval", digits.eval, "-o", out, "--force"], 6,
+                       "disk full", workspace=disk)
+        assert json.loads((out / "manifest.json").read_text())["targets"][0]["target"] == "onnx"
+
+
+ENOSPC_RUNNER = textwrap.dedent("""
+    # Run edgeconv with every file copy into a staging folder failing with ENOSPC (a disk that fills up mid-write).
+    import errno, shutil, sys
+    real_copyfile = shutil.copyfile
+    def copyfile(src, dst, *args, **kwargs):
+        if ".edgeconv-tmp-" in str(dst) and "/.work/" not in str(dst):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real_copyfile(src, dst, *args, **kwargs)
+    shutil.copyfile = copyfile
+    from edgeconv.cli.app import main
+    main(sys.argv[1:])
+""")
+
+
+def test_disk_full_injected_keeps_previous_output(cli, digits, ws: Path, tmp_path: Path) -> None:
+    runner_file = tmp_path / "enospc_edgeconv.py"
+    runner_file.write_text(ENOSPC_RUNNER)
+
+    def runner(*args: Any, **kwargs: Any) -> CliResult:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+        proc = subprocess.run([sys.executable, str(runner_file), *map(str, args)], capture_output=True, text=True,
+                              env=env, cwd=REPO, timeout=300)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    out = ws / "out"
+    assert cli("convert", digits.onnx, "-t", "onnx", "--eval", digits.eval, "-o", out).code == 0
+    expect_failure(["convert", digits.onnx, "-t", "onnx", "--eval", digits.eval, "-o", out, "--force"], 6,
+                   "disk full", "free some space", workspace=ws, runner=runner)
+
+
+# ---------------------------------------------------------------- 11. signals
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_during_calibration(digits, ws: Path, slow_calib: tuple[Path, Path], sig: int, code: int) -> None:
+    profile, calib = slow_calib
+    proc = popen_cli("convert", digits.onnx, "-t", profile, "--calib", calib, "-o", ws / "out", "--json")
+    _wait_for_stage(proc, ws, "quantize")
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    no_traceback(stdout + stderr)
+    assert proc.returncode == code, stderr[-2000:]
+    error = json.loads(stdout)["error"]
+    assert error["code"] == code and signal.Signals(sig).name in error["message"] and error["hint"]
+    assert tree(ws) == {}, "something was left behind"
+
+
+@pytest.mark.slow
+def test_run_after_sigkill_cleans_stale_staging(cli, digits, ws: Path, slow_calib: tuple[Path, Path]) -> None:
+    profile, calib = slow_calib
+    proc = popen_cli("convert", digits.onnx, "-t", profile, "--calib", calib, "-o", ws / "out")
+    _wait_for_stage(proc, ws, "quantize")
+    proc.kill()
+    proc.wait(timeout=60)
+    assert _staging(ws), "a SIGKILLed run leaves its staging folder (nothing can clean up after SIGKILL)"
+    later = cli("convert", digits.onnx, "-t", "onnx", "--eval", digits.eval, "-o", ws / "out")
+    assert later.code == 0, later.stderr
+    assert sorted(p.name for p in ws.iterdir()) == ["out"], leftovers(ws)
+
+
+# ---------------------------------------------------------------- 12. two runs, one OUTDIR
+def _load_output(out: Path) -> str:
+    """Read OUTDIR as one consistent version (through a directory fd) and load its model; return the manifest hash."""
+    import onnxruntime as ort
+
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        manifest_fd = os.open("manifest.json", os.O_RDONLY, dir_fd=fd)
+        with os.fdopen(manifest_fd) as f:
+            manifest = json.load(f)
+        rel = manifest["targets"][0]["artifacts"][0]["path"]
+        model_fd = os.open(rel, os.O_RDONLY, dir_fd=fd)
+        with os.fdopen(model_fd, "rb") as f:
+            ort.InferenceSession(f.read(), providers=["CPUExecutionProvider"])
+        return manifest["targets"][0]["artifacts"][0]["sha256"]
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.slow
+def test_concurrent_runs_locked_out(cli, digits, ws: Path, slow_calib: tuple[Path, Path], profiles: Path) -> None:
+    profile, calib = slow_calib
+    out = ws / "out"
+    quick = cli("convert", digits.onnx, "-t", profiles / "int8-test.toml", "--calib", digits.calib, "-o", out)
+    assert quick.code == 0, quick.stderr
+    first_hash = _load_output(out)
+    first = popen_cli("convert", digits.onnx, "-t", profile, "--calib", calib, "-o", out, "--force")
+    _wait_for_stage(first, ws, "quantize")
+    second = cli("convert", digits.onnx, "-t", "onnx", "-o", out, "--force", "--json")
+    no_traceback(second.stderr)
+    assert second.code == 6, second.stderr
+    error = json.loads(second.stdout)["error"]
+    assert f"pid {first.pid}" in error["message"] and error["hint"]
+    seen = set()
+    while first.poll() is None:  # the output is loadable at every moment, old or new
+        seen.add(_load_output(out))
+        time.sleep(0.02)
+    assert first.returncode == 0, first.communicate()[1][-2000:]
+    seen.add(_load_output(out))
+    assert first_hash in seen and len(seen) == 2  # both versions were read, never a missing or partial one
+    assert sorted(p.name for p in ws.iterdir()) == ["out"], leftovers(ws)
+
+
+# ---------------------------------------------------------------- 18. reproducible
+@pytest.mark.slow
+def test_same_run_twice_same_hashes(cli, digits, tmp_path: Path, profiles: Path) -> None:
+    hashes = []
+    for name in ("a", "b"):
+        result = cli("convert", digits.onnx, "-t", "onnx", "-t", profiles / "int8-test.toml", "--calib", digits.calib,
+                     "--eval", digits.eval, "-o", tmp_path / name, "--json")
+        assert result.code == 0, result.stderr
+        manifest = json.loads(result.stdout)
+        hashes.append({a["path"]: a["sha256"] for t in manifest["targets"] for a in t["artifacts"]})
+    assert hashes[0] == hashes[1] and len(hashes[0]) == 2
+
+
+# ---------------------------------------------------------------- 19. stdout closed early
+@pytest.mark.parametrize("args", [
+    ["targets"],
+    ["--help"],
+    ["convert", "{onnx}", "-t", "onnx", "--eval", "{eval}", "-o", "{out}"],
+    ["convert", "{onnx}", "-t", "onnx", "--eval", "{eval}", "-o", "{out}", "--json"],
+    ["convert", "{missing}", "-t", "onnx", "-o", "{out}", "--json"],
+], ids=["targets", "help", "convert", "convert-json", "error-json"])
+def test_closed_stdout_no_traceback(digits, tmp_path: Path, args: list[str]) -> None:
+    values = {"onnx": digits.onnx, "eval": digits.eval, "out": tmp_path / "out", "missing": tmp_path / "missing.onnx"}
+    argv = [a.format(**values) for a in args]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written: every write gets EPIPE
+    try:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        proc = subprocess.run([sys.executable, "-m", "edgeconv", *argv], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, env=env, cwd=REPO, timeout=300)
+    finally:
+        os.close(write_end)
+    no_traceback(proc.stderr)
+    assert "BrokenPipe" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    expected = 3 if "{missing}" in args else 0  # the command's own result: a closed pipe is not an error
+    assert proc.returncode == expected, proc.stderr
+    if "convert" in argv and expected == 0:
+        assert (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_head_in_a_shell_pipeline(tmp_path: Path) -> None:
+    script = f"set -o pipefail; {sys.executable} -m edgeconv targets | head -c 10 >/dev/null"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    no_traceback(proc.stderr)
+    assert proc.returncode == 0, proc.stderr
