@@ -177,6 +177,10 @@ def test_residual_add_quantizes_only_the_skip_branch_with_dynamic_batch(tmp_path
     assert notes["onnx"]["inputs"][0]["shape"][0] in ("N", None)  # the batch dim stays dynamic in the ONNX
     if NO_ENGINE is not None:
         assert "--shape-range x=1x3x16x16:4x3x16x16:8x3x16x16" in notes["build_later"]
+    from edgeconv.cli.build_engine import recorded_settings  # what `edgeconv build-engine` will reuse
+
+    recorded = recorded_settings(model_path(manifest, tmp_path / "out", "tensorrt-int8", "onnx"))
+    assert recorded["shape_ranges"] == ranges and recorded["compiler"] == {"workspace_mib": 1024, "tf32": True}
     assert record["validation"]["metrics"]["snr_db"] > 25
 
 
