@@ -141,7 +141,23 @@ def generate() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+EXIT_BEGIN = "<!-- exit-codes:begin (generated from edgeconv.errors.EXIT_CODES by `python -m edgeconv.cli.docgen --exit-codes`) -->"
+EXIT_END = "<!-- exit-codes:end -->"
+
+
+def exit_codes_table() -> str:
+    """The exit-code table of docs/exit-codes.md, between its markers."""
+    from edgeconv.errors import EXIT_CODES
+
+    rows = [EXIT_BEGIN, "| code | kind | meaning |", "|---:|---|---|"]
+    rows += [f"| {d.code} | `{d.name}` | {_cell(d.meaning)} |" for d in EXIT_CODES]
+    return "\n".join([*rows, EXIT_END]) + "\n"
+
+
 def main() -> None:
+    if "--exit-codes" in sys.argv[1:]:
+        sys.stdout.write(exit_codes_table())
+        return
     sys.stdout.write(generate())
 
 

@@ -1,0 +1,34 @@
+"""docs/cli.md is generated from the Typer app (`make docs`); it must match the commands as they are now."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeconv.cli.docgen import generate
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+
+
+def test_cli_reference_is_current() -> None:
+    assert DOC.read_text(encoding="utf-8") == generate(), \
+        "docs/cli.md is stale: regenerate it with `.venv/bin/python -m edgeconv.cli.docgen > docs/cli.md`"
+
+
+def test_cli_reference_covers_every_command() -> None:
+    import typer.main
+
+    from edgeconv.cli.app import app
+
+    text = generate()
+    for name in typer.main.get_command(app).commands:  # type: ignore[attr-defined]
+        assert f"## `edgeconv {name}`" in text
+    assert "### Config file" in text and "--jobs" in text
+
+
+def test_exit_code_table_is_current() -> None:
+    from edgeconv.cli.docgen import EXIT_BEGIN, EXIT_END, exit_codes_table
+
+    text = (DOC.parent / "exit-codes.md").read_text(encoding="utf-8")
+    start, end = text.index(EXIT_BEGIN), text.index(EXIT_END) + len(EXIT_END)
+    assert text[start:end] + "\n" == exit_codes_table(), \
+        "docs/exit-codes.md's table is stale: replace it with `python -m edgeconv.cli.docgen --exit-codes`"

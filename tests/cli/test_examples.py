@@ -1,0 +1,55 @@
+"""examples/Makefile drives the real CLI the way a project's Makefile would: convert per target, then nothing to redo."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+
+
+def _make(out: Path, *args: str) -> subprocess.CompletedProcess:
+    edgeconv = f"{shlex.quote(sys.executable)} -m edgeconv"
+    return subprocess.run(["make", "-C", str(EXAMPLES), f"EDGECONV={edgeconv}", f"OUT={out}", *args],
+                          capture_output=True, text=True, timeout=900, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_example_makefile_exports_several_targets(tmp_path: Path) -> None:
+    out = tmp_path / "models"
+    targets = "TARGETS=onnx onnx-int8-qdq"
+    first = _make(out, targets)
+    assert first.returncode == 0, first.stdout + first.stderr
+    for target in ("onnx", "onnx-int8-qdq"):
+        manifest = json.loads((out / target / "manifest.json").read_text())
+        (record,) = manifest["targets"]
+        assert record["target"] == target and record["validation"]["passed"] is True
+        assert (out / target / record["artifacts"][0]["path"]).is_file()
+    int8 = json.loads((out / "onnx-int8-qdq" / "manifest.json").read_text())["targets"][0]
+    fp32 = json.loads((out / "onnx" / "manifest.json").read_text())["targets"][0]
+    assert int8["artifacts"][0]["bytes"] < 0.5 * fp32["artifacts"][0]["bytes"]  # int8 weights
+    assert int8["validation"]["metrics"]["top1_agreement"] >= 0.95
+    second = _make(out, targets)  # up to date: make runs nothing
+    assert second.returncode == 0 and "Nothing to be done" in second.stdout
+
+
+def test_example_ci_workflow_and_config_are_consistent() -> None:
+    from edgeconv.config import load_config
+
+    cfg = load_config(EXAMPLES / "edgeconv.toml")
+    (model,) = cfg.models
+    assert model.source == EXAMPLES / "digits_cnn.pt2" and model.source.is_file()
+    assert len(model.targets) >= 3
+    workflow = (EXAMPLES / "ci" / "github-workflow.yml").read_text()
+    assert "edgeconv batch examples/edgeconv.toml" in workflow and "make -C examples" in workflow
+    makefile = (EXAMPLES / "Makefile").read_text()
+    for target in ("all:", "batch:", "check:"):
+        assert target in makefile
