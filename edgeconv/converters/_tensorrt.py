@@ -368,6 +368,7 @@ class EngineRunner:
                                 self.dtype(n).name) for n in self.input_names)
 
     def _bind(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+        self.device.release()
         buffers: dict[str, Any] = {}
         for name in self.input_names:
             if name not in feeds:
@@ -409,6 +410,7 @@ class _Device:
 
     def __init__(self) -> None:
         self.torch = None
+        self.allocated = []
         try:
             import torch
 
@@ -416,8 +418,8 @@ class _Device:
                 self.torch = torch
         except ImportError:
             pass
-        if self.torch is not None:
-            self.stream = self.torch.cuda.Stream()
+        if self.torch is not None:  # the current stream: uploads (.cuda()) and the engine run are ordered on it
+            self.stream = self.torch.cuda.current_stream()
             self.stream_handle = self.stream.cuda_stream
             return
         try:
@@ -431,6 +433,14 @@ class _Device:
         self.cudart = cudart
         self.stream = self._check(cudart.cudaStreamCreate())
         self.stream_handle = int(self.stream)
+        self.allocated: list[Any] = []
+
+    def release(self) -> None:
+        """Free the previous run's buffers (torch frees its own)."""
+        if self.torch is None:
+            for ptr in self.allocated:
+                self.cudart.cudaFree(ptr)
+            self.allocated.clear()
 
     def _check(self, result: Any) -> Any:
         err, *rest = result if isinstance(result, tuple) else (result,)
@@ -442,6 +452,7 @@ class _Device:
         if self.torch is not None:
             return self.torch.from_numpy(host).cuda()
         ptr = self._check(self.cudart.cudaMalloc(max(host.nbytes, 1)))
+        self.allocated.append(ptr)
         self._check(self.cudart.cudaMemcpy(ptr, host.ctypes.data, host.nbytes,
                                            self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
         return (ptr, host.shape, host.dtype)
@@ -450,7 +461,9 @@ class _Device:
         if self.torch is not None:
             return self.torch.empty(shape, dtype=getattr(self.torch, dtype.name), device="cuda")
         nbytes = int(np.prod(shape)) * dtype.itemsize
-        return (self._check(self.cudart.cudaMalloc(max(nbytes, 1))), shape, dtype)
+        ptr = self._check(self.cudart.cudaMalloc(max(nbytes, 1)))
+        self.allocated.append(ptr)
+        return (ptr, shape, dtype)
 
     def address(self, buffer: Any) -> int:
         return int(buffer.data_ptr()) if self.torch is not None else int(buffer[0])

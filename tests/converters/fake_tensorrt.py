@@ -20,8 +20,9 @@ class cudaMemcpyKind(enum.IntEnum):
     cudaMemcpyHostToDevice = 1
     cudaMemcpyDeviceToHost = 2
 cudart.cudaMemcpyKind = cudaMemcpyKind
+NEXT = [0x1000]
 def cudaMalloc(n):
-    ptr = 0x1000 + 0x100000 * (len(MEM) + 1); MEM[ptr] = bytearray(n); return (0, ptr)
+    NEXT[0] += 0x100000; ptr = NEXT[0]; MEM[ptr] = bytearray(n); return (0, ptr)
 def cudaMemcpy(dst, src, n, kind):
     if kind == cudaMemcpyKind.cudaMemcpyHostToDevice:
         MEM[dst][:n] = ctypes.string_at(src, n)
@@ -30,6 +31,7 @@ def cudaMemcpy(dst, src, n, kind):
     return (0,)
 cudart.cudaMalloc, cudart.cudaMemcpy = cudaMalloc, cudaMemcpy
 cudart.cudaStreamCreate = lambda: (0, 7)
+cudart.cudaFree = lambda ptr: (MEM.pop(ptr, None), 0)[1:]
 cudart.cudaStreamSynchronize = lambda s: (0,)
 cudart.cudaRuntimeGetVersion = lambda: (0, 13000)
 cuda = types.ModuleType("cuda"); bindings = types.ModuleType("cuda.bindings"); bindings.runtime = cudart; cuda.bindings = bindings
