@@ -14,7 +14,7 @@ from edgeconv.targets.schema import Profile
 class Availability:
     usable: bool
     reason: str = ""  # what is missing, with the pip extra
-    validation: str = "numerical"  # numerical | structural | none
+    validation: str = "numerical"  # numerical | structural | partial (a stand-in is validated) | none
 
 
 def _route_available(src: Format, dst: Format) -> tuple[bool, str]:
@@ -49,10 +49,9 @@ def availability(profile: Profile) -> Availability:
     runtime = runtimes.get(profile.validate.runtime)
     if runtime is None:
         return Availability(False, f"unknown validation runtime {profile.validate.runtime}", "none")
-    fallback = getattr(runtime, "fallback_here", None)  # tensorrt: no GPU → engine not built, ONNX validated on ORT
-    why_fallback = fallback() if fallback is not None else None
+    why_fallback = runtime.fallback_here()  # tensorrt: no GPU → engine not built, its ONNX validated on ORT
     if why_fallback:
-        return Availability(True, why_fallback, "numerical")
+        return Availability(True, why_fallback, "partial")
     if not runtime.available():
         return Availability(False, f"validation needs pip install 'edgeconv[{runtime.extra}]'", "none")
     why_not = runtime.can_execute_here()

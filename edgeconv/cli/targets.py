@@ -51,6 +51,7 @@ def list_all() -> None:
     if UI.json_mode:
         UI.emit_json({"targets": rows})
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="edgeconv targets", title_justify="left")
@@ -60,7 +61,9 @@ def list_all() -> None:
         mark = "[green]yes[/green]" if r["available"] else "[red]no[/red]"
         if r["available"] and r["validation"] == "structural":
             mark = "[yellow]yes (structural check)[/yellow]"
-        table.add_row(r["name"], ", ".join(r["produces"]), r["precision"], r["runtime"], mark, r["note"])
+        if r["available"] and r["validation"] == "partial":
+            mark = "[yellow]partly[/yellow]"
+        table.add_row(r["name"], ", ".join(r["produces"]), r["precision"], r["runtime"], mark, escape(r["note"]))
     UI.out.print(table)
 
 

@@ -50,6 +50,12 @@ class Runtime(ABC):
         """None if models can be executed on this machine, else why not (then `check_structure` is used)."""
         return None
 
+    @classmethod
+    def fallback_here(cls) -> str | None:
+        """None, or what the target does instead on this machine when its own artifact cannot be built or run here but
+        a stand-in is validated numerically (TensorRT without a GPU: the TensorRT-ready ONNX on ONNX Runtime)."""
+        return None
+
     @abstractmethod
     def load(self, artifact: Artifact, ctx: "StepContext") -> Session:
         """Load the artifact for execution."""

@@ -70,5 +70,5 @@ def test_targets_say_what_happens_without_gpu() -> None:
 
     for name in ("tensorrt-fp32", "tensorrt-fp16", "tensorrt-int8"):
         avail = availability(resolve(name))
-        assert avail.usable and avail.validation == "numerical"
+        assert avail.usable and avail.validation == "partial"
         assert "engine not built here" in avail.reason and "ONNX Runtime" in avail.reason
