@@ -147,7 +147,9 @@ def finish(mlmodel: Any, ctx: StepContext, output_names: list[str], *, activatio
     scheme = ctx.profile.quantize
     cq.check_precision(scheme.precision, ctx.profile.name)
     mlmodel = rename_outputs(mlmodel, output_names)
+    before = None
     if scheme.precision in cq.WEIGHT_PRECISIONS or scheme.precision == "w8a8":
+        before = _weights_of(mlmodel)
         if scheme.precision == "w8a8" and not activations_done:
             mlmodel = _activations_on_coreml(mlmodel, ctx)
         with quiet():
@@ -171,12 +173,36 @@ def finish(mlmodel: Any, ctx: StepContext, output_names: list[str], *, activatio
         "weights_vs_fp32": round(weight_bytes(out) / reference, 4) if reference else None,
         "weights": info.weight_summary(),
     }
+    if before:
+        ctx.notes["coreml"]["weight_snr_db"] = _weight_snr(before, out, info)
     return Artifact(out, Format.COREML)
+
+
+def _weights_of(mlmodel: Any) -> dict[str, Any] | None:
+    from edgeconv.runtimes._coreml_spec import weight_arrays
+
+    program = getattr(mlmodel, "_mil_program", None)
+    return weight_arrays(program) if program is not None else None
+
+
+def _weight_snr(before: dict[str, Any], out: Path, info: Any) -> dict[str, Any]:
+    """How much compression changed the weights: SNR (dB) of every compressed weight against itself before compression
+    (a numerical check that needs no Core ML runtime)."""
+    from edgeconv.runtimes._coreml_spec import load_program, weight_arrays, weight_snr_db
+
+    with quiet():
+        after = weight_arrays(load_program(out))
+    compressed = {w["name"].replace("_palettized", "").replace("_quantized", "").replace("_to_fp16", "")
+                  for w in info.weights if w["compression"]}
+    snr = {k: v for k, v in weight_snr_db(before, after).items() if k in compressed}
+    finite = [v for v in snr.values() if v != float("inf")]
+    return {"min": min(finite) if finite else None, "mean": round(sum(finite) / len(finite), 2) if finite else None,
+            "compressed": len(snr)}
 
 
 def _activations_on_coreml(mlmodel: Any, ctx: StepContext) -> Any:
     from edgeconv.quantizers import coreml as cq
-    from edgeconv.quantizers.calibration import open_samples
+    from edgeconv.quantizers.calibration import samples_for
     from edgeconv.runtimes.coreml import CoremlRuntime
 
     why_not = CoremlRuntime.can_execute_here()
@@ -187,6 +213,6 @@ def _activations_on_coreml(mlmodel: Any, ctx: StepContext) -> Any:
             "run this target on macOS; for PyTorch, pass the eager module (--model pkg.mod:factory --weights "
             "state_dict.pt), which is calibrated in PyTorch; or use coreml-w8 / coreml-palettize6",
         )
-    samples = open_samples(ctx.options.calib, ctx.source.inputs, ctx.profile.quantize.calibration_samples)
+    samples = samples_for(ctx)
     with quiet():
         return cq.quantize_activations(mlmodel, samples, ctx.profile.quantize)

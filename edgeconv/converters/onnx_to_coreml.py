@@ -1,9 +1,11 @@
-"""ONNX → Core ML: not possible, said at plan time (exit 4) with the routes that exist.
+"""ONNX → Core ML: not possible; this edge says so (exit 4) with the routes that exist.
 
 coremltools removed its ONNX front end (coremltools 6); it converts PyTorch and TensorFlow/Keras only. The ONNX →
 PyTorch libraries were considered and not used: onnx2torch (last release 2024) imports torchvision at import time, and
 a round trip through a regenerated PyTorch module would be validated against a different model than the user's. This
-edge exists so that an ONNX source asking for a Core ML target gets that explanation instead of "no route".
+edge exists so that an ONNX source asking for a Core ML target gets that explanation instead of "no route" (and so that
+`edgeconv targets` lists Core ML targets as usable: availability is judged from the ONNX hub). Route search only takes
+it for ONNX sources; its step fails with exit 4 before anything is written.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ class OnnxToCoreml(Converter):
     stage = "compile"
 
     def refuses(self, artifact: Artifact, profile: "Profile") -> str | None:
-        if artifact.format == Format.ONNX and Format.COREML in profile.produces:
-            raise UnsupportedError(
-                f"target {profile.name}: Core ML cannot be built from an ONNX model (coremltools has no ONNX front end)",
-                HINT, details={"source_format": "onnx", "target_format": "coreml"})
-        return "coremltools has no ONNX front end"
+        if artifact.format != Format.ONNX:  # PyTorch / Keras sources convert directly, never through ONNX
+            return "coremltools has no ONNX front end"
+        return None
 
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
-        raise UnsupportedError("coremltools has no ONNX front end", HINT)
+        raise UnsupportedError(
+            f"target {ctx.profile.name}: Core ML cannot be built from an ONNX model (coremltools has no ONNX front end)",
+            HINT, details={"source_format": "onnx", "target_format": "coreml"})

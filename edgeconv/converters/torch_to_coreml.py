@@ -96,11 +96,36 @@ def _op_types(mlmodel: Any) -> dict[str, int]:
     return counts
 
 
-def _calibration_args(ctx: StepContext) -> list[tuple]:
+def _proxy_metrics(module: Any, quantized: Any, samples: list[tuple]) -> dict[str, object]:
+    """The w8a8 module in PyTorch (fake-quantized) against the float module on --eval (else calibration) samples: what int8
+    activations cost, measured without the Core ML runtime (a proxy for the Core ML result, which macOS validates)."""
     torch = require("torch", "torch")
-    from edgeconv.quantizers.calibration import open_samples
+    from edgeconv.runtimes.torch_runtime import flatten_outputs
+    from edgeconv.validation import compare
 
-    samples = open_samples(ctx.options.calib, ctx.source.inputs, ctx.profile.quantize.calibration_samples)
+    with torch.no_grad():
+        refs = [[t.numpy() for t in flatten_outputs(module(*a))] for a in samples]
+        acts = [[t.numpy() for t in flatten_outputs(quantized(*a))] for a in samples]
+    metrics = compare([f"output_{i}" for i in range(len(refs[0]))], refs, acts).to_json()
+    metrics.pop("outputs", None)
+    return metrics
+
+
+def _calibration_args(ctx: StepContext) -> list[tuple]:
+    from edgeconv.quantizers.calibration import samples_for
+
+    return _as_args(ctx, samples_for(ctx))
+
+
+def _sample_args(ctx: StepContext, spec: str | None, limit: int) -> list[tuple]:
+    from edgeconv.quantizers.calibration import open_samples, preprocess_spec
+
+    return _as_args(ctx, open_samples(spec, ctx.source.inputs, limit, seed=ctx.options.seed + 1, purpose="validation",
+                                      preprocess=preprocess_spec(ctx)))
+
+
+def _as_args(ctx: StepContext, samples: Any) -> list[tuple]:
+    torch = require("torch", "torch")
     return [tuple(torch.from_numpy(feeds[s.name]) for s in ctx.source.inputs) for feeds in samples]
 
 
@@ -141,7 +166,10 @@ class TorchToCoreml(Converter):
         """Calibrate int8 activations in PyTorch (no Core ML runtime needed), trace, convert."""
         from edgeconv.quantizers import coreml as cq
 
-        quantized = cq.torch_w8a8(module, args, _calibration_args(ctx), ctx.profile.quantize)
+        calibration = _calibration_args(ctx)
+        quantized = cq.torch_w8a8(module, args, calibration, ctx.profile.quantize)
+        held_out = _sample_args(ctx, ctx.options.eval, 16) if ctx.options.eval else calibration[:8]
+        ctx.notes["pytorch_fake_quant_proxy"] = _proxy_metrics(module, quantized, held_out)
         traced = self._trace(quantized, args)
         mlmodel = _coreml.convert(traced, ctx, inputs=_coreml.tensor_types(ctx),
                                   outputs=_coreml.output_types(ctx, _count_outputs(quantized, args)))

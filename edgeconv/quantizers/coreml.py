@@ -104,6 +104,7 @@ def torch_w8a8(module: Any, example_args: tuple, samples: Iterable[tuple], schem
     config = cq.LinearQuantizerConfig.from_dict({"global_config": {
         "quantization_scheme": "symmetric" if scheme.symmetric_activations else "affine",
         "milestones": [0, 0, total, total],
+        "activation_observer": "min_max",  # the whole calibration set's range (the default moving average clips: no training)
     }})
     try:
         quantizer = cq.LinearQuantizer(module, config)

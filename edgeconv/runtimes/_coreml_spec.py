@@ -188,3 +188,59 @@ def weight_bytes(path: Path) -> int:
 def fp32_weight_bytes(info: PackageInfo) -> int:
     """What the same weights take in float32 (the reference for `size vs fp32`)."""
     return sum(4 * w["elements"] for w in info.weights)
+
+
+def load_program(path: Path) -> Any:
+    """The package's MIL program (pymil), weights read from its blob file: lets constexpr ops be decompressed here."""
+    from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
+
+    spec = load_spec(path)
+    return milproto_load(spec, spec.specificationVersion, str(Path(path) / "Data" / "com.apple.CoreML" / "weights"))
+
+
+def weight_arrays(program: Any, min_elements: int = 16) -> dict[str, Any]:
+    """Every weight of a MIL program as a dense float32 array (constexpr_* ops decompressed), keyed by a name without
+    the compression suffixes, so that the same weight before and after compression has the same key."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for op in program.functions["main"].operations:
+        value = None
+        if op.op_type in COMPRESSION_OPS:
+            try:
+                infer = getattr(op, "materialized_val_inference", None) or op.value_inference
+                value = infer()
+            except Exception:  # an op version without value inference: leave it out
+                continue
+        elif op.op_type == "const":
+            value = op.outputs[0].val
+            users = {u.op_type for u in op.outputs[0].child_ops}
+            if users & set(COMPRESSION_OPS):
+                continue
+        if value is None or not isinstance(value, np.ndarray) or value.dtype.kind != "f" or value.size < min_elements:
+            continue
+        key = op.outputs[0].name
+        for suffix in ("_palettized", "_quantized", "_to_fp16"):
+            key = key.replace(suffix, "")
+        out[key] = np.asarray(value, dtype=np.float32)
+    return out
+
+
+def weight_snr_db(reference: dict[str, Any], compressed: dict[str, Any]) -> dict[str, float]:
+    """SNR (dB) of each compressed weight against the same weight before compression (matched by name, else by a
+    unique shape)."""
+    import numpy as np
+
+    by_shape: dict[tuple[int, ...], list[str]] = collections.defaultdict(list)
+    for name, value in reference.items():
+        by_shape[value.shape].append(name)
+    out = {}
+    for name, value in compressed.items():
+        ref_name = name if name in reference else (by_shape[value.shape][0] if len(by_shape[value.shape]) == 1 else None)
+        if ref_name is None or reference[ref_name].shape != value.shape:
+            continue
+        ref = reference[ref_name]
+        noise = float(np.sum((ref - value) ** 2))
+        signal = float(np.sum(ref ** 2))
+        out[name] = round(10 * math.log10(signal / noise), 2) if noise > 0 and signal > 0 else float("inf")
+    return out
