@@ -21,7 +21,7 @@ from edgeconv.context import ConvertOptions, StepContext
 from edgeconv.converters import all_converters
 from edgeconv.converters.base import Converter
 from edgeconv.deps import installed_versions
-from edgeconv.errors import EdgeconvError, InvalidInputError, MissingBackendError, OutputError, StepSkipped, UnsupportedError
+from edgeconv.errors import AccuracyGateError, EdgeconvError, InvalidInputError, MissingBackendError, OutputError, StepSkipped, UnsupportedError
 from edgeconv.formats import FILE_SUFFIXES, Artifact, Format
 from edgeconv.manifest import MANIFEST_NAME, ArtifactRecord, Manifest, SourceRecord, StepRecord, TargetRecord, sha256_of, size_of
 from edgeconv.normalise import normalise
@@ -30,7 +30,7 @@ from edgeconv.progress import NullReporter, Reporter
 from edgeconv.quantizers import quantizer_for
 from edgeconv.sources import SourceModel, open_source
 from edgeconv.targets.schema import Profile, apply_overrides
-from edgeconv.validation_stage import validate_target
+from edgeconv.validation_stage import source_outputs, validate_target, validation_samples
 
 log = logging.getLogger(__name__)
 UNAVAILABLE_PENALTY = 1000
@@ -226,12 +226,18 @@ def _run_target(target: TargetPlan, state: _RunState, validation_cache: dict[str
     hub: Artifact | None = current if current.format == Format.ONNX else None
     extras: list[Artifact] = []
     not_built: list[tuple[Format, str]] = []
+    quantized: tuple[Artifact, Artifact] | None = None  # (float, quantized) ONNX, for the per-layer report
+    if any(s.kind == "quantize" for s in target.steps) or profile.quantize.stage == "converter":
+        # the reference outputs validation will compare against: NaN/Inf there is exit 3 before anything is quantized
+        source_outputs(validation_samples(ctx), ctx, validation_cache)
     for step in target.steps:
         if step.kind in ("validate", "write"):
             continue
         input_artifact = hub if step.branch and hub is not None else current
         try:
             result = _run_step(step, input_artifact, ctx, state, record)
+            if step.kind == "quantize":
+                quantized = (input_artifact, result)
         except StepSkipped as skipped:
             assert step.converter is not None
             not_built.append((step.converter.target, skipped.reason))
@@ -250,9 +256,35 @@ def _run_target(target: TargetPlan, state: _RunState, validation_cache: dict[str
         extras.append(hub)
     state.reporter.stage("validate", f"{profile.name} on {profile.validate.runtime}")
     assert primary is not None
-    record.validation = validate_target(primary, ctx, validation_cache)
+    try:
+        record.validation = validate_target(primary, ctx, validation_cache)
+    except AccuracyGateError as e:
+        if quantized is not None and primary is quantized[1]:
+            _add_worst_layers(e, *quantized, ctx)
+        raise
     _write_target(record, primary, extras, not_built, target, state)
     return record
+
+
+def _add_worst_layers(error: AccuracyGateError, float_model: Artifact, quant_model: Artifact, ctx: StepContext,
+                      top: int = 5) -> None:
+    """A gate failure of a quantized ONNX model names the layers that lose the most (worst channel SNR first)."""
+    rows = (ctx.notes.get("quantize") or {}).get("layers") if isinstance(ctx.notes.get("quantize"), dict) else None
+    if not rows:
+        from edgeconv.quantizers.fallback import layer_report
+
+        try:
+            rows = layer_report(float_model.path, quant_model.path, ctx, top=top)
+        except Exception as e:  # noqa: BLE001 - extra information only: the gate failure stays the error
+            log.warning("per-layer report unavailable: %s", e)
+            return
+    rows = list(rows)[:top]
+    if not rows:
+        return
+    error.details["worst_layers"] = rows
+    worst = rows[0]
+    error.message += f"; worst layer: {worst['node']} ({worst['op_type']}, SNR {worst['snr_db']} dB)"
+    error.hint += "; see details.worst_layers (or `edgeconv inspect-accuracy`)"
 
 
 def _artifact_name(stem: str, artifact: Artifact, taken: set[str]) -> str:

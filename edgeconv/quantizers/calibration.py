@@ -170,8 +170,35 @@ def samples_for(ctx: "StepContext", purpose: str = "calibration", limit: int | N
     accepted with a warning that the manifest records."""
     samples = open_samples(ctx.options.calib, ctx.source.inputs, limit or ctx.profile.quantize.calibration_samples,
                            seed=ctx.options.seed, purpose=purpose, preprocess=preprocess_spec(ctx))
+    if purpose == "calibration":
+        check_not_constant(samples)
     if samples.kind == RANDOM:
         ctx.warn("calibrating with RANDOM data (--calib random): quantization ranges will not match real inputs")
         ctx.notes["calibration_warning"] = "random calibration data (--calib random)"
     ctx.notes["calibration"] = samples.describe()
     return samples
+
+
+def check_not_constant(samples: SampleSet) -> None:
+    """Calibration data in which every value of an input is the same (zero-filled files, blank images) gives that input
+    a zero quantization range (scale 0): exit 3 naming the input. Stops reading at the first sample where every float
+    input varies (usually the first)."""
+    if samples.kind not in ("files", "images"):
+        return
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    for feeds in samples:
+        for name, array in feeds.items():
+            if array.size and array.dtype.kind == "f":
+                lo[name] = min(lo.get(name, np.inf), float(array.min()))
+                hi[name] = max(hi.get(name, -np.inf), float(array.max()))
+        if lo and all(hi[n] > lo[n] for n in lo):
+            return
+    constant = [n for n in lo if hi[n] == lo[n]]
+    if constant:
+        name = constant[0]
+        raise InvalidInputError(
+            f"calibration data for input {name} is constant: every value of the {len(samples)} sample(s) in "
+            f"{samples.path} is {lo[name]:g}, which gives a zero quantization range (scale 0)",
+            "calibrate on real, varied inputs (the same data the model will see)",
+            details={"constant_inputs": constant})

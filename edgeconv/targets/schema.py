@@ -93,8 +93,8 @@ _TOP_KEYS = {f.name for f in fields(Profile)} - {"source_file", "family", "name"
 
 
 def _key_line(text: str, key: str) -> int | None:
-    pattern = re.compile(rf"^\s*(\"?{re.escape(key)}\"?\s*=|\[[^\]]*\b{re.escape(key)}\b[^\]]*\])", re.MULTILINE)
-    m = pattern.search(text)
+    pattern = re.compile(rf"^[ \t]*(\"?{re.escape(key)}\"?[ \t]*=|\[[^\]]*\b{re.escape(key)}\b[^\]]*\])", re.MULTILINE)
+    m = pattern.search(text) or re.search(rf"[{{,]\s*\"?{re.escape(key)}\"?\s*=", text)  # or inside an inline table
     return text.count("\n", 0, m.start()) + 1 if m else None
 
 
@@ -113,16 +113,44 @@ def _check_choice(source: str, text: str, key: str, value: Any, choices: tuple[s
         raise UsageError(f"{at}: {key} = {value!r} is not one of {', '.join(choices)}", "see docs/profiles.md")
 
 
+_SCALARS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+                                         "dict": (dict,), "tuple": (list, tuple), "Gate": (dict,)}
+
+
+def _check_type(cls: type, key: str, value: Any, source: str, text: str, where: str) -> None:
+    """A value of the wrong TOML type (samples = "many") is a usage error naming the key and its line."""
+    annotation = next((str(f.type) for f in fields(cls) if f.name == key), "")
+    optional = "None" in annotation
+    base = annotation.replace(" | None", "").split("[")[0].strip()
+    kinds = _SCALARS.get(base)
+    if kinds is None or (optional and value is None):
+        return
+    wrong = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+    if wrong:
+        line = _key_line(text, key)
+        at = f"{source}:{line}" if line else source
+        want = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+                "dict": "a table", "tuple": "a list", "Gate": "a table"}[base]
+        raise UsageError(f"{at}: {key} = {value!r} in {where} must be {want}", "see docs/profiles.md")
+
+
 def _build_section(cls: type, data: dict[str, Any], source: str, text: str, where: str) -> Any:
     allowed = {f.name for f in fields(cls)}
     kwargs: dict[str, Any] = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{source}: {where} must be a table, not {data!r}", "see docs/profiles.md")
     for key, value in data.items():
         if key not in allowed:
             raise _bad_key(source, text, where, key, allowed)
+        _check_type(cls, key, value, source, text, where)
         if cls is ValidateSpec and key == "gate":
             kwargs[key] = _build_section(Gate, value, source, text, f"{where}.gate")
         elif cls is ShapePolicy and key == "defaults":
-            kwargs[key] = {name: tuple(int(d) for d in dims) for name, dims in value.items()}
+            try:
+                kwargs[key] = {name: tuple(int(d) for d in dims) for name, dims in value.items()}
+            except (TypeError, ValueError) as e:
+                raise UsageError(f"{source}:{_key_line(text, 'defaults')}: bad shapes.defaults {value!r}",
+                                 'use e.g. defaults = { image = [1, 3, 224, 224] }') from e
         elif key == "exclude_op_types":
             kwargs[key] = tuple(value)
         else:
@@ -216,6 +244,8 @@ def _profile_from_data(name: str, family: str, data: dict[str, Any], source: str
     for key, value in data.items():
         if key not in _TOP_KEYS:
             raise _bad_key(source, text, f"profile '{name}'", key, _TOP_KEYS)
+        if key not in _SECTIONS and key != "produces":
+            _check_type(Profile, key, value, source, text, f"profile '{name}'")
         if key in _SECTIONS:
             kwargs[key] = _build_section(_SECTIONS[key], value, source, text, f"[{key}] of '{name}'")
         elif key == "produces":
