@@ -135,3 +135,32 @@ def test_config_to_convert_arguments(tmp_path: Path) -> None:
     args = model.convert_args("onnx", tmp_path / "o")
     assert args[:6] == ["convert", str(tmp_path / "m.pt2"), "--target", "onnx", "-o", str(tmp_path / "o")]
     assert args[6:] == ["--calib", "random", "--input-shape", "image=1x1x8x8", "--set", "validate.samples=4", "--report"]
+
+
+def test_batch_sigterm_stops_every_conversion(digits, tmp_path: Path) -> None:
+    """SIGTERM: the running conversions are stopped, nothing is written, exit 143 with one JSON error object."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "edgeconv.toml").write_text(
+        f'targets = ["onnx", "onnx-fp16"]\n[models.digits]\nsource = "{digits.pt2}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "edgeconv", "batch", "-j", "2", "--json"], cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = project / "out" / ".logs"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(logs.glob("*.log"))) < 2:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stdout
+    assert json.loads(stdout)["error"]["kind"] == "interrupted"
+    assert not (project / "out" / "digits").exists()
+    assert not (project / "out" / "batch-summary.json").exists()
+    leftovers = subprocess.run(["pgrep", "-f", str(project / "out")], capture_output=True, text=True).stdout.split()
+    assert [p for p in leftovers if int(p) != os.getpid()] == []
