@@ -243,6 +243,8 @@ def profile_fits(artifact: Artifact, input_shapes: dict[str, tuple[int, ...]], n
             fit.reasons.append(avail.reason)
         elif avail.validation == "structural":
             fit.reasons.append(f"validation is structural here: {avail.reason}")
+        elif avail.reason:  # e.g. "partial": a TensorRT engine cannot be built here, its ONNX is validated instead
+            fit.reasons.append(avail.reason)
         try:
             resolve_shapes(source, profile, options)
         except EdgeconvError as e:

@@ -54,6 +54,7 @@ def batch(
 
 
 def _render(summary: Any, dry_run: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from edgeconv.cli.tables import human_bytes
@@ -75,8 +76,8 @@ def _render(summary: Any, dry_run: bool) -> None:
             note = r.error.get("message", "")
             if r.log:
                 note += f" (log: {r.log})"
-        table.add_row(r.model, r.target, marks.get(r.status, r.status), str(r.exit_code), f"{r.seconds:.1f}", size, snr,
-                      top1, note)
+        table.add_row(escape(r.model), escape(r.target), marks.get(r.status, r.status), str(r.exit_code), f"{r.seconds:.1f}",
+                      size, snr, top1, escape(note))
     UI.out.print(table)
     counts = summary.counts
     if not dry_run:

@@ -25,6 +25,7 @@ def doctor(
     if UI.json_mode:
         UI.emit_json(report.to_json())
         return code
+    from rich.markup import escape
     from rich.table import Table
 
     out = UI.out
@@ -38,24 +39,24 @@ def doctor(
         row = [b["name"], version, b["extra"]]
         if checks:
             check = checks.get(b["module"])
-            row.append("" if check is None else f"[green]ok[/green] {check.seconds:.1f} s" if check.ok else f"[red]{check.error}[/red]")
+            row.append("" if check is None else f"[green]ok[/green] {check.seconds:.1f} s" if check.ok else f"[red]{escape(check.error)}[/red]")
         table.add_row(*row)
     out.print(table)
     targets = Table(title="targets usable here", title_justify="left")
     for col in ("target", "usable", "note"):
         targets.add_column(col)
     for t in report.targets:
-        mark = ("[yellow]yes (structural check)[/yellow]" if t["validation"] == "structural" else "[green]yes[/green]") \
-            if t["usable"] else "[red]no[/red]"
-        targets.add_row(t["name"], mark, t["note"])
+        marks = {"structural": "[yellow]yes (structural check)[/yellow]", "partial": "[yellow]partly[/yellow]"}
+        mark = marks.get(t["validation"], "[green]yes[/green]") if t["usable"] else "[red]no[/red]"
+        targets.add_row(t["name"], mark, escape(t["note"]))
     out.print(targets)
     for note in report.notes:
-        out.print(f"[dim]note:[/dim] {note}")
+        out.print(f"[dim]note:[/dim] {escape(note)}")
     if report.clashes:
         out.print("[red]dependency clashes:[/red]")
         for c in report.clashes:
-            out.print(f"  {c.describe()}")
-        out.print("[dim]hint:[/dim] pip install -c constraints.txt 'edgeconv[all]' in a fresh virtualenv")
+            out.print(f"  {escape(c.describe())}")
+        out.print("[dim]hint:[/dim] " + escape("pip install -c constraints.txt 'edgeconv[all]' in a fresh virtualenv"))
     elif report.healthy:
         out.print("[green]no dependency clashes[/green]")
     return code

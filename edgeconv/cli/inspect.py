@@ -35,6 +35,7 @@ def inspect(
 
 
 def _render(report, top: int) -> None:  # type: ignore[no-untyped-def]
+    from rich.markup import escape
     from rich.table import Table
 
     from edgeconv.cli.tables import human_bytes
@@ -68,7 +69,7 @@ def _render(report, top: int) -> None:  # type: ignore[no-untyped-def]
             ops.add_row(f"… {len(items) - top} more", str(sum(n for _, n in items[top:])))
         out.print(ops)
     for note in report.notes:
-        out.print(f"[dim]note:[/dim] {note}")
+        out.print(f"[dim]note:[/dim] {escape(note)}")
     if report.profiles:
         fits = Table(title="targets", title_justify="left")
         for col in ("target", "can take it", "why not / notes"):
@@ -76,5 +77,5 @@ def _render(report, top: int) -> None:  # type: ignore[no-untyped-def]
         marks = {"yes": "[green]yes[/green]", "needs-input-shape": "[yellow]with --input-shape[/yellow]",
                  "not-installed": "[yellow]not installed[/yellow]", "no": "[red]no[/red]"}
         for fit in report.profiles:
-            fits.add_row(fit.target, marks.get(fit.status, fit.status), "; ".join(fit.reasons))
+            fits.add_row(fit.target, marks.get(fit.status, fit.status), escape("; ".join(fit.reasons)))
         out.print(fits)

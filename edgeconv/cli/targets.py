@@ -90,10 +90,15 @@ def show(name: str) -> None:
 
     out = UI.out
     avail = data["available"]
-    state = "[green]usable here[/green]" if avail["usable"] else f"[red]not usable here[/red]: {avail['note']}"
+    from rich.markup import escape
+
+    note = escape(avail["note"])
+    state = "[green]usable here[/green]" if avail["usable"] else f"[red]not usable here[/red]: {note}"
     if avail["usable"] and avail["validation"] == "structural":
-        state = f"[yellow]usable here, structural validation only[/yellow]: {avail['note']}"
-    out.print(f"[bold]{data['name']}[/bold] ({data['family']}) — {data['description']}")
+        state = f"[yellow]usable here, structural validation only[/yellow]: {note}"
+    elif avail["usable"] and avail["validation"] == "partial":
+        state = f"[yellow]partly usable here[/yellow]: {note}"
+    out.print(f"[bold]{escape(data['name'])}[/bold] ({data['family']}) — {escape(data['description'])}")
     out.print(f"  {state}")
     out.print(f"  defined in {data['file']}; docs: {data['doc']}")
     table = Table(show_header=True, title_justify="left")
@@ -101,7 +106,7 @@ def show(name: str) -> None:
     table.add_column("value")
     for key, value in _flatten({k: v for k, v in data.items()
                                 if k not in ("name", "family", "description", "file", "available", "doc")}):
-        table.add_row(key, value)
+        table.add_row(key, escape(value))
     out.print(table)
 
 

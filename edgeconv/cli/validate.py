@@ -36,6 +36,7 @@ def validate(
     if UI.json_mode:
         UI.emit_json(result)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     v = result["validation"]
@@ -56,7 +57,7 @@ def validate(
         UI.out.print(f"{title}: structural check ({v.get('note', '')})")
     UI.out.print("[green]passed[/green]" if v["passed"] else "[red]failed[/red]")
     for w in result.get("warnings", []):
-        UI.err.print(f"[yellow]warning:[/yellow] {w}")
+        UI.err.print(f"[yellow]warning:[/yellow] {escape(w)}")
 
 
 def _f(value: object, spec: str) -> str:

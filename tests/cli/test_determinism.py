@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 
-def _hashes(cli, source: Path, out: Path, *targets: str) -> dict[str, str]:
-    args = [a for t in targets for a in ("-t", t)]
+def _hashes(cli, source: Path, out: Path, *targets: str, calib: Path | None = None) -> dict[str, str]:
+    args = [a for t in targets for a in ("-t", t)] + (["--calib", str(calib)] if calib else [])
     result = cli("convert", source, *args, "--set", "validate.samples=4", "-o", out, "--json")
     assert result.code == 0, result.stdout + result.stderr
     manifest = json.loads(result.stdout)
@@ -17,9 +17,11 @@ def _hashes(cli, source: Path, out: Path, *targets: str) -> dict[str, str]:
 
 
 def test_onnx_convert_twice_gives_identical_sha256(cli, digits, tmp_path: Path) -> None:
-    first = _hashes(cli, digits.onnx, tmp_path / "a", "onnx", "onnx-fp16")
-    second = _hashes(cli, digits.onnx, tmp_path / "b", "onnx", "onnx-fp16")
-    assert len(first) == 2 and first == second
+    """fp32, fp16 and calibrated int8 (QDQ): calibration reads the samples in sorted order, seeds are fixed."""
+    targets = ("onnx", "onnx-fp16", "onnx-int8-qdq")
+    first = _hashes(cli, digits.onnx, tmp_path / "a", *targets, calib=digits.calib)
+    second = _hashes(cli, digits.onnx, tmp_path / "b", *targets, calib=digits.calib)
+    assert len(first) == 3 and first == second
 
 
 @pytest.mark.slow
