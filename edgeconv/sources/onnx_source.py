@@ -52,7 +52,15 @@ def external_data_files(model: Any, model_path: Path) -> dict[Path, int]:
                 f"{model_path}: external data {location!r} is a link to {resolved}, outside the model's folder",
                 "copy the data file next to the model instead of linking it",
             )
-        end = int(info.get("offset", 0)) + int(info.get("length", 0) or 0)
+        try:
+            offset, length = int(info.get("offset", 0) or 0), int(info.get("length", 0) or 0)
+        except ValueError as e:
+            raise InvalidInputError(f"{model_path}: tensor {tensor.name!r} has a bad external data offset/length "
+                                    f"({info.get('offset')!r}, {info.get('length')!r})", "the model file is damaged") from e
+        if offset < 0 or length < 0:
+            raise InvalidInputError(f"{model_path}: tensor {tensor.name!r} has a negative external data offset/length",
+                                    "the model file is damaged")
+        end = offset + length
         needed[path] = max(needed.get(path, 0), end)
     for path, end in needed.items():
         if not path.is_file():

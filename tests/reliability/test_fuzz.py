@@ -1,0 +1,136 @@
+"""Fuzzing: mutated model bytes (ONNX, TorchScript zip, TFLite-like flatbuffer, HDF5) fed to format detection and to
+source loading. Whatever the bytes, the only exception is an EdgeconvError (exit 2-7 with a message), and nothing
+hangs (every example has a deadline)."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgeconv.context import ConvertOptions
+from edgeconv.errors import EdgeconvError
+from edgeconv.formats import Format, detect
+from edgeconv.sources import open_source
+
+FUZZ = settings(max_examples=60, deadline=timedelta(seconds=15), derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+class Seeds(dict):
+    def __repr__(self) -> str:  # failure reports show the mutation, not megabytes of seed
+        return f"Seeds({', '.join(f'{k}: {len(v)} bytes' for k, v in self.items())})"
+
+
+@pytest.fixture(scope="module")
+def seeds(digits, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    import h5py
+    import torch  # noqa: F401 - imported once here, so no example pays for it against its deadline
+
+    folder = tmp_path_factory.mktemp("seeds")
+    with h5py.File(folder / "m.h5", "w") as f:
+        f["w"] = np.arange(64, dtype=np.float32)
+        f.attrs["keras_version"] = "3.0"
+    import onnx
+
+    ext = folder / "ext"
+    ext.mkdir()
+    onnx.save_model(onnx.load_model(str(digits.onnx)), str(ext / "model.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    tflite = (28).to_bytes(4, "little") + b"TFL3" + bytes(range(20)) + (8).to_bytes(4, "little", signed=True) + bytes(96)
+    return Seeds({"onnx": digits.onnx.read_bytes(), "torchscript": digits.torchscript.read_bytes(),
+            "tflite": tflite, "h5": (folder / "m.h5").read_bytes()[:4096],
+            "onnx-external": (ext / "model.onnx").read_bytes(), "weights.bin": (ext / "weights.bin").read_bytes()})
+
+
+@st.composite
+def mutations(draw: st.DrawFn, size: int) -> list[tuple[str, int, bytes]]:
+    """A few edits: truncate, flip a byte, overwrite a run, insert bytes (positions biased to the header)."""
+    out = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["truncate", "flip", "overwrite", "insert"]))
+        hi = max(1, size - 1)
+        pos = draw(st.one_of(st.integers(0, min(64, hi)), st.integers(0, hi)))
+        out.append((kind, pos, draw(st.binary(min_size=1, max_size=16))))
+    return out
+
+
+def mutate(data: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
+    buf = bytearray(data)
+    for kind, pos, chunk in edits:
+        pos = min(pos, len(buf))
+        if kind == "truncate":
+            del buf[pos:]
+        elif kind == "flip" and pos < len(buf):
+            buf[pos] ^= chunk[0] or 0xFF
+        elif kind == "overwrite":
+            buf[pos:pos + len(chunk)] = chunk
+        else:
+            buf[pos:pos] = chunk
+    return bytes(buf)
+
+
+def load_like_the_cli(path: Path, *, open_it: bool) -> None:
+    """detect(); then open the source as `convert` would (Keras/HDF5 sources are not opened: that imports TF)."""
+    try:
+        artifact = detect(path)
+        if open_it and artifact.format in (Format.ONNX, Format.TORCH):
+            open_source(artifact, ConvertOptions())
+    except EdgeconvError as e:
+        assert 2 <= e.exit_code <= 7 and e.message and "\n" not in e.message.strip()
+
+
+def _fuzz(seed: bytes, edits: list[tuple[str, int, bytes]], suffix: str, open_it: bool = True,
+          companions: dict[str, bytes] | None = None) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        for name, content in (companions or {}).items():
+            (Path(folder) / name).write_bytes(content)
+        path = Path(folder) / f"model{suffix}"
+        path.write_bytes(mutate(seed, edits))
+        load_like_the_cli(path, open_it=open_it)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_onnx(seeds, data) -> None:
+    _fuzz(seeds["onnx"], data.draw(mutations(len(seeds["onnx"]))), ".onnx")
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_onnx_external_data(seeds, data) -> None:
+    """The locations, offsets and lengths of external data entries get mangled too."""
+    seed = seeds["onnx-external"]
+    _fuzz(seed, data.draw(mutations(len(seed))), ".onnx", companions={"weights.bin": seeds["weights.bin"]})
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_torchscript_zip(seeds, data) -> None:
+    _fuzz(seeds["torchscript"], data.draw(mutations(len(seeds["torchscript"]))), ".pt")
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_tflite_like(seeds, data) -> None:
+    _fuzz(seeds["tflite"], data.draw(mutations(len(seeds["tflite"]))), ".tflite")
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_hdf5_header(seeds, data) -> None:
+    _fuzz(seeds["h5"], data.draw(mutations(len(seeds["h5"]))), ".h5", open_it=False)
+
+
+@settings(max_examples=80, deadline=timedelta(seconds=15), derandomize=True, database=None)
+@given(st.binary(max_size=512), st.sampled_from([b"", b"PK\x03\x04", b"\x89HDF\r\n\x1a\n", b"\x80\x04", b"\x08\x08\x12"]))
+def test_fuzz_random_bytes_with_magic(blob: bytes, magic: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.bin"
+        path.write_bytes(magic + blob)
+        load_like_the_cli(path, open_it=True)
