@@ -1,9 +1,10 @@
 """ONNX graphs with the pitfalls real third-party exports have, built with onnx.helper (no downloads), for the
 quantization tests and bench/bench_quant.py.
 
-- `pitfall_cnn`: opset 11, every weight and BatchNorm parameter in a Constant node, Conv→BatchNormalization (unfused,
-  per-channel gamma spread over two orders of magnitude)→Relu, a Shape→Gather→Unsqueeze→Concat→Reshape flatten,
-  a dynamic batch dim `N`; wide enough (width=32: ~0.5 MB of weights) that the size ratio measures the weights.
+- `pitfall_cnn`: opset 11, every weight and BatchNorm parameter in a Constant node, Conv→BatchNormalization
+  (unfused)→Relu, a Shape→Gather→Unsqueeze→Concat→Reshape flatten, a dynamic batch dim `N`; wide enough (width=32:
+  ~0.4 MB of weights) that the size ratio measures the weights. Trained on digits (digits_images: 3-channel,
+  upsampled) with train_pitfall_weights so that agreement and accuracy mean something; random weights otherwise.
 - `outlier_cnn`: a clean graph whose first activation has one channel ~1000x larger than the others (what LayerNorm /
   detector heads produce): uint8 per-tensor activations crush the other channels, only a higher-precision node fixes it.
 """
@@ -22,30 +23,87 @@ def _const(nodes: list, name: str, array: np.ndarray) -> str:
     return name
 
 
-def pitfall_cnn(path: Path, width: int = 32, hw: int = 32, classes: int = 10, seed: int = 0) -> Path:
-    """Input `input` [N, 3, hw, hw] → `logits` [N, classes]. Three conv blocks (stride 2 on the last two)."""
+def digits_images(hw: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn digits as 3-channel hw x hw images in [0, 1] (nearest upsampling; channels x, 1-x, x/2):
+    (x_train, y_train, x_test, y_test), the same split as model_zoo.digits_split."""
+    from model_zoo import digits_split
+
+    split = digits_split(seed)
+
+    def rgb(x: np.ndarray) -> np.ndarray:
+        up = np.kron(x, np.ones((1, 1, hw // 8, hw // 8), np.float32))
+        return np.concatenate([up, 1.0 - up, 0.5 * up], axis=1).astype(np.float32)
+
+    return rgb(split.x_train), split.y_train, rgb(split.x_test), split.y_test
+
+
+def train_pitfall_weights(width: int = 32, hw: int = 16, epochs: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
+    """Train the pitfall architecture (PyTorch) on digits_images(hw); return its weights and BatchNorm statistics."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    cin = 3
+    for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
+        layers += [nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout), nn.ReLU()]
+        cin = cout
+    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10))
+    x, y, _, _ = digits_images(hw, seed)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        net.train()
+        perm = torch.randperm(len(xt), generator=gen)
+        for i in range(0, len(xt), 64):
+            idx = perm[i : i + 64]
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+    net.eval()
+    out: dict[str, np.ndarray] = {}
+    convs = [m for m in net if isinstance(m, nn.Conv2d)]
+    bns = [m for m in net if isinstance(m, nn.BatchNorm2d)]
+    for i, (conv, bn) in enumerate(zip(convs, bns)):
+        out[f"w{i}"], out[f"b{i}"] = conv.weight.detach().numpy(), conv.bias.detach().numpy()
+        out[f"bn{i}_g"], out[f"bn{i}_b"] = bn.weight.detach().numpy(), bn.bias.detach().numpy()
+        out[f"bn{i}_m"], out[f"bn{i}_v"] = bn.running_mean.numpy(), bn.running_var.numpy()
+    fc = net[-1]
+    out["fc_w"], out["fc_b"] = fc.weight.detach().numpy(), fc.bias.detach().numpy()
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def pitfall_cnn(path: Path, width: int = 32, hw: int = 32, classes: int = 10, seed: int = 0,
+                weights: dict[str, np.ndarray] | None = None) -> Path:
+    """Input `input` [N, 3, hw, hw] → `logits` [N, classes]: three conv-BN-ReLU blocks (stride 2 on the last two),
+    global average pool, a Shape→Gather→Unsqueeze→Concat→Reshape flatten, Gemm. Random weights unless `weights`
+    (from train_pitfall_weights) are given."""
     import onnx
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(seed)
+    w = dict(weights or {})
     nodes: list = []
     prev, cin = "input", 3
     for i, (cout, stride) in enumerate([(width, 1), (2 * width, 2), (4 * width, 2)]):
-        w = rng.normal(0, np.sqrt(2.0 / (cin * 9)), (cout, cin, 3, 3)).astype(np.float32)
-        _const(nodes, f"w{i}", w)
-        _const(nodes, f"b{i}", rng.normal(0, 0.05, cout).astype(np.float32))
+        if not weights:
+            w[f"w{i}"] = rng.normal(0, np.sqrt(2.0 / (cin * 9)), (cout, cin, 3, 3)).astype(np.float32)
+            w[f"b{i}"] = rng.normal(0, 0.05, cout).astype(np.float32)
+            w[f"bn{i}_g"] = (rng.uniform(0.1, 2.0, cout) * np.where(rng.random(cout) < 0.15, 10.0, 1.0)).astype(np.float32)
+            w[f"bn{i}_b"], w[f"bn{i}_m"] = rng.normal(0, 0.1, cout).astype(np.float32), rng.normal(0, 0.1, cout).astype(np.float32)
+            w[f"bn{i}_v"] = rng.uniform(0.5, 2.0, cout).astype(np.float32)
+        _const(nodes, f"w{i}", w[f"w{i}"])
+        _const(nodes, f"b{i}", w[f"b{i}"])
         nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"conv{i}"], name=f"Conv_{i}",
                                       pads=[1, 1, 1, 1], strides=[stride, stride]))
-        gamma = rng.uniform(0.1, 2.0, cout).astype(np.float32) * np.where(rng.random(cout) < 0.15, 10.0, 1.0).astype(np.float32)
-        for tag, arr in (("g", gamma), ("b", rng.normal(0, 0.1, cout)), ("m", rng.normal(0, 0.1, cout)),
-                         ("v", rng.uniform(0.5, 2.0, cout))):
-            _const(nodes, f"bn{i}_{tag}", np.asarray(arr, np.float32))
+        for tag in ("g", "b", "m", "v"):
+            _const(nodes, f"bn{i}_{tag}", w[f"bn{i}_{tag}"])
         nodes.append(helper.make_node("BatchNormalization", [f"conv{i}", f"bn{i}_g", f"bn{i}_b", f"bn{i}_m", f"bn{i}_v"],
                                       [f"bn{i}"], name=f"BatchNorm_{i}", epsilon=1e-5))
         nodes.append(helper.make_node("Relu", [f"bn{i}"], [f"relu{i}"], name=f"Relu_{i}"))
         prev, cin = f"relu{i}", cout
-    side = hw // 4
-    nodes.append(helper.make_node("MaxPool", [prev], ["pool"], name="MaxPool_0", kernel_shape=[2, 2], strides=[2, 2]))
+    nodes.append(helper.make_node("GlobalAveragePool", [prev], ["pool"], name="GlobalAveragePool_0"))
     nodes.append(helper.make_node("Shape", ["pool"], ["pool_shape"], name="Shape_0"))
     _const(nodes, "zero", np.array(0, dtype=np.int64))
     nodes.append(helper.make_node("Gather", ["pool_shape", "zero"], ["batch"], name="Gather_0", axis=0))
@@ -53,9 +111,11 @@ def pitfall_cnn(path: Path, width: int = 32, hw: int = 32, classes: int = 10, se
     _const(nodes, "minus_one", np.array([-1], dtype=np.int64))
     nodes.append(helper.make_node("Concat", ["batch_1d", "minus_one"], ["flat_shape"], name="Concat_0", axis=0))
     nodes.append(helper.make_node("Reshape", ["pool", "flat_shape"], ["flat"], name="Reshape_0"))
-    features = cin * (side // 2) ** 2
-    _const(nodes, "fc_w", rng.normal(0, np.sqrt(1.0 / features), (classes, features)).astype(np.float32))
-    _const(nodes, "fc_b", rng.normal(0, 0.05, classes).astype(np.float32))
+    if not weights:
+        w["fc_w"] = rng.normal(0, np.sqrt(1.0 / cin), (classes, cin)).astype(np.float32)
+        w["fc_b"] = rng.normal(0, 0.05, classes).astype(np.float32)
+    _const(nodes, "fc_w", w["fc_w"])
+    _const(nodes, "fc_b", w["fc_b"])
     nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], name="Gemm_0", transB=1))
     graph = helper.make_graph(nodes, "pitfall_cnn",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, hw, hw])],
