@@ -27,7 +27,7 @@ from edgeconv.context import StepContext
 from edgeconv.deps import require
 from edgeconv.errors import UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
-from edgeconv.quantizers.calibration import open_samples
+from edgeconv.quantizers.calibration import samples_for
 from edgeconv.converters._tflite_ops import float_ops, op_names
 
 log = logging.getLogger(__name__)
@@ -91,10 +91,7 @@ def check_precision(ctx: StepContext) -> str:
 
 def calibration_feeds(ctx: StepContext, io: IoMap) -> list[dict[str, np.ndarray]]:
     """Calibration samples (source layout, from --calib) turned into signature feeds in the TFLite layout."""
-    scheme = ctx.profile.quantize
-    samples = open_samples(ctx.options.calib, ctx.source.inputs, scheme.calibration_samples, seed=ctx.options.seed,
-                           purpose="calibration")
-    ctx.notes["tflite_calibration"] = samples.describe()
+    samples = samples_for(ctx)  # --calib folder (.npy/.npz or images + --preprocess) or random, capped, recorded
     feeds = []
     for sample in samples:
         feeds.append({m["key"]: apply_perm(sample[m["source"]], m["perm"]).astype(np.float32, copy=False)
@@ -154,6 +151,7 @@ def convert_saved_model(saved_model: Path, io: IoMap, ctx: StepContext, out: Pat
             details={"ops": ops},
         ) from e
     check_ops(model_bytes, precision, ctx)
+    check_prepares(model_bytes, ctx)
     out.write_bytes(model_bytes)
     ctx.notes[NOTES_KEY] = io.to_json()
     ctx.notes["tflite_ops"] = op_names(model_bytes)
@@ -175,3 +173,24 @@ def check_ops(model_bytes: bytes, precision: str, ctx: StepContext) -> None:
     raise UnsupportedError(message, "these ops have no integer kernel; they would run in float on the CPU. Replace them, "
                            "use tflite-dynamic / tflite-fp16, or pass --allow-cpu-fallback to accept it",
                            details={"float_ops": [op.to_json() for op in left]})
+
+
+def check_prepares(model_bytes: bytes, ctx: StepContext) -> None:
+    """LiteRT must be able to prepare every kernel (allocate tensors): some quantized models convert but are refused
+    by the kernels, e.g. DEPTHWISE_CONV_2D 'no_integer_overflow_from_quantization' when a scale is out of range."""
+    litert = require("ai_edge_litert.interpreter", "tflite", purpose="checking the converted .tflite")
+    try:
+        interpreter = litert.Interpreter(model_content=model_bytes, num_threads=1)
+        interpreter.allocate_tensors()
+    except (RuntimeError, ValueError) as e:
+        raise UnsupportedError(
+            f"{ctx.profile.name}: the converted model is refused by the LiteRT kernels: {kernel_error(e)}",
+            "a quantization scale is out of the kernel's range for the named op; use another precision profile "
+            "(e.g. tflite-int8 instead of tflite-int16x8), or calibrate with real --calib data",
+        ) from e
+
+
+def kernel_error(e: BaseException) -> str:
+    """The useful part of a LiteRT prepare/invoke error (they repeat the failing node on several lines)."""
+    text = " ".join(str(e).split())
+    return text[:300] or type(e).__name__

@@ -30,7 +30,7 @@ from edgeconv.converters.base import Converter
 from edgeconv.deps import require
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format, TensorSpec
-from edgeconv.quantizers.calibration import RANDOM, open_samples
+from edgeconv.quantizers.calibration import RANDOM, open_samples, preprocess_spec
 
 log = logging.getLogger(__name__)
 KEEP_SOURCE_LAYOUT = ("source", "nchw")
@@ -77,8 +77,8 @@ def _sample_stack(ctx: StepContext, onnx_inputs: list[TensorSpec]) -> list[np.nd
     spec = ctx.options.calib or RANDOM
     source_specs = tuple(TensorSpec(o.name, tuple(d if isinstance(d, int) and d > 0 else 1 for d in o.shape), o.dtype)
                          for o in onnx_inputs)
-    samples = open_samples(spec if spec != RANDOM else RANDOM, source_specs, min(DUMMY_SAMPLES, scheme.calibration_samples),
-                           seed=ctx.options.seed, purpose="calibration")
+    samples = open_samples(spec, source_specs, min(DUMMY_SAMPLES, scheme.calibration_samples), seed=ctx.options.seed,
+                           purpose="calibration", preprocess=preprocess_spec(ctx))
     stacks: list[list[np.ndarray]] = [[] for _ in onnx_inputs]
     for feeds in samples:
         for i, o in enumerate(onnx_inputs):

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from edgeconv.context import StepContext
-from edgeconv.converters._tflite import NOTES_KEY, IoMap, apply_perm, channels_last_perm
+from edgeconv.converters._tflite import NOTES_KEY, IoMap, apply_perm, channels_last_perm, kernel_error
 from edgeconv.deps import require
-from edgeconv.errors import InvalidInputError, first_line
+from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format, TensorSpec
 from edgeconv.runtimes.base import Runtime, Session
 
@@ -100,6 +100,9 @@ class LiteRtSession(Session):
         try:
             result = self.runner(**kwargs)
         except (ValueError, RuntimeError) as e:
+            if "failed to prepare" in str(e):
+                raise UnsupportedError(f"LiteRT refuses the model: {kernel_error(e)}",
+                                       "a kernel cannot run this (quantized) op; try another precision profile") from e
             raise InvalidInputError(f"LiteRT failed to run the model: {first_line(e)}",
                                     "check that the samples' shapes match the model's inputs") from e
         return [apply_perm(dequantize_output(np.asarray(result[m["key"]]), self._out_details[m["key"]]), m["perm"])
