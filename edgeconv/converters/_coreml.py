@@ -146,10 +146,10 @@ def finish(mlmodel: Any, ctx: StepContext, output_names: list[str], *, activatio
 
     scheme = ctx.profile.quantize
     cq.check_precision(scheme.precision, ctx.profile.name)
+    compressing = scheme.precision in cq.WEIGHT_PRECISIONS or scheme.precision == "w8a8"
+    before = _weights_of(mlmodel) if compressing else None  # (renaming drops the in-memory MIL program)
     mlmodel = rename_outputs(mlmodel, output_names)
-    before = None
-    if scheme.precision in cq.WEIGHT_PRECISIONS or scheme.precision == "w8a8":
-        before = _weights_of(mlmodel)
+    if compressing:
         if scheme.precision == "w8a8" and not activations_done:
             mlmodel = _activations_on_coreml(mlmodel, ctx)
         with quiet():
