@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,8 +32,34 @@ PRECISIONS = {"float32": "FLOAT32", "fp32": "FLOAT32", "float16": "FLOAT16", "fp
 def coremltools() -> Any:
     """Import coremltools quietly (it imports TensorFlow and torch, warns about their versions, prints progress bars and
     'Failed to load _MLModelProxy' on Linux)."""
-    with quiet():
+    import sys
+
+    if "coremltools" in sys.modules:
+        return sys.modules["coremltools"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # coremltools imports TensorFlow when it is installed
+    with quiet(), _native_stderr_silenced():
         return require("coremltools", "coreml", purpose="Core ML conversion")
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """TensorFlow's C++ start-up lines (absl, oneDNN, CUDA probing) go to file descriptor 2 whatever
+    TF_CPP_MIN_LOG_LEVEL says; coremltools imports TensorFlow, so hide fd 2 while it does."""
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded / captured): nothing to hide
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeconv.context import StepContext
-from edgeconv.deps import is_installed, require
+from edgeconv.deps import is_installed
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
 from edgeconv.runtimes.base import Runtime, Session, StructuralCheck
@@ -78,8 +78,10 @@ class CoremlRuntime(Runtime):
         return CoremlSession(model, ctx)
 
     def check_structure(self, artifact: Artifact, ctx: StepContext) -> StructuralCheck:
-        require("coremltools", "coreml")
+        from edgeconv.converters._coreml import coremltools
         from edgeconv.runtimes._coreml_spec import inspect_package
+
+        coremltools()
 
         try:
             info = inspect_package(artifact.path)
