@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 import zipfile
@@ -100,6 +101,40 @@ def qnn_session(model: Path, provider_options: dict[str, str], config: dict[str,
         session = ort.InferenceSession(str(model), sess_options=so)
     session.disable_fallback()
     return session
+
+
+def _entry_spans(path: Path) -> dict[str, tuple[int, int]]:
+    """name → (data offset, size) of each entry of a zip, read from the local headers."""
+    spans = {}
+    with zipfile.ZipFile(path) as archive, path.open("rb") as fh:
+        for info in archive.infolist():
+            fh.seek(info.header_offset + 26)
+            name_len = int.from_bytes(fh.read(2), "little")
+            extra_len = int.from_bytes(fh.read(2), "little")
+            spans[info.filename] = (info.header_offset + 30 + name_len + extra_len, info.compress_size)
+    return spans
+
+
+_TIMESTAMP = re.compile(rb'"timestamp": "\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"')
+FIXED_TIMESTAMP = b'"timestamp": "1980-01-01 00:00:00 UTC"'
+
+
+def stabilise_dlc(path: Path) -> int:
+    """Make a DLC reproducible: its metadata JSON carries the wall-clock time of writing (the only difference between
+    two runs). Overwrite those timestamps in place with a fixed one of the same length, so no offset moves (entries
+    are aligned for mmap) and the CRC fields stay what Qualcomm wrote (0). Returns how many were replaced."""
+    spans = {n: span for n, span in _entry_spans(path).items() if n.startswith("dlc.metadata")}
+    data = bytearray(path.read_bytes())
+    count = 0
+    for start, size in spans.values():
+        chunk = bytes(data[start:start + size])
+        fixed, n = _TIMESTAMP.subn(FIXED_TIMESTAMP, chunk)
+        if n and len(fixed) == len(chunk):
+            data[start:start + size] = fixed
+            count += n
+    if count:
+        path.write_bytes(bytes(data))
+    return count
 
 
 def read_dlc(path: Path) -> dict[str, bytes]:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.context import StepContext
-from edgeconv.converters._qnn import htp_options, qnn_module, qnn_session, read_dlc
+from edgeconv.converters._qnn import htp_options, qnn_module, qnn_session, read_dlc, stabilise_dlc
+from edgeconv.converters._qnn_compile import staged
 from edgeconv.converters._qnn_legalise import legalise_for_htp
 from edgeconv.converters.base import Converter
 from edgeconv.converters.onnx_to_qnn import require_static, stem_of
@@ -68,11 +69,12 @@ class OnnxToDlc(Converter):
         require_static(artifact.path)
         legal, _ = legalise_for_htp(artifact.path, ctx.work_dir / "legal.onnx")
         out = ctx.work_dir / f"{stem_of(ctx)}.dlc"
-        with tempfile.TemporaryDirectory(prefix="edgeconv-dlc-", dir=ctx.work_dir) as tmp:
+        with tempfile.TemporaryDirectory(prefix="edgeconv-dlc-", dir=ctx.work_dir) as tmp, \
+                staged(legal, f"{stem_of(ctx)}.onnx") as model:  # the graph name hashes the model's path: keep it fixed
             options = htp_options(None, dump_qnn_ir_dlc=1, dump_qnn_ir_dlc_dir=tmp,
                                   qnn_ir_backend_path=os.path.join(qnn.LIB_DIR_FULL_PATH, "libQnnIr.so"))
             try:
-                session = qnn_session(legal, options, log_level=4)  # the IR backend serialises; it cannot run
+                session = qnn_session(model, options, log_level=4)  # the IR backend serialises; it cannot run
                 del session
             except Exception as e:
                 raise UnsupportedError(f"the QNN IR backend could not serialise the model to DLC: {first_line(e)}",
@@ -86,5 +88,6 @@ class OnnxToDlc(Converter):
                     raise StepSkipped(reason, hint)
                 raise UnsupportedError(reason, hint)
             shutil.move(str(dlcs[0]), out)
+        stabilise_dlc(out)  # same graph and versions → same bytes (the metadata timestamps are fixed)
         ctx.notes[NOTES_KEY] = check_dlc(out)
         return Artifact(out, Format.DLC)

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgeconv.context import StepContext
 from edgeconv.converters._qnn import htp_options, qnn_session
+from edgeconv.converters._qnn_compile import compile_in_subprocess
 from edgeconv.converters._qnn_legalise import legalise_for_htp
 from edgeconv.converters._qnn_placement import Placement, check_placement
 from edgeconv.converters.base import Converter
@@ -155,8 +156,7 @@ class OnnxToQnn(Converter):
         started = time.perf_counter()
         try:
             with ctx.reporter.task(f"compiling for {soc.label}", total=None):
-                session = qnn_session(legal, htp_options(soc, **extra), config)
-                del session
+                compile_in_subprocess(legal, ctx_model, htp_options(soc, **extra), config)
         except Exception as e:
             raise UnsupportedError(f"the QNN HTP compiler failed for {soc.label}: {first_line(e)}",
                                    "see the placement report in the manifest (notes.hexagon)") from e

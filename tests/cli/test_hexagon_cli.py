@@ -47,3 +47,14 @@ def test_fp16_on_a_part_without_fp16_exits_4(cli, digits, tmp_path: Path) -> Non
     error = json.loads(result.stdout)["error"]
     assert "SM7550" in error["message"] and "float16" in error["message"] and "hexagon-int8" in error["hint"]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_same_run_twice_same_hashes(cli, digits, tmp_path: Path) -> None:
+    hashes = []
+    for run in ("a", "b"):
+        result = cli("convert", digits.onnx, "-t", "hexagon-int16", "--calib", digits.calib, "--eval", digits.eval,
+                     "-o", tmp_path / run, "--json")
+        assert result.code == 0, result.stderr
+        hashes.append({a["path"]: a["sha256"] for a in json.loads(result.stdout)["targets"][0]["artifacts"]})
+    assert hashes[0] == hashes[1] and len(hashes[0]) == 4  # ctx model, context binary, compiled ONNX, DLC

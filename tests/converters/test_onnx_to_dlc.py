@@ -36,7 +36,7 @@ def quantized(tmp_path: Path, fold: bool = True) -> Path:
 
 def step_ctx(tmp_path: Path, allow_cpu: bool = False) -> SimpleNamespace:
     work = tmp_path / "work"
-    work.mkdir(exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     source = SimpleNamespace(artifact=Artifact(tmp_path / "shape_subgraph.onnx", Format.ONNX))
     return SimpleNamespace(work_dir=work, source=source, options=SimpleNamespace(allow_cpu_fallback=allow_cpu), notes={})
 
@@ -75,3 +75,14 @@ def test_split_graph_gives_no_dlc(tmp_path: Path) -> None:
         OnnxToDlc().convert(Artifact(model, Format.ONNX), step_ctx(tmp_path))
     with pytest.raises(StepSkipped):  # --allow-cpu-fallback: the DLC is recorded as not built
         OnnxToDlc().convert(Artifact(model, Format.ONNX), step_ctx(tmp_path, allow_cpu=True))
+
+
+def test_dlc_is_reproducible(tmp_path: Path) -> None:
+    """Two conversions of the same graph give the same bytes: only the metadata timestamps differed, edgeconv fixes them
+    in place (same length, so the aligned entries do not move)."""
+    model = quantized(tmp_path)
+    first = OnnxToDlc().convert(Artifact(model, Format.ONNX), step_ctx(tmp_path / "a")).path.read_bytes()
+    second_path = OnnxToDlc().convert(Artifact(model, Format.ONNX), step_ctx(tmp_path / "b")).path
+    assert second_path.read_bytes() == first
+    history = json.loads(read_dlc(second_path)["dlc.metadata.history.2.3.0"])
+    assert history["header"]["timestamp"] == "1980-01-01 00:00:00 UTC"
