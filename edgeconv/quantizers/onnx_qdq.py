@@ -145,7 +145,7 @@ def stride_for(count: int) -> int:
     return max(d for d in range(1, min(count, MAX_STRIDE) + 1) if count % d == 0)
 
 
-def prepare_float(artifact: Artifact, work_dir: Path, per_channel: bool, activations: str) -> Path:
+def prepare_float(artifact: Artifact, work_dir: Path, per_channel: bool, activations: str = "") -> Path:
     """Guard for models that skipped normalisation: Constant weights → initializers, opset >= 13 for per-channel, and
     a unique name on every node (exclusion lists and reports refer to nodes by name)."""
     import onnx
@@ -275,7 +275,10 @@ class OnnxQdq(Quantizer):
             final = requantize(result.tensors() if result else [], ctx.work_dir / f"model.{scheme.precision}.qop.onnx",
                                "qoperator")
         skip = set(excluded) | set(result.node_names() if result else [])
-        check = check_quantized(artifact.path, final, integer_weights=not settings.op_types, skip_nodes=skip)
+        from edgeconv.quantizers.checks import WEIGHT_OPS
+
+        not_asked = set(WEIGHT_OPS) - set(settings.op_types) if settings.op_types else set()
+        check = check_quantized(artifact.path, final, integer_weights=True, skip_nodes=skip, skip_op_types=not_asked)
         notes: dict[str, Any] = {"quantizer": self.name, "settings": settings.describe(), "check": check.to_json(),
                                  "excluded_nodes": excluded}
         if result is not None:

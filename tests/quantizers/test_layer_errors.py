@@ -52,5 +52,10 @@ def test_inspect_accuracy_cli(cli, quantized_outlier) -> None:
                                                   "cost_db"} <= set(report["layers"][0])
     table = cli("inspect-accuracy", model, qdq, "--calib", calib, "--sort", "drop")
     assert table.code == 0 and "conv_b_relu" in table.stdout and "SNR dB" in table.stdout
-    assert cli("inspect-accuracy", model, qop, "--calib", calib, "--json").code == 3  # QOperator renames tensors
-    assert cli("inspect-accuracy", model, qdq).code == 2  # no samples
+    from edgeconv.cli.inspect_accuracy import build_report
+    from edgeconv.errors import InvalidInputError, UsageError
+
+    with pytest.raises(InvalidInputError, match="QOperator"):  # exit 3: QOperator renames every tensor
+        build_report(model, qop, str(calib), None, 4, [])
+    with pytest.raises(UsageError, match="--calib"):  # exit 2: no samples
+        build_report(model, qdq, None, None, 4, [])
