@@ -51,6 +51,16 @@ def find_manifest(path: Path) -> tuple[Path, dict[str, Any], dict[str, Any]] | N
     return None
 
 
+def _recorded_format(manifest_path: Path, record: dict[str, Any], path: Path) -> Format | None:
+    for art in record.get("artifacts", []):
+        if (manifest_path.parent / art.get("path", "")).resolve() == path.resolve():
+            try:
+                return Format(art.get("format"))
+            except ValueError:
+                return None
+    return None
+
+
 def _own_io(artifact: Artifact) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]]:
     from edgeconv.inspect import ModelReport, inspect_onnx, inspect_tflite
 
@@ -70,6 +80,9 @@ def artifact_context(path: Path, target: str | None = None) -> ArtifactContext:
     found = find_manifest(artifact.path)
     if found is not None:
         manifest_path, manifest, record = found
+        recorded = _recorded_format(manifest_path, record, artifact.path)
+        if recorded is not None and recorded != artifact.format:  # e.g. a QNN EPContext model is ONNX by content
+            artifact = Artifact(artifact.path, recorded, artifact.variant, artifact.companions, artifact.layout)
         inputs = tuple(TensorSpec(i["name"], tuple(i["shape"]), i.get("dtype", "float32"))
                        for i in manifest.get("source", {}).get("inputs", []))
         outputs: tuple[str, ...] = ()  # the runtime's notes (e.g. the TFLite I/O map) name them
@@ -103,18 +116,25 @@ def pick_runtime(fmt: Format, name: str | None = None) -> type:
                            "benchmark it on the device, or convert for a target whose runtime runs here")
 
 
-def _profile_for(ctx: ArtifactContext, runtime_name: str) -> Any:
+def _profile_for(ctx: ArtifactContext, runtime_name: str = "") -> Any:
+    """The artifact's profile: --target, else the manifest's, else the built-in float profile producing its format
+    (the one named after the format first: `onnx` for .onnx files)."""
     from edgeconv.targets import builtin_profiles, resolve
 
     if ctx.target:
         try:
             return resolve(ctx.target)
         except UsageError:
-            pass  # a user profile file named in an old manifest: fall back to a built-in one
-    for profile in builtin_profiles():
-        if profile.primary_format == ctx.artifact.format and profile.validate.runtime == runtime_name:
-            return profile
-    return builtin_profiles()[0]
+            if ctx.manifest is None:
+                raise
+            # a user profile file named in an old manifest: fall back to a built-in one
+    fmt = ctx.artifact.format
+    candidates = [p for p in builtin_profiles() if p.primary_format == fmt
+                  and (not runtime_name or p.validate.runtime == runtime_name)]
+    if not candidates:
+        raise UsageError(f"no built-in target produces {fmt} files", "pass --target NAME (or ./profile.toml)")
+    candidates.sort(key=lambda p: (p.name != fmt.value, p.quantize.precision != "fp32", p.name))
+    return candidates[0]
 
 
 def step_context(ctx: ArtifactContext, runtime_name: str, work_dir: Path, **options: Any) -> Any:

@@ -41,13 +41,16 @@ def validate_artifact(source: Path, artifact: Path, options: ConvertOptions, *, 
     from edgeconv.validation_stage import validate_target
 
     actx = artifact_context(artifact, target)
-    profile = resolve(target) if target else _profile_for(actx, "")
+    profile = resolve(target) if target else _profile_for(actx)
+    guessed = not target and not actx.target
     if samples is not None:
         options = replace(options, overrides=(*options.overrides, f"validate.samples={samples}"))
     profile = apply_overrides(profile, list(options.overrides))
     runtime_named(profile.validate.runtime)  # unknown runtime: exit 2 before loading anything
     src = open_source(detect(source), options)
     warnings: list[str] = []
+    if guessed:
+        warnings.append(f"no --target given and no manifest beside {artifact}: applying the gate of {profile.name}")
     if actx.artifact.format == Format.ONNX:
         have, want = [s.name for s in actx.inputs], [s.name for s in src.inputs]
         if sorted(have) != sorted(want):

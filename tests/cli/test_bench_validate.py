@@ -72,3 +72,14 @@ def test_validate_wrong_source_is_invalid_input(cli, messy_onnx, converted: Path
     result = cli("validate", messy_onnx, converted / "onnx" / "digits_cnn.onnx", "--json")
     assert result.code in (3, 5), result.stdout  # other input names: the artifact cannot be fed
     assert "error" in json.loads(result.stdout)
+
+
+def test_validate_bare_artifact_uses_the_float_profile_and_says_so(cli, digits, converted: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "model.onnx"  # no manifest beside it
+    bare.write_bytes((converted / "onnx-fp16" / "digits_cnn.onnx").read_bytes())
+    report = json.loads(cli("validate", digits.onnx, bare, "--eval", digits.eval, "--json").stdout)
+    assert report["target"] == "onnx" and report["manifest"] is None
+    assert report["validation"]["gate"]["min_snr_db"] == 60.0 and report["validation"]["passed"] is True
+    assert any("no --target given" in w for w in report["warnings"])
+    explicit = json.loads(cli("validate", digits.onnx, bare, "-t", "onnx-fp16", "--json").stdout)
+    assert explicit["target"] == "onnx-fp16" and explicit["warnings"] == []
