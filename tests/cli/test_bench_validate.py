@@ -81,5 +81,5 @@ def test_validate_bare_artifact_uses_the_float_profile_and_says_so(cli, digits, 
     assert report["target"] == "onnx" and report["manifest"] is None
     assert report["validation"]["gate"]["min_snr_db"] == 60.0 and report["validation"]["passed"] is True
     assert any("no --target given" in w for w in report["warnings"])
-    explicit = json.loads(cli("validate", digits.onnx, bare, "-t", "onnx-fp16", "--json").stdout)
+    explicit = json.loads(cli("validate", digits.onnx, bare, "-t", "onnx-fp16", "--eval", digits.eval, "--json").stdout)
     assert explicit["target"] == "onnx-fp16" and explicit["warnings"] == []
