@@ -10,6 +10,7 @@ The summary (OUTPUT/batch-summary.json) lists every pair; the exit code is the h
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -90,7 +91,6 @@ def _hash_path(path: Path, digest: Any) -> None:
 def pair_key(model: ModelEntry, target: str) -> str:
     """Content hash of everything that decides a pair's result."""
     from edgeconv import __version__
-    from edgeconv.deps import installed_versions
     from edgeconv.targets import resolve
     from edgeconv.targets.schema import _profile_to_dict
 
@@ -109,9 +109,16 @@ def pair_key(model: ModelEntry, target: str) -> str:
         if module_file is not None:
             _hash_path(module_file, digest)
     settings = {"target": target, "profile": profile, "options": model.options, "edgeconv": __version__,
-                "versions": installed_versions()}
+                "versions": _versions()}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
+    from edgeconv.deps import installed_versions
+
+    return installed_versions()
 
 
 def _factory_file(spec: str) -> Path | None:
