@@ -164,8 +164,24 @@ def test_scheme_variants(pitfall, tmp_path: Path, settings: StaticSettings, expe
     assert snr_db(ort_run(norm.path, x), ort_run(out, x)) > 20
 
 
-def test_calibration_strides_bound_memory_and_match_single_pass() -> None:
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_strided_calibration_matches_single_pass(outlier, tmp_path: Path, method: str) -> None:
+    """Calibration is fed in strides (bounded memory, histogram methods too); the ranges equal one pass over all."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
     assert stride_for(64) == 16 and stride_for(17) == 1 and stride_for(12) == 12 and stride_for(1) == 1
+    model, calib = outlier
+    samples = open_samples(str(calib), (TensorSpec("input", ("N", 3, 16, 16)),), 12)
+    ranges = []
+    for stride in (12, 4):
+        cache = tmp_path / f"cache{stride}.json"
+        quantize_file(model, tmp_path / f"q{stride}.onnx", samples,
+                      StaticSettings(method=method, extra={"CalibStridedMinMax": stride}), cache_path=cache)
+        data = load_tensors_data(cache).data
+        ranges.append({k: (float(np.min(v.range_value[0])), float(np.max(v.range_value[1]))) for k, v in data.items()})
+    assert ranges[0].keys() == ranges[1].keys()
+    for name, (lo, hi) in ranges[0].items():
+        assert ranges[1][name] == pytest.approx((lo, hi), rel=0.05, abs=1e-3), name
 
 
 def test_quantize_cli_file_output_and_json(cli, outlier, tmp_path: Path) -> None:
