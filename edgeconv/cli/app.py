@@ -62,6 +62,9 @@ def configure_logging(verbose: int) -> None:
     logging.getLogger("edgeconv").setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
     if verbose < 2:
         warnings.filterwarnings("ignore")
+        import os
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ logs (read when TF is first imported)
 
 
 def _register_commands() -> None:
