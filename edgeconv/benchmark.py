@@ -174,6 +174,10 @@ def random_feeds(inputs: tuple[TensorSpec, ...], seed: int = 0) -> dict[str, np.
     return feeds
 
 
+# runtimes that emulate the target here: their timings say nothing about the device
+SIMULATED = {"qnn_htp": "runs on the Hexagon HTP simulator on this CPU: the latency is not the device's"}
+
+
 @dataclass
 class BenchResult:
     artifact: str
@@ -188,6 +192,7 @@ class BenchResult:
     latency_ms: dict[str, float]  # min, p50, p90, p99, mean, max
     throughput_per_s: float  # samples (batch items) per second
     total_s: float
+    note: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -235,4 +240,5 @@ def benchmark(path: Path, *, runs: int = 50, warmup: int = 5, input_shapes: dict
     return BenchResult(str(actx.artifact.path), actx.artifact.format.value, runtime_cls.name, actx.target,
                        {s.name: [int(d) for d in s.shape] for s in inputs}, batch, warmup, len(times),
                        round(load_s, 4), {k: round(v, 4) for k, v in latency.items()},
-                       round(batch * len(times) / sum(times), 2) if sum(times) > 0 else float("inf"), round(total, 4))
+                       round(batch * len(times) / sum(times), 2) if sum(times) > 0 else float("inf"), round(total, 4),
+                       SIMULATED.get(runtime_cls.name, ""))

@@ -43,3 +43,5 @@ def bench(
     table.add_row(str(result.runs), f"{lat['p50']:.3f}", f"{lat['p90']:.3f}", f"{lat['p99']:.3f}", f"{lat['mean']:.3f}",
                   f"{lat['min']:.3f}", f"{result.throughput_per_s:,.1f}", f"{result.load_s:.3f}")
     UI.out.print(table)
+    if result.note:
+        UI.out.print(f"[yellow]note:[/yellow] {result.note}")
