@@ -34,6 +34,7 @@ bench: setup
 
 docs: setup
 	$(PY) -m edgeconv.cli.docgen > docs/cli.md
+	$(PY) -m edgeconv.cli.docgen --update-exit-codes docs/exit-codes.md
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -154,8 +154,26 @@ def exit_codes_table() -> str:
     return "\n".join([*rows, EXIT_END]) + "\n"
 
 
+def update_exit_codes(path: Path) -> bool:
+    """Replace the generated table between the markers in `path` (docs/exit-codes.md). True if the file changed."""
+    text = path.read_text(encoding="utf-8")
+    if EXIT_BEGIN not in text or EXIT_END not in text:
+        raise SystemExit(f"{path} has no generated exit-code table (markers {EXIT_BEGIN!r} ... {EXIT_END!r})")
+    start, end = text.index(EXIT_BEGIN), text.index(EXIT_END) + len(EXIT_END)
+    new = text[:start] + exit_codes_table().rstrip("\n") + text[end:]
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def main() -> None:
-    if "--exit-codes" in sys.argv[1:]:
+    """`docgen` → docs/cli.md on stdout; `docgen --exit-codes` → the exit-code table on stdout;
+    `docgen --update-exit-codes docs/exit-codes.md` → rewrite that table in place."""
+    args = sys.argv[1:]
+    if "--update-exit-codes" in args:
+        update_exit_codes(Path(args[args.index("--update-exit-codes") + 1]))
+        return
+    if "--exit-codes" in args:
         sys.stdout.write(exit_codes_table())
         return
     sys.stdout.write(generate())

@@ -31,4 +31,4 @@ def test_exit_code_table_is_current() -> None:
     text = (DOC.parent / "exit-codes.md").read_text(encoding="utf-8")
     start, end = text.index(EXIT_BEGIN), text.index(EXIT_END) + len(EXIT_END)
     assert text[start:end] + "\n" == exit_codes_table(), \
-        "docs/exit-codes.md's table is stale: replace it with `python -m edgeconv.cli.docgen --exit-codes`"
+        "docs/exit-codes.md's table is stale: run `make docs` (or `python -m edgeconv.cli.docgen --update-exit-codes docs/exit-codes.md`)"
