@@ -50,6 +50,10 @@ def test_example_ci_workflow_and_config_are_consistent() -> None:
     assert len(model.targets) >= 3
     workflow = (EXAMPLES / "ci" / "github-workflow.yml").read_text()
     assert "edgeconv batch examples/edgeconv.toml" in workflow and "make -C examples" in workflow
+    yaml = pytest.importorskip("yaml")
+    steps = yaml.safe_load(workflow)["jobs"]["export"]["steps"]
+    runs = " ".join(step.get("run", "") for step in steps)
+    assert "edgeconv doctor" in runs and "torch==2.13.0" in runs  # the CPU wheel, pinned like constraints.txt
     makefile = (EXAMPLES / "Makefile").read_text()
     for target in ("all:", "batch:", "check:"):
         assert target in makefile
