@@ -240,6 +240,7 @@ def _activations_on_coreml(mlmodel: Any, ctx: StepContext) -> Any:
             "run this target on macOS; for PyTorch, pass the eager module (--model pkg.mod:factory --weights "
             "state_dict.pt), which is calibrated in PyTorch; or use coreml-w8 / coreml-palettize6",
         )
-    samples = samples_for(ctx)
+    names = [i.name for i in mlmodel.get_spec().description.input]  # Core ML's input names, in source order
+    samples = [{n: feeds[s.name] for n, s in zip(names, ctx.source.inputs)} for feeds in samples_for(ctx)]
     with quiet():
         return cq.quantize_activations(mlmodel, samples, ctx.profile.quantize)
