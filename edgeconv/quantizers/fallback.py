@@ -76,12 +76,27 @@ class FallbackResult:
         return out
 
 
-def objective(metrics: Any) -> float:
-    """One number to climb: worst output SNR (dB) plus 50 per unit of top-1 agreement where outputs are class scores."""
+def objective(ev: Evaluation) -> float:
+    """One number to climb: worst output SNR in dB (whole output, or its worst channel for rank >= 3 outputs if that
+    is lower) plus 50 per unit of top-1 agreement where outputs are class scores."""
+    metrics = ev.metrics
     value = float(metrics.snr_db)
+    if ev.channel_snr_db is not None:
+        value = min(value, ev.channel_snr_db)
     if metrics.top1_agreement is not None:
         value += 50.0 * float(metrics.top1_agreement)
     return value
+
+
+def passes(ev: Evaluation, gate: Any) -> tuple[bool, tuple[str, ...]]:
+    """The profile's gate, plus: with min_snr_db set, the worst channel of rank >= 3 outputs must reach half of it."""
+    from edgeconv.validation import check_gate
+
+    result = check_gate(ev.metrics, gate)
+    failures = list(result.failures)
+    if gate.min_snr_db is not None and ev.channel_snr_db is not None and ev.channel_snr_db < gate.min_snr_db / 2:
+        failures.append(f"worst output channel SNR {ev.channel_snr_db:.1f} dB < {gate.min_snr_db / 2:.1f} dB")
+    return not failures, tuple(failures)
 
 
 def nodes_for_tensor(model: Any, tensor: str) -> list[str]:
@@ -114,6 +129,15 @@ def apply(float_path: Path, tensors: list[str], precision: str, activations: str
     return [], {t: [{"quant_type": wide}] for t in tensors}
 
 
+@dataclass
+class Evaluation:
+    """The gate's metrics, plus the worst channel SNR of rank >= 3 outputs (axis 1): a detector head concatenating
+    pixel boxes and 0..1 scores keeps a fine whole-output SNR while its score channels are noise."""
+
+    metrics: Any
+    channel_snr_db: float | None = None
+
+
 class Evaluator:
     """Float ONNX outputs on fixed samples, computed once; quantized candidates compared against them."""
 
@@ -130,13 +154,26 @@ class Evaluator:
         wanted = {i.name for i in session.get_inputs()}
         return {k: v for k, v in feeds.items() if k in wanted}
 
-    def __call__(self, quant_path: Path) -> Any:
+    def evaluate(self, quant_path: Path) -> Evaluation:
+        from edgeconv.quantizers.layer_errors import _Accumulator
         from edgeconv.runtimes.ort import cpu_session
         from edgeconv.validation import compare
 
         session = cpu_session(str(quant_path))
         actuals = [session.run(None, self._feed(session, f)) for f in self.feeds]
-        return compare(self.names, self.references, actuals)
+        channel: float | None = None
+        for i, ref in enumerate(self.references[0] if self.references else []):
+            if np.asarray(ref).ndim < 3 or np.asarray(ref).dtype.kind != "f":
+                continue
+            acc = _Accumulator()
+            for refs, acts in zip(self.references, actuals):
+                acc.add(refs[i], acts[i])
+            worst = min(acc.worst_channel(), 300.0)
+            channel = worst if channel is None else min(channel, worst)
+        return Evaluation(compare(self.names, self.references, actuals), channel)
+
+    def __call__(self, quant_path: Path) -> Any:
+        return self.evaluate(quant_path).metrics
 
 
 def evaluation_feeds(ctx: Any) -> list[dict[str, np.ndarray]]:
@@ -150,22 +187,23 @@ def evaluation_feeds(ctx: Any) -> list[dict[str, np.ndarray]]:
     return list(samples)
 
 
-def _metrics_json(metrics: Any) -> dict[str, Any]:
-    return {"snr_db": round(metrics.snr_db, 2), "cosine": metrics.cosine, "top1_agreement": metrics.top1_agreement,
-            "max_abs": metrics.max_abs}
+def _metrics_json(ev: Evaluation) -> dict[str, Any]:
+    m = ev.metrics
+    out = {"snr_db": round(m.snr_db, 2), "cosine": m.cosine, "top1_agreement": m.top1_agreement, "max_abs": m.max_abs}
+    if ev.channel_snr_db is not None:
+        out["worst_channel_snr_db"] = round(ev.channel_snr_db, 2)
+    return out
 
 
 def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Path], Path], feeds: list[dict[str, Any]],
            gate: Any, budget: int, work_dir: Path, precision: str, max_candidates: int | None = None) -> FallbackResult:
-    from edgeconv.validation import check_gate
-
     started = time.perf_counter()
-    evaluate = Evaluator(float_path, feeds)
+    evaluate = Evaluator(float_path, feeds).evaluate
     base = evaluate(qdq_path)
-    base_gate = check_gate(base, gate)
-    result = FallbackResult(precision, budget, base_gate.passed, base_gate.passed, _metrics_json(base),
-                            _metrics_json(base), base_gate.failures, final_path=qdq_path)
-    if base_gate.passed or budget <= 0:
+    base_passed, base_failures = passes(base, gate)
+    result = FallbackResult(precision, budget, base_passed, base_passed, _metrics_json(base),
+                            _metrics_json(base), base_failures, final_path=qdq_path)
+    if base_passed or budget <= 0:
         result.seconds = round(time.perf_counter() - started, 2)
         return result
     import onnx
@@ -197,14 +235,13 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
         gain = objective(m) - current_obj
         if gain <= MIN_GAIN:
             continue
-        cand.gain, cand.snr_db_after, cand.top1_after = round(gain, 3), round(m.snr_db, 2), m.top1_agreement
+        cand.gain, cand.snr_db_after, cand.top1_after = round(gain, 3), round(m.metrics.snr_db, 2), m.metrics.top1_agreement
         chosen.append(cand)
         current, current_obj, final = m, objective(m), path
-        if check_gate(m, gate).passed:
+        if passes(m, gate)[0]:
             break
-    after_gate = check_gate(current, gate)
     result.nodes, result.after = chosen, _metrics_json(current)
-    result.gate_passed_after, result.failures_after = after_gate.passed, after_gate.failures
+    result.gate_passed_after, result.failures_after = passes(current, gate)
     result.final_path = final
     result.seconds = round(time.perf_counter() - started, 2)
     return result

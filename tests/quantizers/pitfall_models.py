@@ -5,6 +5,7 @@ quantization tests and bench/bench_quant.py.
   (unfused)→Relu, a Shape→Gather→Unsqueeze→Concat→Reshape flatten, a dynamic batch dim `N`; wide enough (width=32:
   ~0.4 MB of weights) that the size ratio measures the weights. Trained on digits (digits_images: 3-channel,
   upsampled) with train_pitfall_weights so that agreement and accuracy mean something; random weights otherwise.
+- `detector_head`: boxes in pixels concatenated with 0..1 scores (the "numerically useless detector" case).
 - `outlier_cnn`: a clean graph whose first activation has one channel ~1000x larger than the others (what LayerNorm /
   detector heads produce): uint8 per-tensor activations crush the other channels, only a higher-precision node fixes it.
 """
@@ -154,6 +155,47 @@ def outlier_cnn(path: Path, seed: int = 0) -> Path:
     graph = helper.make_graph(nodes, "outlier_cnn",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 16, 16])],
                               [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 8, 16, 16])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path))
+    return path
+
+
+def detector_head(path: Path, seed: int = 0) -> Path:
+    """Input `input` [N, 3, 16, 16] → `detections` [N, 6, 256]: a YOLO-style head that concatenates 4 box channels in
+    pixels (0..640) with 2 score channels (0..1). One uint8 scale for the concat makes every score 0 or 2.5 while the
+    whole-output SNR stays high (the boxes dominate it): only a per-channel look finds it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.4, (16, 3, 3, 3)).astype(np.float32), "w_h"),
+        numpy_helper.from_array(np.zeros(16, np.float32), "b_h"),
+        numpy_helper.from_array(rng.normal(0, 0.3, (6, 16, 3, 3)).astype(np.float32), "w_det"),
+        numpy_helper.from_array(np.zeros(6, np.float32), "b_det"),
+        numpy_helper.from_array(np.array([0, 6, -1], np.int64), "flat_shape"),
+        numpy_helper.from_array(np.array([0], np.int64), "s0"), numpy_helper.from_array(np.array([4], np.int64), "s4"),
+        numpy_helper.from_array(np.array([6], np.int64), "s6"), numpy_helper.from_array(np.array([1], np.int64), "ax1"),
+        numpy_helper.from_array(np.array(640.0, np.float32), "pixels"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w_h", "b_h"], ["h"], name="conv_h", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h"], ["h_relu"], name="relu_h"),
+        helper.make_node("Conv", ["h_relu", "w_det", "b_det"], ["det"], name="conv_det", pads=[1, 1, 1, 1]),
+        helper.make_node("Reshape", ["det", "flat_shape"], ["det_flat"], name="reshape_det"),
+        helper.make_node("Slice", ["det_flat", "s0", "s4", "ax1"], ["box_logits"], name="slice_boxes"),
+        helper.make_node("Sigmoid", ["box_logits"], ["box_unit"], name="sigmoid_boxes"),
+        helper.make_node("Mul", ["box_unit", "pixels"], ["boxes"], name="scale_boxes"),
+        helper.make_node("Slice", ["det_flat", "s4", "s6", "ax1"], ["score_logits"], name="slice_scores"),
+        helper.make_node("Sigmoid", ["score_logits"], ["scores"], name="sigmoid_scores"),
+        helper.make_node("Concat", ["boxes", "scores"], ["detections"], name="concat_out", axis=1),
+    ]
+    graph = helper.make_graph(nodes, "detector_head",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                              [helper.make_tensor_value_info("detections", TensorProto.FLOAT, ["N", 6, 256])],
                               initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -17,7 +17,7 @@ from edgeconv.quantizers.onnx_qdq import StaticSettings, quantize_file, stride_f
 from edgeconv.validation import snr_db
 from model_zoo import accuracy
 from tests.helpers import convert, model_path, target_record
-from tests.quantizers.pitfall_models import outlier_cnn, pitfall_cnn, save_uniform_samples
+from tests.quantizers.pitfall_models import detector_head, outlier_cnn, pitfall_cnn, save_uniform_samples
 
 
 def ort_run(path: Path, x: np.ndarray) -> np.ndarray:
@@ -129,6 +129,22 @@ def test_fallback_keeps_costly_layer_in_higher_precision(outlier, tmp_path: Path
         types = {i.name: i.data_type for i in q.graph.initializer}
         assert types.get("conv_a_relu_zero_point") == onnx.TensorProto.UINT16
     assert any("kept 1 layer output" in w for w in record["warnings"])
+
+
+def test_detector_concat_scores_rescued(tmp_path: Path) -> None:
+    """Boxes in pixels concatenated with 0..1 scores: whole-output SNR looks fine (the boxes dominate) while every
+    score is 0 or 2.5; the per-channel check finds it and the concat stays float."""
+    model = detector_head(tmp_path / "det.onnx")
+    calib = save_uniform_samples(tmp_path / "calib", 16, (1, 3, 16, 16), seed=5)
+    manifest = convert(model, ["onnx-int8-qdq"], tmp_path / "out", calib=str(calib))
+    fb = target_record(manifest, "onnx-int8-qdq")["notes"]["quantize"]["fallback"]
+    assert fb["before"]["snr_db"] > 30 and fb["before"]["worst_channel_snr_db"] < 3  # hidden by the whole-output SNR
+    assert fb["gate_passed_before"] is False and fb["gate_passed_after"] is True
+    assert [n["tensor"] for n in fb["nodes"]] == ["detections"] and fb["nodes"][0]["nodes"] == ["concat_out"]
+    assert fb["after"]["worst_channel_snr_db"] > 25
+    x = np.random.default_rng(8).uniform(0, 1, (8, 3, 16, 16)).astype(np.float32)
+    ref, got = ort_run(model, x), ort_run(model_path(manifest, tmp_path / "out", "onnx-int8-qdq"), x)
+    assert snr_db(ref[:, 4:], got[:, 4:]) > 25  # the scores survive
 
 
 def test_fallback_budget_zero_fails_gate(outlier, tmp_path: Path) -> None:
