@@ -23,7 +23,13 @@ drawn only when stderr is a terminal; `-v` logs each stage, `-vv` adds the toolc
 """
 
 # extra reference text appended to a command's section: command → (title, module whose docstring is shown)
-EXTRA_SECTIONS = {"batch": ("Config file", "edgeconv.config"), "inspect": ("What is reported", "edgeconv.inspect")}
+EXTRA_SECTIONS: dict[str, list[tuple[str, str]]] = {
+    "batch": [("Config file", "edgeconv.config"), ("Cache, logs and summary", "edgeconv.batch")],
+    "bench": [("Inputs and runtime", "edgeconv.benchmark")],
+    "doctor": [("What is checked", "edgeconv.doctor")],
+    "inspect": [("What is reported", "edgeconv.inspect")],
+    "validate": [("Which profile and gate", "edgeconv.revalidate")],
+}
 
 _TYPE_NAMES = {int: "INTEGER", float: "FLOAT", str: "TEXT", bool: "", Path: "PATH"}
 
@@ -116,8 +122,7 @@ def _command_section(name: str, command: Any, prefix: str) -> list[str]:
         lines += [f"### `{prefix} {name} {sub_name}`", "", _cell(sub.help or ""), "", "```",
                   _usage(f"{prefix} {name} {sub_name}", sub), "```", ""]
         lines += _arguments_table(sub.params) + _options_table(sub.params)
-    if name in EXTRA_SECTIONS:
-        title, module = EXTRA_SECTIONS[name]
+    for title, module in EXTRA_SECTIONS.get(name, []):
         lines += [f"### {title}", "", "```text", _module_doc(module), "```", ""]
     return lines
 
