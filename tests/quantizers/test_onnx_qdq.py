@@ -41,22 +41,26 @@ def outlier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_digits_int8_accuracy_within_one_point(digits, tmp_path: Path) -> None:
-    manifest = convert(digits.onnx, ["onnx-int8-qdq"], tmp_path / "out", calib=str(digits.calib), eval=str(digits.eval))
-    int8 = model_path(manifest, tmp_path / "out", "onnx-int8-qdq")
+@pytest.mark.parametrize("target,int_op", [("onnx-int8-qdq", "QuantizeLinear"), ("cpu-int8-qop", "QLinearConv")])
+def test_digits_int8_accuracy_within_one_point(digits, tmp_path: Path, target: str, int_op: str) -> None:
+    manifest = convert(digits.onnx, [target], tmp_path / "out", calib=str(digits.calib), eval=str(digits.eval),
+                       report=True)
+    int8 = model_path(manifest, tmp_path / "out", target)
     x, y = digits.split.x_test, digits.split.y_test  # the whole held-out split (450 images)
     acc_fp32 = accuracy(ort_run(digits.onnx, x), y)
     acc_int8 = accuracy(ort_run(int8, x), y)
     assert acc_fp32 > 0.9
     assert abs(acc_fp32 - acc_int8) <= 0.01, (acc_fp32, acc_int8)
-    record = target_record(manifest, "onnx-int8-qdq")
+    record = target_record(manifest, target)
     q = record["notes"]["quantize"]
     assert q["check"]["float_weights_left"] == [] and q["check"]["size_ratio"] < 0.45
     assert q["settings"]["activations"] == "uint8" and q["settings"]["per_channel"] is True
     assert record["validation"]["metrics"]["snr_db"] > 30
     assert record["notes"]["calibration"]["kind"] == "files" and record["notes"]["calibration"]["count"] == 64
-    ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert int_op in {n.op_type for n in onnx.load(str(int8)).graph.node}
+    layers = q["layers"]  # --report: per-layer rows, worst first
+    assert len(layers) >= 4 and all(r["snr_db"] > 25 for r in layers)
+    assert [r["worst_channel_snr_db"] for r in layers] == sorted(r["worst_channel_snr_db"] for r in layers)
 
 
 def test_ort_defaults_fail_on_pitfall_graph(pitfall, tmp_path: Path) -> None:
