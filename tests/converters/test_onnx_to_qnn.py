@@ -178,3 +178,24 @@ def test_soc_table_matches_what_the_compiler_builds(tmp_path: Path) -> None:
         assert f"soc_type={soc.chip};".encode() in binary, soc
         assert f"min_arch={soc.htp_arch};".encode() in binary, soc
         assert check_context(ctx_model, allow_cpu=False)["reload_run"] == "ok"
+
+
+@pytest.mark.slow
+def test_gelu_transformer_fully_on_htp(tmp_path: Path) -> None:
+    """nn.GELU: at opset 17 the exporter writes the Erf decomposition, which the HTP refuses inside a QDQ graph; the
+    hexagon profiles export at opset 21, where it is one Gelu op the HTP takes."""
+    import torch
+
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True, activation="gelu").eval()
+    tokens = torch.randn(1, 16, 32)
+    torch.export.save(torch.export.export(layer, (tokens,)), str(tmp_path / "gelu_block.pt2"))
+    calib = save_calib(tmp_path / "calib", (1, 16, 32))
+    out = tmp_path / "out"
+    manifest = convert(tmp_path / "gelu_block.pt2", ["hexagon-int8"], out, calib=str(calib))
+    record = target_record(manifest, "hexagon-int8")
+    assert record["notes"]["hexagon"]["placement"]["percent"] == 100.0
+    compiled = onnx.load_model(str(out / "hexagon-int8" / "gelu_block.int8.onnx"))
+    ops = {n.op_type for n in compiled.graph.node}
+    assert "Gelu" in ops and "Erf" not in ops
+    assert record["validation"]["metrics"]["snr_db"] > 20
