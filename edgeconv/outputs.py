@@ -102,13 +102,28 @@ def check_output_path(outdir: Path, force: bool) -> None:
     if outdir.exists() and not force:
         raise UsageError(f"output directory {outdir} already exists", "pass --force to replace it (atomically)")
     parent = outdir.absolute().parent
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise io_error(e, f"creating {parent}") from e
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to {parent} (read-only or no permission)", "choose a writable output directory with -o")
+    existing = parent
+    while not existing.exists() and existing != existing.parent:  # created when the run starts writing, not now
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"output path {outdir}: {existing} is not a directory", "choose another -o")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {existing} (read-only or no permission)", "choose a writable output directory with -o")
+
+
+def _make_parents(outdir: Path) -> list[Path]:
+    """Create OUTDIR's missing parent folders; return them (deepest first) so a failed run can remove them again."""
+    parent = outdir.absolute().parent
+    missing = []
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+    except OSError as e:
+        raise io_error(e, f"creating {folder}") from e
+    return missing
 
 
 def clean_stale(outdir: Path) -> list[Path]:
@@ -139,7 +154,12 @@ class OutputTransaction:
 
     def __enter__(self) -> "OutputTransaction":
         check_output_path(self.outdir, self.force)
-        self._acquire_lock()
+        self._created = _make_parents(self.outdir)
+        try:
+            self._acquire_lock()
+        except BaseException:
+            self._remove_created()
+            raise
         try:
             clean_stale(self.outdir)
             self.staging = Path(tempfile.mkdtemp(prefix=f".{self.outdir.name}{TMP_MARK}{os.getpid()}-",
@@ -148,7 +168,7 @@ class OutputTransaction:
             os.umask(umask)
             os.chmod(self.staging, 0o777 & ~umask)  # mkdtemp makes it 0700; OUTDIR gets the usual mode
         except OSError as e:
-            self._release_lock()
+            self.__exit__(None, None, None)
             raise io_error(e, "creating the staging folder") from e
         return self
 
@@ -223,3 +243,12 @@ class OutputTransaction:
                 shutil.rmtree(self.staging, ignore_errors=True)
                 self.staging = None
             self._release_lock()
+            if not self.committed:
+                self._remove_created()
+
+    def _remove_created(self) -> None:
+        for folder in getattr(self, "_created", []):  # deepest first; only while empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break

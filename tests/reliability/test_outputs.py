@@ -111,6 +111,16 @@ def test_output_symlink_refused(digits, ws: Path) -> None:
                    workspace=ws)
 
 
+def test_missing_parents_not_left_behind(digits, ws: Path, inputs: Path) -> None:
+    """-o a/b/out on a run that fails: the parents it would have created are not left behind."""
+    bad = inputs / "bad.onnx"
+    bad.write_bytes(b"\x08\x08\x12" + b"\xff" * 40)
+    expect_failure(["convert", bad, "-t", "onnx", "-o", ws / "a" / "b" / "out"], 3, "truncated", workspace=ws,
+                   json_too=False)
+    nested = [digits.onnx, "-t", "onnx", "-o", ws / "a" / "b" / "out", "--eval", digits.eval, "--set", "validate.gate.max_abs=-1"]
+    expect_failure(["convert", *nested], 5, "accuracy gate", workspace=ws, json_too=False)  # failed after writing started
+
+
 def test_dotdot_in_output_refused(digits, ws: Path) -> None:
     (ws / "sub").mkdir()
     expect_failure(["convert", digits.onnx, "-t", "onnx", "-o", ws / "sub" / ".." / "out"], 2, "'..'", workspace=ws)
