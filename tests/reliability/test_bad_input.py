@@ -108,6 +108,18 @@ def test_code_carrying_pickle_refused(cli, ws: Path, inputs: Path, container: st
     assert not sentinel.exists(), "code from the pickle ran"
 
 
+def test_code_carrying_weights_refused(cli, ws: Path, inputs: Path) -> None:
+    """--model pkg:fn --weights FILE: the weights are loaded with weights_only=True, so code in them never runs."""
+    import torch
+
+    (inputs / "factory_mod.py").write_text("import torch\n\ndef build():\n    return torch.nn.Linear(4, 2)\n")
+    sentinel = inputs / "PWNED"
+    torch.save({"weight": _Evil(sentinel)}, inputs / "weights.pt")
+    expect_failure(["convert", "--model", "factory_mod:build", "--weights", inputs / "weights.pt", "-t", "onnx",
+                    "-o", ws / "out"], 7, "weights_only", workspace=ws, json_too=False, cwd=inputs)
+    assert not sentinel.exists(), "code from the weights file ran"
+
+
 def test_trust_pickle_really_runs_it(cli, ws: Path, inputs: Path) -> None:
     """The sentinel works: with --trust-pickle the same file's code runs (what it builds is no module: exit 3)."""
     import torch

@@ -173,9 +173,13 @@ def test_disk_full_injected_keeps_previous_output(cli, digits, ws: Path, tmp_pat
 # ---------------------------------------------------------------- 11. signals
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_during_calibration(digits, ws: Path, slow_calib: tuple[Path, Path], sig: int, code: int) -> None:
+def test_signal_during_calibration(digits, ws: Path, tmp_path: Path, slow_calib: tuple[Path, Path], sig: int,
+                                   code: int) -> None:
     profile, calib = slow_calib
-    proc = popen_cli("convert", digits.onnx, "-t", profile, "--calib", calib, "-o", ws / "out", "--json")
+    private_tmp = tmp_path / "tmp"  # the toolchains' own temp files (ORT's ort.quant.* folders) must go too
+    private_tmp.mkdir()
+    proc = popen_cli("convert", digits.onnx, "-t", profile, "--calib", calib, "-o", ws / "out", "--json",
+                     env={"TMPDIR": str(private_tmp)})
     _wait_for_stage(proc, ws, "quantize")
     time.sleep(0.3)
     proc.send_signal(sig)
@@ -185,6 +189,8 @@ def test_signal_during_calibration(digits, ws: Path, slow_calib: tuple[Path, Pat
     error = json.loads(stdout)["error"]
     assert error["code"] == code and signal.Signals(sig).name in error["message"] and error["hint"]
     assert tree(ws) == {}, "something was left behind"
+    left = {k for k in tree(private_tmp) if k != ".ses"}  # `import onnxruntime` itself writes $TMPDIR/.ses, every run
+    assert not left, f"temporary files were left behind: {left}"
 
 
 @pytest.mark.slow
