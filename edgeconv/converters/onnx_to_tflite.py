@@ -182,10 +182,14 @@ def build_io_map(saved_model: Path, artifact: Artifact, ctx: StepContext, onnx_i
         sample = stacks[i][:1]
         perm = None
         rank = len(o.shape)
-        if rank >= 3 and not keep_source:
-            perm = list(channels_last_perm(rank))
-        elif rank >= 3 and keep_source and _fits(sample.shape, tf_shape) is False:
-            perm = list(channels_last_perm(rank))
+        if rank >= 3:  # onnx2tf decides per input (e.g. a 3-D token input may stay as is): read it from the shapes
+            last = list(channels_last_perm(rank))
+            same, moved = _fits(sample.shape, tf_shape), _fits(np.transpose(sample, last).shape, tf_shape)
+            if moved and (not same or not keep_source):
+                perm = last
+            elif not same:
+                raise UnsupportedError(f"onnx2tf input '{o.name}' has shape {tf_shape}, the ONNX model's is {sample.shape}",
+                                       "fix the input's dims with --input-shape")
         source = source_names[i] if o.name not in source_names and i < len(source_names) else o.name
         inputs.append({"source": source, "key": key, "perm": perm})
         onnx_feeds[o.name] = sample
