@@ -125,8 +125,9 @@ def detect(path: Path) -> Artifact:
         return Artifact(path, Format.TFLITE)
     if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a bare pickle (legacy torch.save)
         return Artifact(path, Format.TORCH, TORCH_PICKLE)
-    if _looks_like_onnx(path):
-        return Artifact(path, Format.ONNX)
+    onnx_kind = _onnx_artifact(path)
+    if onnx_kind is not None:
+        return onnx_kind
     if len(head) > 2 and head[0] == 0x08 and 3 <= head[1] <= 15 and head[2] in ONNX_SECOND_FIELDS:
         raise InvalidInputError(
             f"{path} starts like an ONNX model (IR version {head[1]}) but cannot be parsed ({size} bytes): it is truncated "
@@ -223,10 +224,31 @@ def _detect_zip(path: Path) -> Artifact:
 
 
 def _looks_like_onnx(path: Path) -> bool:
+    return _onnx_artifact(path) is not None
+
+
+def _onnx_artifact(path: Path) -> Artifact | None:
+    """ONNX, or a QNN EPContext model (ONNX whose nodes are `EPContext` from the QNN EP; its context binary beside it
+    is a companion). None if the file is not ONNX."""
     import onnx  # light: protobuf only
 
     try:
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception:  # protobuf DecodeError and friends: not ONNX
-        return False
-    return bool(model.ir_version) and model.HasField("graph") and len(model.opset_import) > 0
+        return None
+    if not (model.ir_version and model.HasField("graph") and len(model.opset_import) > 0):
+        return None
+    binaries = []
+    for node in model.graph.node:
+        if node.op_type == "EPContext":
+            attrs = {a.name: a for a in node.attribute}
+            source = attrs["source"].s.decode(errors="replace") if "source" in attrs else ""
+            if "QNN" not in source.upper():
+                return Artifact(path, Format.ONNX)
+            name = attrs["ep_cache_context"].s.decode(errors="replace") if "ep_cache_context" in attrs else ""
+            embedded = "embed_mode" in attrs and attrs["embed_mode"].i == 1
+            if name and not embedded and "/" not in name and "\\" not in name and (path.parent / name).is_file():
+                binaries.append(path.parent / name)
+    if any(n.op_type == "EPContext" for n in model.graph.node):
+        return Artifact(path, Format.QNN_CONTEXT, companions=tuple(dict.fromkeys(binaries)))
+    return Artifact(path, Format.ONNX)

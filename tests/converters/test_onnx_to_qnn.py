@@ -15,7 +15,7 @@ from edgeconv.converters._qnn import htp_options, qnn_session
 from edgeconv.converters._qnn_placement import check_placement
 from edgeconv.converters.onnx_to_qnn import placement_gate
 from edgeconv.errors import UnsupportedError
-from edgeconv.formats import Artifact, Format
+from edgeconv.formats import Artifact, Format, detect
 from edgeconv.normalise import normalise
 from edgeconv.runtimes.ort import cpu_session
 from edgeconv.targets.hexagon_socs import SOCS, resolve_soc
@@ -67,6 +67,8 @@ def test_digits_cnn_every_profile_fully_on_htp(digits_hexagon, digits) -> None:
         assert [n.op_type for n in ctx_model.graph.node] == ["EPContext"]  # the whole graph is one HTP partition
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in ctx_model.graph.node[0].attribute}
         assert attrs["ep_cache_context"] == f"{stem}_ctx_qnn.bin".encode() and attrs["embed_mode"] == 0
+        found = detect(out / target / f"{stem}_ctx.onnx")  # by content: ONNX whose nodes are QNN EPContext
+        assert found.format == Format.QNN_CONTEXT and found.companions == (out / target / f"{stem}_ctx_qnn.bin",)
         binary = (out / target / f"{stem}_ctx_qnn.bin").read_bytes()
         assert b"soc_type=SM8650;arch=75" in binary  # the part reached the compiler
         assert record["notes"]["hexagon"]["context"]["reload_run"] == "ok"
