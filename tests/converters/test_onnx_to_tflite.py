@@ -117,3 +117,18 @@ def test_full_int8_refuses_float_ops(digits, tmp_path: Path) -> None:
     manifest = convert(source, ["tflite-int8"], tmp_path / "out2", calib=str(digits.calib), allow_cpu_fallback=True)
     record = target_record(manifest, "tflite-int8")
     assert any("SIN" in w for w in record["warnings"])
+
+
+@pytest.mark.slow
+def test_transformer_sequence_input(transformer: Path, tmp_path: Path, no_network: list[str]) -> None:
+    """A 3-D [1, 16, 32] token input: onnx2tf treats it as NCW and makes it [1, 32, 16]; the I/O map records it."""
+    out = tmp_path / "out"
+    manifest = convert(transformer / "transformer.pt2", ["tflite-fp32", "tflite-int8"], out,
+                       calib=str(transformer / "calib"), eval=str(transformer / "eval"))
+    for v, min_snr in (("tflite-fp32", 100), ("tflite-int8", 25)):
+        record = target_record(manifest, v)
+        assert record["validation"]["metrics"]["snr_db"] > min_snr, v
+        assert record["notes"]["tflite_io"]["inputs"][0]["perm"] == [0, 2, 1]
+        assert record["notes"]["tflite_ops"]["BATCH_MATMUL"] == 2 and "SOFTMAX" in record["notes"]["tflite_ops"]
+    assert float_ops(model_path(manifest, out, "tflite-int8").read_bytes()) == []
+    assert no_network == []
