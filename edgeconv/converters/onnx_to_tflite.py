@@ -1,9 +1,9 @@
 """ONNX → TFLite with onnx2tf (ONNX → TensorFlow SavedModel, NCHW turned into NHWC), then TFLiteConverter on that
 SavedModel with the profile's precision (converters/_tflite.py). PyTorch sources reach this edge through torch → onnx.
 
-Layout: onnx2tf makes 3-D/4-D/5-D inputs channels-last (NHWC) unless the profile's `layout` is "source" / "nchw"
-(then inputs stay as in the source: onnx2tf's keep_ncw_or_nchw_or_ncdhw_input_names). Rank ≥ 3 outputs come out
-channels-last either way. The permutations are measured here and recorded in the manifest (notes.tflite_io), and
+Layout: onnx2tf makes 3-D/4-D/5-D inputs channels-last (NHWC) and leaves rank ≥ 3 outputs channels-last, unless the
+profile's `layout` is "source" / "nchw": then inputs stay as in the source (onnx2tf's
+keep_ncw_or_nchw_or_ncdhw_input_names) and outputs are transposed back inside the model (transpose_outputs). The permutations are measured here and recorded in the manifest (notes.tflite_io), and
 the LiteRT runtime applies them so validation compares like with like.
 
 No network: onnx2tf fetches sample images from GitHub whenever every input is a 3-channel image (even with its own
@@ -230,6 +230,29 @@ def _output_perm(got: np.ndarray, want: np.ndarray) -> list[int] | None | bool:
     return candidates[int(np.argmin(errors))]
 
 
+def transpose_outputs(saved_model: Path, io_map: IoMap, folder: Path) -> Path:
+    """layout = "source": put the outputs back in the source's layout inside the model (TRANSPOSE ops at the end), by
+    re-saving onnx2tf's SavedModel behind a signature that transposes them. Updates io_map (no output perm left)."""
+    tf = require("tensorflow", "tf")
+    loaded = tf.saved_model.load(str(saved_model))
+    signature = loaded.signatures[SIGNATURE]
+    specs = signature.structured_input_signature[1]
+    keys = list(specs)
+    perms = {m["key"]: m["perm"] for m in io_map.outputs}
+    module = tf.Module()
+    module.loaded = loaded  # tracks the variables
+
+    @tf.function(input_signature=[tf.TensorSpec(specs[k].shape, specs[k].dtype, name=k) for k in keys])
+    def serve(*args: Any) -> dict[str, Any]:
+        result = signature(**dict(zip(keys, args)))
+        return {k: tf.transpose(v, perms[k]) if perms.get(k) else v for k, v in result.items()}
+
+    tf.saved_model.save(module, str(folder), signatures={SIGNATURE: serve.get_concrete_function()})
+    for m in io_map.outputs:
+        m["perm"] = None
+    return folder
+
+
 class OnnxToTflite(Converter):
     name = "onnx_to_tflite"
     source = Format.ONNX
@@ -250,6 +273,8 @@ class OnnxToTflite(Converter):
         keep_source = ctx.profile.layout in KEEP_SOURCE_LAYOUT
         saved_model, stacks = run_onnx2tf(artifact, ctx, onnx_inputs, keep_source)
         io_map = build_io_map(saved_model, artifact, ctx, onnx_inputs, onnx_outputs, stacks, keep_source)
+        if keep_source and any(m["perm"] for m in io_map.outputs):
+            saved_model = transpose_outputs(saved_model, io_map, ctx.work_dir / "saved_model_source_layout")
         version = getattr(sys.modules.get("onnx2tf"), "__version__", "?")
         ctx.notes["tflite_route"] = f"ONNX → onnx2tf {version} SavedModel → TFLiteConverter"
         return convert_saved_model(saved_model, io_map, ctx, ctx.work_dir / "model.tflite")

@@ -74,16 +74,50 @@ def test_messy_onnx_every_variant_offline(messy_onnx: Path, tmp_path: Path, no_n
     assert no_network == []
 
 
+def _two_output_model(path: Path) -> Path:
+    """A CNN returning its logits and its [1, 8, 16, 16] feature map (a rank-4 output)."""
+    import torch
+
+    class TwoOut(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            feat = torch.relu(self.conv(x))
+            return self.fc(feat.mean((2, 3))), feat
+
+    torch.manual_seed(0)
+    torch.onnx.export(TwoOut().eval(), (torch.randn(1, 3, 16, 16),), str(path), input_names=["input"],
+                      output_names=["logits", "feat"], opset_version=17, dynamo=False)
+    return path
+
+
 @pytest.mark.slow
-def test_keep_nchw_inputs(messy_onnx: Path, tmp_path: Path, no_network: list[str]) -> None:
+@pytest.mark.parametrize("layout", ["nhwc", "source"])
+def test_feature_map_output_layout(messy_onnx: Path, tmp_path: Path, no_network: list[str], layout: str) -> None:
+    """Default: the feature map comes out NHWC and the I/O map says how to turn it back; layout=source: the model
+    itself takes NCHW and returns NCHW."""
+    from edgeconv.runtimes.litert import load_interpreter
+
+    source = _two_output_model(tmp_path / "two.onnx")
     out = tmp_path / "out"
-    manifest = convert(messy_onnx, ["tflite-fp32"], out, calib=str(messy_onnx.parent / "calib"),
-                       overrides=("layout=source",))
+    manifest = convert(source, ["tflite-fp32"], out, calib=str(messy_onnx.parent / "calib"), overrides=(f"layout={layout}",))
     record = target_record(manifest, "tflite-fp32")
-    assert record["notes"]["tflite_io"]["inputs"][0]["perm"] is None
-    (detail,) = tflite_input_details(model_path(manifest, out, "tflite-fp32")).values()
-    assert list(detail["shape"]) == [1, 3, 16, 16]
     assert record["validation"]["metrics"]["snr_db"] > 100
+    io = record["notes"]["tflite_io"]
+    assert [m["source"] for m in io["outputs"]] == ["logits", "feat"]
+    _, runner, _ = load_interpreter(str(model_path(manifest, out, "tflite-fp32")))
+    shapes = {k: list(d["shape"]) for k, d in runner.get_output_details().items()}
+    feat_key = io["outputs"][1]["key"]
+    if layout == "nhwc":
+        assert io["outputs"][1]["perm"] == [0, 3, 1, 2] and shapes[feat_key] == [1, 16, 16, 8]
+    else:
+        assert io["outputs"][1]["perm"] is None and shapes[feat_key] == [1, 8, 16, 16]
+        (detail,) = runner.get_input_details().values()
+        assert list(detail["shape"]) == [1, 3, 16, 16]
+    assert no_network == []
 
 
 def _sin_model(path: Path) -> Path:
