@@ -23,13 +23,25 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+def _with_companion_bytes(artifacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Model rows, each with the bytes of the companions that follow it (a QNN context binary, external data) added:
+    the size a user ships."""
+    rows: list[dict[str, Any]] = []
+    for art in artifacts:
+        if art["role"] == "companion" and rows and rows[-1].get("bytes") is not None:
+            rows[-1] = {**rows[-1], "bytes": rows[-1]["bytes"] + (art.get("bytes") or 0)}
+        elif art["role"] in ("model", "not-built"):
+            rows.append(dict(art))
+    return rows
+
+
 def manifest_table(manifest: dict[str, Any], outdir: Path) -> Table:
-    table = Table(title=f"edgeconv → {outdir}", title_justify="left")
+    table = Table(title=f"edgeconv → {outdir}", title_justify="left", caption="size includes companion files (context binaries, external data)")
     for col, justify in [("target", "left"), ("artifact", "left"), ("size", "right"), ("validated on", "left"),
                          ("SNR dB", "right"), ("cosine", "right"), ("top-1", "right"), ("result", "left")]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for target in manifest["targets"]:
-        models = [a for a in target["artifacts"] if a["role"] in ("model", "not-built")]
+        models = _with_companion_bytes(target["artifacts"])
         validation = target.get("validation") or {}
         metrics = validation.get("metrics") or {}
         status = "[green]ok[/green]" if validation.get("passed") else "[red]failed[/red]"
