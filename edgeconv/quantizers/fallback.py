@@ -41,13 +41,15 @@ PASS_THROUGH = frozenset({"Relu", "Clip", "LeakyRelu", "MaxPool", "Reshape", "Fl
 class FallbackNode:
     tensor: str
     op_type: str  # of the node producing the tensor
-    nodes: list[str]  # nodes kept out of quantization for it (fp32 / fp16 fallback)
+    nodes: list[str]  # nodes kept out of quantization for it (fp32 / fp16 fallback, QOperator format)
+    float_tensors: list[str]  # activations left float (fp32 / fp16 fallback, QDQ: weights stay integer)
     layer_snr_db: float | None
     layer_cost_db: float | None
     gain_alone: float  # objective gained when only this node falls back
     gain: float = 0.0  # objective gained when added to the ones before it
     snr_db_after: float | None = None
     top1_after: float | None = None
+    item: str = ""  # what requantize() is given for it: the tensor, or NODES + tensor (its nodes excluded)
 
 
 @dataclass
@@ -67,12 +69,17 @@ class FallbackResult:
     def tensors(self) -> list[str]:
         return [n.tensor for n in self.nodes]
 
+    def items(self) -> list[str]:
+        return [n.item or n.tensor for n in self.nodes]
+
     def node_names(self) -> list[str]:
         return sorted({name for n in self.nodes for name in n.nodes})
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("final_path")
+        for node in out["nodes"]:
+            node.pop("item", None)
         return out
 
 
@@ -112,6 +119,81 @@ def nodes_for_tensor(model: Any, tensor: str) -> list[str]:
             break
         current = producer.get(current.input[0])
     return list(dict.fromkeys(names))
+
+
+def tensors_chain(model: Any, tensor: str) -> list[str]:
+    """`tensor` and the tensors above it through pass-through producers (Relu, MaxPool, Reshape...), which carry the
+    same quantization range."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    chain, current = [tensor], producer.get(tensor)
+    while current is not None and current.op_type in PASS_THROUGH and current.input:
+        chain.append(current.input[0])
+        current = producer.get(current.input[0])
+    return chain
+
+
+QIN_SUFFIX = "_QuantizeLinear_Input"
+NODES = "nodes:"  # requantize() item prefix: keep the tensor float by excluding its nodes (weights float too)
+NODE_VARIANT_MARGIN = 1.0  # objective units the node variant must beat the activation-only variant by
+
+
+def strip_qdq(path: Path, tensors: set[str]) -> int:
+    """Remove the QuantizeLinear→DequantizeLinear pairs ONNX Runtime put on `tensors` in a QDQ model, so those
+    activations stay float while every weight stays integer (its own DequantizeLinear is untouched). The nodes around
+    run in float on dequantized weights. Returns the number of pairs removed."""
+    import onnx
+
+    model = onnx.load_model(str(path))
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    removed: set[int] = set()
+    renames: dict[str, str] = {}
+    pairs = 0
+    for q in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
+        source = q.input[0]
+        base = source[: -len(QIN_SUFFIX)] if source.endswith(QIN_SUFFIX) else source
+        users = readers.get(q.output[0], [])
+        if base not in tensors or not users or any(u.op_type != "DequantizeLinear" for u in users):
+            continue
+        for dq in users:
+            if dq.output[0] in outputs:  # a graph output: the producer wrote T_QuantizeLinear_Input; give it T back
+                renames[source] = dq.output[0]
+            else:
+                renames[dq.output[0]] = source
+            removed.add(id(dq))
+        removed.add(id(q))
+        pairs += 1
+    if not pairs:
+        return 0
+
+    def final(name: str) -> str:
+        seen = 0
+        while name in renames and seen < 16:
+            name, seen = renames[name], seen + 1
+        return name
+
+    kept = [n for n in graph.node if id(n) not in removed]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            node.input[i] = final(name)
+        for i, name in enumerate(node.output):
+            node.output[i] = final(name)
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {name for n in graph.node for name in n.input}
+    initializers = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    produced = {name for n in graph.node for name in n.output}
+    infos = [v for v in graph.value_info if v.name in produced]
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
+    onnx.save_model(model, str(path))
+    return pairs
 
 
 def apply(float_path: Path, tensors: list[str], precision: str, activations: str) -> tuple[list[str], dict[str, Any] | None]:
@@ -196,7 +278,8 @@ def _metrics_json(ev: Evaluation) -> dict[str, Any]:
 
 
 def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Path], Path], feeds: list[dict[str, Any]],
-           gate: Any, budget: int, work_dir: Path, precision: str, max_candidates: int | None = None) -> FallbackResult:
+           gate: Any, budget: int, work_dir: Path, precision: str, max_candidates: int | None = None,
+           exclude_nodes: bool = False) -> FallbackResult:
     started = time.perf_counter()
     evaluate = Evaluator(float_path, feeds).evaluate
     base = evaluate(qdq_path)
@@ -214,12 +297,20 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
     limit = max_candidates or max(6, 2 * budget)
     measured: list[FallbackNode] = []
     base_obj = objective(base)
+    floating = precision != "int16"
     for i, row in enumerate(rows[:limit]):
-        path = requantize([row.tensor], work_dir / f"fallback.try{i}.onnx")
-        m = evaluate(path)
-        nodes = nodes_for_tensor(float_model, row.tensor) if precision != "int16" else []
-        measured.append(FallbackNode(row.tensor, row.op_type, nodes, _finite(row.snr_db), _finite(row.cost_db),
-                                     round(objective(m) - base_obj, 3)))
+        alone = evaluate(requantize([row.tensor], work_dir / f"fallback.try{i}.onnx"))
+        gain = objective(alone) - base_obj
+        nodes = nodes_for_tensor(float_model, row.tensor) if floating and exclude_nodes else []
+        float_tensors = tensors_chain(float_model, row.tensor) if floating and not exclude_nodes else []
+        item = row.tensor
+        if floating and not exclude_nodes and not passes(alone, gate)[0]:  # QDQ: float activation, or nodes too?
+            node_gain = objective(evaluate(requantize([NODES + row.tensor], work_dir / f"fallback.try{i}n.onnx"))) - base_obj
+            if node_gain > gain + NODE_VARIANT_MARGIN:
+                gain, item, float_tensors = node_gain, NODES + row.tensor, []
+                nodes = nodes_for_tensor(float_model, row.tensor)
+        measured.append(FallbackNode(row.tensor, row.op_type, nodes, float_tensors, _finite(row.snr_db),
+                                     _finite(row.cost_db), round(gain, 3), item=item))
     result.candidates_measured = len(measured)
     measured.sort(key=lambda f: -f.gain_alone)
     chosen: list[FallbackNode] = []
@@ -229,7 +320,7 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
             break
         if cand.gain_alone <= MIN_GAIN and chosen:
             break
-        trial = [*(c.tensor for c in chosen), cand.tensor]
+        trial = [*(c.item for c in chosen), cand.item]
         path = requantize(trial, work_dir / f"fallback.step{len(chosen) + 1}.onnx")
         m = evaluate(path)
         gain = objective(m) - current_obj
@@ -268,7 +359,7 @@ def search_for_target(float_path: Path, qdq_path: Path, requantize: Callable[...
     limit = scheme.options.get("fallback_candidates")
     with ctx.reporter.task("checking accuracy / mixed precision", total=None):
         result = search(float_path, qdq_path, requantize, feeds, gate, max(0, int(budget)), ctx.work_dir,
-                        scheme.fallback, int(limit) if limit else None)
+                        scheme.fallback, int(limit) if limit else None, exclude_nodes=scheme.format == "qoperator")
     if result.nodes:
         kept = ", ".join(f"{n.tensor} (from {n.op_type}, +{n.gain:.1f})" for n in result.nodes)
         ctx.warn(f"kept {len(result.nodes)} layer output(s) in {scheme.fallback} to meet the accuracy gate: {kept}")
@@ -281,4 +372,4 @@ def layer_report(float_path: Path, quant_path: Path, ctx: Any, top: int = 50) ->
 
 
 __all__ = ["DQ_SUFFIX", "FallbackNode", "FallbackResult", "apply", "nodes_for_tensor", "search", "search_for_target",
-           "layer_report"]
+           "layer_report", "strip_qdq", "tensors_chain", "NODES"]

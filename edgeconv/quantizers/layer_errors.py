@@ -170,12 +170,22 @@ def layer_errors(float_model: Any, quant_model: Any, feeds: Iterable[dict[str, n
     f_inputs = {i.name for i in sf.get_inputs()}
     q_inputs = {i.name for i in sq.get_inputs()}
     acc = {name: _Accumulator() for name in pairs}
+    # a tensor read only by Relu: ORT gives it the Relu's (non-negative) range, which clips what the Relu drops
+    # anyway — compare what the Relu makes of it, or every pre-activation looks broken
+    readers: dict[str, set[str]] = {}
+    for node in fm.graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
+    relu_only = {name for name in pairs if readers.get(name) == {"Relu"}}
     count = 0
     for feed in feeds:
         f_out = dict(zip(f_names, sf.run(None, {k: v for k, v in feed.items() if k in f_inputs})))
         q_out = dict(zip(q_names, sq.run(None, {k: v for k, v in feed.items() if k in q_inputs})))
         for name, (_, _, q_name, _) in pairs.items():
-            acc[name].add(f_out[name], q_out[q_name])
+            if name in relu_only:
+                acc[name].add(np.maximum(f_out[name], 0), np.maximum(q_out[q_name], 0))
+            else:
+                acc[name].add(f_out[name], q_out[q_name])
         count += 1
     if count == 0:
         raise ValueError("no samples to compare on")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -263,8 +263,26 @@ class OnnxQdq(Quantizer):
             quantize_file(float_path, qdq, samples, settings, nodes_to_exclude=excluded, cache_path=cache, task=task,
                           quant_format="qdq")
 
-        def requantize(fallback_tensors: list[str], out: Path, fmt: str = "qdq") -> Path:
-            nodes, overrides = fallback.apply(float_path, fallback_tensors, scheme.fallback, settings.activations)
+        def requantize(items: list[str], out: Path, fmt: str = "qdq") -> Path:
+            """Quantize again from the cached ranges with `items` (fallback tensors) kept in higher precision."""
+            node_items = [i[len(fallback.NODES):] for i in items if i.startswith(fallback.NODES)]
+            plain = [i for i in items if not i.startswith(fallback.NODES)]
+            if settings.format == "qdq" and scheme.fallback != "int16" and items:
+                # float activations, integer weights: quantize everything (Relu/Clip kept explicit, ORT would fold
+                # them into the Q/DQ being dropped), then take the Q/DQ pairs off the chosen activations; "nodes:"
+                # items exclude the tensor's nodes instead (float weights too)
+                import onnx
+
+                float_model = onnx.load_model(str(float_path), load_external_data=False)
+                keep = {t for name in plain for t in fallback.tensors_chain(float_model, name)}
+                nodes, _ = fallback.apply(float_path, node_items, "fp32", settings.activations)
+                explicit = replace(settings, extra={**settings.extra, "QDQKeepRemovableActivations": True})
+                quantize_file(float_path, out, samples, explicit, nodes_to_exclude=[*excluded, *nodes],
+                              cache_path=cache, quant_format=fmt)
+                if keep:
+                    fallback.strip_qdq(out, keep)
+                return out
+            nodes, overrides = fallback.apply(float_path, [*plain, *node_items], scheme.fallback, settings.activations)
             quantize_file(float_path, out, samples, settings, nodes_to_exclude=[*excluded, *nodes],
                           tensor_overrides=overrides, cache_path=cache, quant_format=fmt)
             return out
