@@ -7,8 +7,8 @@ Each row is one edgeconv target run in-process through the real pipeline (conver
 "convert s" is the torch_to_coreml / keras_to_coreml step (ct.convert + compression + save), "total s" the whole
 target including the validation check. Sizes: the .mlpackage directory and its weight blob; "weights vs fp32" is the
 blob against the same weights in float32; "weight SNR" is the worst compressed weight against itself before
-compression (dB). On Linux the check is structural (no Core ML runtime); on macOS the SNR of the outputs against the
-source is printed too. w8a8 rows: PyTorch fake-quant proxy SNR (int8 activations vs float, held-out samples).
+compression (dB). "output SNR" is the outputs against the source on the held-out samples: Core ML on macOS; on Linux
+(no Core ML runtime, structural check) the NumPy MIL reference execution, marked "(ref)". w8a8 rows: PyTorch fake-quant proxy SNR (int8 activations vs float, held-out samples).
 Prints a markdown table.
 """
 
@@ -115,7 +115,13 @@ def main() -> None:
                 validation = record["validation"]
                 snr = (notes.get("weight_snr_db") or {}).get("min")
                 metrics = validation.get("metrics") or {}
-                out_snr = f"{metrics['snr_db']:.1f}" if "snr_db" in metrics else "—"
+                reference = (validation.get("checks") or {}).get("mil_reference") or {}
+                if "snr_db" in metrics:
+                    out_snr = f"{metrics['snr_db']:.1f}"
+                elif reference.get("ran"):
+                    out_snr = f"{reference['metrics']['snr_db']:.1f} (ref)"
+                else:
+                    out_snr = "—"
                 proxy = record["notes"].get("pytorch_fake_quant_proxy")
                 note = f"PyTorch fake-quant proxy {proxy['snr_db']:.1f} dB" if proxy else ""
                 print(f"| {label} | {profile} | {step:.2f} | {total:.2f} | {notes.get('package_bytes', 0) / 1024:.1f} | "

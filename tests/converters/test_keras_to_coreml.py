@@ -43,6 +43,9 @@ def test_keras_digits_every_profile(keras_coreml: dict[str, Any]) -> None:
     notes = {name: target_record(keras_coreml, name)["notes"]["coreml"] for name in PROFILES}
     assert notes["coreml-w8"]["weights_vs_fp32"] < 0.30 and notes["coreml-palettize4"]["weights_vs_fp32"] < 0.16
     assert notes["coreml-w8"]["weight_snr_db"]["min"] > 40 and notes["coreml-palettize4"]["weight_snr_db"]["min"] > 18
+    ref = {name: c["mil_reference"]["metrics"] for name, c in checks.items()}  # NumPy MIL execution vs Keras
+    assert ref["coreml-fp32"]["snr_db"] > 100 and ref["ane-fp16"]["snr_db"] > 55 and ref["coreml-w8"]["snr_db"] > 40
+    assert ref["coreml-palettize4"]["snr_db"] > 20 and all(r["top1_agreement"] == 1.0 for r in ref.values())
 
 
 @pytest.mark.slow

@@ -30,6 +30,12 @@ def check(manifest: dict[str, Any], name: str) -> dict[str, Any]:
     return validation["checks"]
 
 
+def reference(checks: dict[str, Any]) -> dict[str, Any]:
+    """Metrics of the NumPy MIL reference execution against the source (Linux)."""
+    assert checks["mil_reference"]["ran"] and checks["mil_reference"]["passed"]
+    return checks["mil_reference"]["metrics"]
+
+
 @pytest.fixture(scope="module")
 def digits_coreml(digits, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     out = tmp_path_factory.mktemp("digits_coreml") / "out"
@@ -69,6 +75,11 @@ def test_digits_every_profile(digits_coreml: tuple[dict[str, Any], Path]) -> Non
     snr = {name: coreml_notes(manifest, name)["weight_snr_db"] for name in ("coreml-w8", "coreml-palettize6", "coreml-palettize4")}
     assert snr["coreml-w8"]["min"] > 40 and snr["coreml-palettize6"]["min"] > 30 and snr["coreml-palettize4"]["min"] > 18
     assert all(s["compressed"] == 2 for s in snr.values())
+    # the programs executed (NumPy reference) against PyTorch on 16 held-out digits
+    ref = {name: reference(checks[name]) for name in PROFILES}
+    assert ref["coreml-fp32"]["snr_db"] > 100 and ref["ane-fp16"]["snr_db"] > 55 and ref["coreml-w8"]["snr_db"] > 40
+    assert ref["coreml-palettize6"]["snr_db"] > 30 and ref["coreml-palettize4"]["snr_db"] > 20
+    assert all(r["top1_agreement"] == 1.0 for r in ref.values())
 
 
 @pytest.mark.slow
@@ -93,6 +104,8 @@ def test_digits_w8a8_calibrated_in_pytorch(digits, tmp_path: Path, monkeypatch) 
     checks = check(manifest, "coreml-w8a8")
     assert checks["ops"]["quantize"] >= 4 and checks["ops"]["dequantize"] >= 4  # activations: conv/linear inputs
     assert checks["weights"].get("linear/INT8") == 3 and "FLOAT32" not in checks["weights"]
+    ref = reference(checks)  # int8 activations executed: the same as the PyTorch proxy, within fp16 rounding
+    assert ref["snr_db"] > 30 and ref["top1_agreement"] == 1.0 and abs(ref["snr_db"] - proxy["snr_db"]) < 6
 
 
 @pytest.mark.slow
@@ -114,6 +127,8 @@ def test_transformer_block(transformer: Path, tmp_path: Path) -> None:
     snr = {n: coreml_notes(manifest, n)["weight_snr_db"]["min"] for n in ("coreml-w8", "coreml-palettize6", "coreml-palettize4")}
     assert snr["coreml-w8"] > 40 and snr["coreml-palettize6"] > 30 and snr["coreml-palettize4"] > 18
     assert coreml_notes(manifest, "coreml-palettize4")["weights_vs_fp32"] < 0.2
+    ref = {n: reference(checks[n])["snr_db"] for n in profiles}
+    assert ref["coreml-fp32"] > 100 and ref["ane-fp16"] > 45 and ref["coreml-w8"] > 35 and ref["coreml-palettize4"] > 15
 
 
 @pytest.mark.slow

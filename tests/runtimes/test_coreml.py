@@ -53,6 +53,8 @@ def test_structural_check_catches_wrong_precision_and_io(cumsum_pt2: Path, tmp_p
     runtime = CoremlRuntime()
     ok = runtime.check_structure(package, _context(cumsum_pt2, "coreml-fp32", tmp_path))
     assert ok.passed and ok.checks["weights"] == {"FLOAT32": 2} and ok.checks["ane_unsupported_ops"] == {"cumsum": 1}
+    # the NumPy reference executor does not know cumsum: it says so instead of guessing
+    assert ok.checks["mil_reference"] == {"ran": False, "reason": "the reference executor has no 'cumsum' op"}
     # the same fp32 package judged against profiles it does not satisfy
     w8 = runtime.check_structure(package, _context(cumsum_pt2, "coreml-w8", tmp_path))
     assert not w8.passed

@@ -1,0 +1,425 @@
+"""A small NumPy reference executor for Core ML ML programs, used where the Core ML runtime does not exist (Linux).
+
+It runs the package's MIL program op by op (weights decompressed from their constexpr ops, every result rounded to
+the dtype the program declares, so float16 programs compute in float16 steps) for the ops common in CNNs and
+transformer blocks. It is NOT Core ML: kernels, fusions and accumulation precision on the device differ. What it proves
+is that the converted program — its graph, its layouts, its compressed weights, its quantize/dequantize ranges —
+computes what the source computes. An op it does not know stops it (`NotImplementedError`), and the check then says so
+instead of guessing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+Handler = Callable[[dict[str, Any]], np.ndarray]
+_OPS: dict[str, Handler] = {}
+
+
+def _op(*names: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        for name in names:
+            _OPS[name] = fn
+        return fn
+    return register
+
+
+def supported_ops() -> frozenset[str]:
+    return frozenset(_OPS) | {"const"}
+
+
+def run_program(program: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Outputs of `main` (in the program's output order) for `feeds` keyed by the program's input names."""
+    from coremltools.converters.mil.mil import types
+
+    function = program.functions["main"]
+    env: dict[str, Any] = {}
+    for name, var in function.inputs.items():
+        env[name] = np.asarray(feeds[name]).astype(types.nptype_from_builtin(var.dtype))
+
+    def value(var: Any) -> Any:
+        if isinstance(var, (list, tuple)):
+            return [value(v) for v in var]
+        if var.name in env:
+            return env[var.name]
+        return var.val
+
+    for op in function.operations:
+        out = op.outputs[0]
+        if op.op_type == "const" or op.op_type.startswith("constexpr_"):
+            val = out.val
+            if val is None:
+                infer = getattr(op, "materialized_val_inference", None) or op.value_inference
+                val = infer()
+            env[out.name] = val
+            continue
+        handler = _OPS.get(op.op_type)
+        if handler is None:
+            raise NotImplementedError(op.op_type)
+        args = {k: value(v) for k, v in op.inputs.items()}
+        result = handler(args)
+        results = result if isinstance(result, tuple) else (result,)
+        for var, res in zip(op.outputs, results):
+            dtype = types.nptype_from_builtin(var.dtype) if types.is_tensor(var.sym_type) or types.is_scalar(var.sym_type) else None
+            arr = np.asarray(res)
+            env[var.name] = arr.astype(dtype) if dtype is not None and arr.dtype != dtype else arr
+    return [np.asarray(env[v.name]) for v in function.outputs]
+
+
+def _f(x: Any) -> np.ndarray:
+    """Compute in float32 (results are rounded back to the declared dtype by run_program)."""
+    x = np.asarray(x)
+    return x.astype(np.float32) if x.dtype.kind == "f" else x
+
+
+# --- elementwise ---------------------------------------------------------------------------------------------------
+_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "real_div": np.divide, "maximum": np.maximum,
+           "minimum": np.minimum, "pow": np.power, "floor_div": np.floor_divide, "mod": np.mod,
+           "equal": np.equal, "not_equal": np.not_equal, "greater": np.greater, "greater_equal": np.greater_equal,
+           "less": np.less, "less_equal": np.less_equal, "logical_and": np.logical_and, "logical_or": np.logical_or}
+for _name, _fn in _BINARY.items():
+    _OPS[_name] = (lambda fn: lambda a: fn(_f(a["x"]), _f(a["y"])))(_fn)
+
+_UNARY = {"abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sin": np.sin, "cos": np.cos,
+          "floor": np.floor, "ceil": np.ceil, "round": np.round, "sign": np.sign, "square": np.square,
+          "relu": lambda x: np.maximum(x, 0), "relu6": lambda x: np.clip(x, 0, 6),
+          "sigmoid": lambda x: 1 / (1 + np.exp(-x)), "silu": lambda x: x / (1 + np.exp(-x)),
+          "softplus": lambda x: np.logaddexp(0, x), "identity": lambda x: x, "logical_not": np.logical_not}
+for _name, _fn in _UNARY.items():
+    _OPS[_name] = (lambda fn: lambda a: fn(_f(a["x"])))(_fn)
+
+
+@_op("erf")
+def _erf(a: dict[str, Any]) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float32])(_f(a["x"]))
+
+
+@_op("rsqrt")
+def _rsqrt(a: dict[str, Any]) -> np.ndarray:
+    return 1 / np.sqrt(_f(a["x"]) + float(a.get("epsilon") or 1e-12))
+
+
+@_op("inverse")
+def _inverse(a: dict[str, Any]) -> np.ndarray:
+    return 1 / (_f(a["x"]) + float(a.get("epsilon") or 1e-4))
+
+
+@_op("clip")
+def _clip(a: dict[str, Any]) -> np.ndarray:
+    return np.clip(_f(a["x"]), a["alpha"], a["beta"])
+
+
+@_op("leaky_relu")
+def _leaky_relu(a: dict[str, Any]) -> np.ndarray:
+    x = _f(a["x"])
+    return np.where(x >= 0, x, x * float(a.get("alpha", 0.01)))
+
+
+@_op("gelu")
+def _gelu(a: dict[str, Any]) -> np.ndarray:
+    x, mode = _f(a["x"]), str(a.get("mode") or "EXACT")
+    if mode == "TANH_APPROXIMATION":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    if mode == "SIGMOID_APPROXIMATION":
+        return x / (1 + np.exp(-1.702 * x))
+    return 0.5 * x * (1 + np.vectorize(math.erf, otypes=[np.float32])(x / math.sqrt(2)))
+
+
+@_op("softmax")
+def _softmax(a: dict[str, Any]) -> np.ndarray:
+    x, axis = _f(a["x"]), int(a.get("axis", -1))
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@_op("select")
+def _select(a: dict[str, Any]) -> np.ndarray:
+    return np.where(a["cond"], _f(a["a"]), _f(a["b"]))
+
+
+# --- linear algebra ------------------------------------------------------------------------------------------------
+@_op("linear")
+def _linear(a: dict[str, Any]) -> np.ndarray:
+    out = _f(a["x"]) @ _f(a["weight"]).T
+    return out + _f(a["bias"]) if a.get("bias") is not None else out
+
+
+@_op("matmul")
+def _matmul(a: dict[str, Any]) -> np.ndarray:
+    x, y = _f(a["x"]), _f(a["y"])
+    if a.get("transpose_x"):
+        x = np.swapaxes(x, -1, -2)
+    if a.get("transpose_y"):
+        y = np.swapaxes(y, -1, -2)
+    return np.matmul(x, y)
+
+
+@_op("scaled_dot_product_attention")
+def _sdpa(a: dict[str, Any]) -> np.ndarray:
+    q, k, v = _f(a["query"]), _f(a["key"]), _f(a["value"])
+    scores = np.matmul(q, np.swapaxes(k, -1, -2)) / math.sqrt(q.shape[-1])
+    mask = a.get("attn_mask")
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf) if np.asarray(mask).dtype == bool else scores + _f(mask)
+    return np.matmul(_softmax({"x": scores, "axis": -1}), v)
+
+
+def _spatial_pads(a: dict[str, Any], spatial: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...],
+                  dilations: tuple[int, ...]) -> list[tuple[int, int]]:
+    pad_type = str(a.get("pad_type") or "valid")
+    if pad_type == "custom":
+        pad = [int(p) for p in a["pad"]]
+        return [(pad[2 * i], pad[2 * i + 1]) for i in range(len(spatial))]
+    if pad_type in ("same", "same_lower"):
+        pads = []
+        for size, k, s, d in zip(spatial, kernel, strides, dilations):
+            out = -(-size // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+            small, big = total // 2, total - total // 2
+            pads.append((big, small) if pad_type == "same_lower" else (small, big))
+        return pads
+    return [(0, 0)] * len(spatial)
+
+
+def _windows(x: np.ndarray, kernel: tuple[int, ...], strides: tuple[int, ...], dilations: tuple[int, ...]) -> np.ndarray:
+    """(N, C, *spatial) → (N, C, *out_spatial, *kernel) views."""
+    rank = len(kernel)
+    effective = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilations))
+    view = np.lib.stride_tricks.sliding_window_view(x, effective, axis=tuple(range(2, 2 + rank)))
+    index = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides) \
+        + tuple(slice(None, None, d) for d in dilations)
+    return view[index]
+
+
+@_op("conv")
+def _conv(a: dict[str, Any]) -> np.ndarray:
+    x, w = _f(a["x"]), _f(a["weight"])
+    rank = w.ndim - 2
+    strides = tuple(int(s) for s in (a.get("strides") if a.get("strides") is not None else [1] * rank))
+    dilations = tuple(int(d) for d in (a.get("dilations") if a.get("dilations") is not None else [1] * rank))
+    groups = int(a.get("groups") or 1)
+    kernel = tuple(w.shape[2:])
+    pads = _spatial_pads(a, x.shape[2:], kernel, strides, dilations)
+    x = np.pad(x, [(0, 0), (0, 0), *pads])
+    win = _windows(x, kernel, strides, dilations)  # N, C, *out, *k
+    n, c = win.shape[:2]
+    out_spatial = win.shape[2:2 + rank]
+    cg, og = c // groups, w.shape[0] // groups
+    outs = []
+    letters = "hwd"[:rank]
+    klet = "klm"[:rank]
+    for g in range(groups):
+        xs = win[:, g * cg:(g + 1) * cg]
+        ws = w[g * og:(g + 1) * og]
+        outs.append(np.einsum(f"nc{letters}{klet},oc{klet}->no{letters}", xs, ws, optimize=True))
+    out = np.concatenate(outs, axis=1).reshape(n, w.shape[0], *out_spatial)
+    if a.get("bias") is not None:
+        out = out + _f(a["bias"]).reshape(1, -1, *([1] * rank))
+    return out
+
+
+def _pool(a: dict[str, Any], reduce: str) -> np.ndarray:
+    x = _f(a["x"])
+    kernel = tuple(int(k) for k in a["kernel_sizes"])
+    rank = len(kernel)
+    strides = tuple(int(s) for s in (a.get("strides") if a.get("strides") is not None else [1] * rank))
+    pads = _spatial_pads(a, x.shape[2:], kernel, strides, (1,) * rank)
+    if a.get("ceil_mode"):
+        pads = [(lo, hi + (s - 1)) for (lo, hi), s in zip(pads, strides)]
+    fill = -np.inf if reduce == "max" else np.nan
+    x = np.pad(x, [(0, 0), (0, 0), *pads], constant_values=fill)
+    win = _windows(x, kernel, strides, (1,) * rank)
+    axes = tuple(range(-rank, 0))
+    if reduce == "max":
+        return win.max(axis=axes)
+    if a.get("exclude_padding_from_average", False):
+        return np.nanmean(win, axis=axes)
+    return np.nansum(win, axis=axes) / math.prod(kernel)
+
+
+@_op("max_pool")
+def _max_pool(a: dict[str, Any]) -> np.ndarray:
+    return _pool(a, "max")
+
+
+@_op("avg_pool")
+def _avg_pool(a: dict[str, Any]) -> np.ndarray:
+    return _pool(a, "avg")
+
+
+# --- normalisation / reductions ------------------------------------------------------------------------------------
+@_op("layer_norm")
+def _layer_norm(a: dict[str, Any]) -> np.ndarray:
+    x = _f(a["x"])
+    axes = tuple(int(i) for i in a["axes"]) if a.get("axes") is not None else (-1,)
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    out = (x - mean) / np.sqrt(var + float(a.get("epsilon") or 1e-5))
+    if a.get("gamma") is not None:
+        out = out * _f(a["gamma"])
+    if a.get("beta") is not None:
+        out = out + _f(a["beta"])
+    return out
+
+
+@_op("batch_norm")
+def _batch_norm(a: dict[str, Any]) -> np.ndarray:
+    x = _f(a["x"])
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    out = (x - _f(a["mean"]).reshape(shape)) / np.sqrt(_f(a["variance"]).reshape(shape) + float(a.get("epsilon") or 1e-5))
+    if a.get("gamma") is not None:
+        out = out * _f(a["gamma"]).reshape(shape)
+    if a.get("beta") is not None:
+        out = out + _f(a["beta"]).reshape(shape)
+    return out
+
+
+def _reduce(fn: Callable[..., np.ndarray]) -> Handler:
+    def run(a: dict[str, Any]) -> np.ndarray:
+        axes = tuple(int(i) for i in a["axes"]) if a.get("axes") is not None else None
+        return fn(_f(a["x"]), axis=axes, keepdims=bool(a.get("keep_dims", False)))
+    return run
+
+
+for _name, _fn in {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max, "reduce_min": np.min,
+                   "reduce_prod": np.prod}.items():
+    _OPS[_name] = _reduce(_fn)
+
+
+@_op("reduce_argmax")
+def _argmax(a: dict[str, Any]) -> np.ndarray:
+    out = np.argmax(a["x"], axis=int(a.get("axis", -1)))
+    return np.expand_dims(out, int(a.get("axis", -1))) if a.get("keep_dims") else out
+
+
+# --- layout --------------------------------------------------------------------------------------------------------
+@_op("reshape")
+def _reshape(a: dict[str, Any]) -> np.ndarray:
+    x = np.asarray(a["x"])
+    shape = [int(d) for d in a["shape"]]
+    shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return x.reshape(shape)
+
+
+@_op("transpose")
+def _transpose(a: dict[str, Any]) -> np.ndarray:
+    return np.transpose(a["x"], [int(p) for p in a["perm"]])
+
+
+@_op("expand_dims")
+def _expand_dims(a: dict[str, Any]) -> np.ndarray:
+    x = np.asarray(a["x"])
+    rank = x.ndim + len(a["axes"])
+    return np.expand_dims(x, tuple(sorted(int(i) % rank for i in a["axes"])))
+
+
+@_op("squeeze")
+def _squeeze(a: dict[str, Any]) -> np.ndarray:
+    x = np.asarray(a["x"])
+    return np.squeeze(x, axis=tuple(int(i) for i in a["axes"])) if a.get("axes") is not None else np.squeeze(x)
+
+
+@_op("concat")
+def _concat(a: dict[str, Any]) -> np.ndarray:
+    return np.concatenate([np.asarray(v) for v in a["values"]], axis=int(a["axis"]))
+
+
+@_op("split")
+def _split(a: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    x, axis = np.asarray(a["x"]), int(a["axis"])
+    if a.get("split_sizes") is not None:
+        cuts = np.cumsum([int(s) for s in a["split_sizes"]])[:-1]
+        return tuple(np.split(x, cuts, axis=axis))
+    return tuple(np.split(x, int(a["num_splits"]), axis=axis))
+
+
+@_op("slice_by_index")
+def _slice_by_index(a: dict[str, Any]) -> np.ndarray:
+    x = np.asarray(a["x"])
+    rank = x.ndim
+    begin, end = [int(v) for v in a["begin"]], [int(v) for v in a["end"]]
+    stride = [int(v) for v in a["stride"]] if a.get("stride") is not None else [1] * rank
+    begin_mask = list(a["begin_mask"]) if a.get("begin_mask") is not None else [False] * rank
+    end_mask = list(a["end_mask"]) if a.get("end_mask") is not None else [False] * rank
+    squeeze_mask = list(a["squeeze_mask"]) if a.get("squeeze_mask") is not None else [False] * rank
+    index = []
+    for i in range(rank):
+        if squeeze_mask[i]:
+            index.append(begin[i])
+            continue
+        index.append(slice(None if begin_mask[i] else begin[i], None if end_mask[i] else end[i], stride[i]))
+    return x[tuple(index)]
+
+
+@_op("slice_by_size")
+def _slice_by_size(a: dict[str, Any]) -> np.ndarray:
+    x = np.asarray(a["x"])
+    begin, size = [int(v) for v in a["begin"]], [int(v) for v in a["size"]]
+    return x[tuple(slice(b, None if s == -1 else b + s) for b, s in zip(begin, size))]
+
+
+@_op("gather")
+def _gather(a: dict[str, Any]) -> np.ndarray:
+    return np.take(a["x"], np.asarray(a["indices"]).astype(np.int64), axis=int(a.get("axis", 0)))
+
+
+@_op("tile")
+def _tile(a: dict[str, Any]) -> np.ndarray:
+    return np.tile(a["x"], [int(r) for r in a["reps"]])
+
+
+@_op("pad")
+def _pad(a: dict[str, Any]) -> np.ndarray:
+    x = np.asarray(a["x"])
+    pad = [int(p) for p in a["pad"]]
+    pairs = [(0, 0)] * (x.ndim - len(pad) // 2) + [(pad[2 * i], pad[2 * i + 1]) for i in range(len(pad) // 2)]
+    mode = str(a.get("mode") or "constant")
+    if mode == "constant":
+        return np.pad(x, pairs, constant_values=float(a.get("constant_val") or 0))
+    return np.pad(x, pairs, mode="reflect" if mode == "reflect" else "edge")
+
+
+@_op("shape")
+def _shape(a: dict[str, Any]) -> np.ndarray:
+    return np.asarray(np.asarray(a["x"]).shape, dtype=np.int32)
+
+
+@_op("fill")
+def _fill(a: dict[str, Any]) -> np.ndarray:
+    return np.full([int(d) for d in a["shape"]], a.get("value", 0.0))
+
+
+# --- precision -----------------------------------------------------------------------------------------------------
+@_op("cast")
+def _cast(a: dict[str, Any]) -> np.ndarray:
+    return np.asarray(a["x"])  # run_program rounds to the declared output dtype
+
+
+def _axis_shape(values: np.ndarray, x: np.ndarray, axis: Any) -> np.ndarray:
+    values = np.asarray(values)
+    if values.ndim == 0 or axis is None:
+        return values
+    shape = [1] * x.ndim
+    shape[int(axis)] = -1
+    return values.reshape(shape)
+
+
+@_op("quantize")
+def _quantize(a: dict[str, Any]) -> np.ndarray:
+    x = _f(a["input"])
+    dtype = np.int8 if str(a.get("output_dtype")) == "int8" else np.uint8
+    scale = _axis_shape(_f(a["scale"]), x, a.get("axis"))
+    zero = _axis_shape(a["zero_point"], x, a.get("axis")) if a.get("zero_point") is not None else 0
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+
+
+@_op("dequantize")
+def _dequantize(a: dict[str, Any]) -> np.ndarray:
+    q = np.asarray(a["input"]).astype(np.float32)
+    scale = _axis_shape(_f(a["scale"]), q, a.get("axis"))
+    zero = _axis_shape(a["zero_point"], q, a.get("axis")).astype(np.float32) if a.get("zero_point") is not None else 0
+    return (q - zero) * scale
