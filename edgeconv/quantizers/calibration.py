@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from edgeconv.errors import InvalidInputError
+from edgeconv.errors import InvalidInputError, first_line
 from edgeconv.formats import TensorSpec
 from edgeconv.quantizers.preprocess import Preprocess, fit_to_input, image_files, load_image, parse_preprocess
 
@@ -112,11 +112,14 @@ def open_samples(
 def read_sample(file: Path, inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
     try:
         loaded = np.load(file, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):  # members are read lazily: a damaged one fails here
+            with loaded:
+                loaded = {k: loaded[k] for k in loaded.files}
     except Exception as e:
-        raise InvalidInputError(f"cannot read sample {file}: {type(e).__name__}: {e}", "save samples with numpy.save / numpy.savez") from e
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            arrays = {k: loaded[k] for k in loaded.files}
+        raise InvalidInputError(f"cannot read sample {file}: {type(e).__name__}: {first_line(e, 200)}",
+                                "save samples with numpy.save / numpy.savez") from e
+    if isinstance(loaded, dict):
+        arrays = loaded
         missing = [s.name for s in inputs if s.name not in arrays]
         if missing:
             raise InvalidInputError(f"sample {file} lacks input(s) {', '.join(missing)} (has {', '.join(arrays)})",

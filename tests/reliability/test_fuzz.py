@@ -134,3 +134,29 @@ def test_fuzz_random_bytes_with_magic(blob: bytes, magic: bytes) -> None:
         path = Path(folder) / "model.bin"
         path.write_bytes(magic + blob)
         load_like_the_cli(path, open_it=True)
+
+
+@settings(max_examples=80, deadline=timedelta(seconds=15), derandomize=True, database=None)
+@given(data=st.data(), suffix=st.sampled_from([".npy", ".npz"]))
+def test_fuzz_calibration_sample_files(data, suffix: str) -> None:
+    """A damaged sample file is exit 3 naming it (InvalidInputError), never another exception."""
+    import io
+
+    from edgeconv.errors import InvalidInputError
+    from edgeconv.formats import TensorSpec
+    from edgeconv.quantizers.calibration import read_sample
+
+    buf = io.BytesIO()
+    sample = np.random.default_rng(0).uniform(0, 1, (1, 1, 8, 8)).astype(np.float32)
+    if suffix == ".npy":
+        np.save(buf, sample)
+    else:
+        np.savez(buf, image=sample)
+    seed = buf.getvalue()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"0000{suffix}"
+        path.write_bytes(mutate(seed, data.draw(mutations(len(seed)))))
+        try:
+            read_sample(path, (TensorSpec("image", (1, 1, 8, 8)),))
+        except InvalidInputError as e:
+            assert path.name in e.message
