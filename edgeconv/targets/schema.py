@@ -199,17 +199,25 @@ def read_profile_file(path: Path) -> list[RawProfile]:
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{source}: invalid TOML: {e}", "fix the syntax at the line named") from e
     family = doc.pop("family", path.stem)
+    if not isinstance(family, str):
+        raise UsageError(f"{source}:{_key_line(text, 'family')}: family = {family!r} must be a string", "see docs/profiles.md")
     doc.pop("doc", None)
     if "profiles" in doc:
         tables = doc.pop("profiles")
         if doc:
             raise _bad_key(source, text, "the file's top level", next(iter(doc)), {"family", "doc", "profiles"})
+        if not isinstance(tables, dict) or not tables or not all(isinstance(t, dict) for t in tables.values()):
+            raise UsageError(f"{source}:{_key_line(text, 'profiles')}: `profiles` must hold one [profiles.NAME] table "
+                             "per profile", "see docs/profiles.md")
         return [RawProfile(name, dict(data), source, text, family) for name, data in tables.items()]
     if "name" not in doc:
         raise UsageError(
             f"{source}: a profile file needs `name = \"...\"` or [profiles.NAME] tables", "see docs/profiles.md"
         )
     name = doc.pop("name")
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"{source}:{_key_line(text, 'name')}: name = {name!r} must be a non-empty string",
+                         "e.g. name = \"my-target\"")
     return [RawProfile(name, doc, source, text, family)]
 
 
@@ -225,6 +233,9 @@ def _flatten_extends(raw: RawProfile, known: dict[str, RawProfile], seen: tuple[
     parent = data.pop("extends", None)
     if parent is None:
         return data
+    if not isinstance(parent, str):
+        raise UsageError(f"{raw.source}:{_key_line(raw.text, 'extends')}: extends = {parent!r} must be a profile name",
+                         "e.g. extends = \"onnx\"")
     if parent in seen or parent == raw.name:
         raise UsageError(f"{raw.source}: profile '{raw.name}' extends itself through '{parent}'", "remove the cycle")
     if parent not in known:
@@ -249,7 +260,10 @@ def _profile_from_data(name: str, family: str, data: dict[str, Any], source: str
         if key in _SECTIONS:
             kwargs[key] = _build_section(_SECTIONS[key], value, source, text, f"[{key}] of '{name}'")
         elif key == "produces":
-            produced = [value] if isinstance(value, str) else list(value)
+            produced = [value] if isinstance(value, str) else value
+            if not isinstance(produced, list) or not all(isinstance(p, str) for p in produced):
+                raise UsageError(f"{source}:{_key_line(text, 'produces')}: produces = {value!r} must be a list of formats",
+                                 f"use e.g. produces = [\"onnx\"]; formats: {', '.join(f.value for f in Format)}")
             try:
                 kwargs[key] = tuple(Format(p) for p in produced)
             except ValueError as e:

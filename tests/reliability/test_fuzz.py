@@ -160,3 +160,61 @@ def test_fuzz_calibration_sample_files(data, suffix: str) -> None:
             read_sample(path, (TensorSpec("image", (1, 1, 8, 8)),))
         except InvalidInputError as e:
             assert path.name in e.message
+
+
+def _toml(value: object) -> str:
+    """A TOML inline value (enough for fuzzing profile files)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\\\", "\\\\\\\\").replace('"', '\\\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    assert isinstance(value, dict)
+    return "{ " + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + " }"
+
+
+PROFILE_KEYS = ["name", "extends", "family", "description", "produces", "opset", "layout", "compiler", "profiles",
+                "quantize", "validate", "shapes", "doc"]
+SECTION_KEYS = ["precision", "stage", "calibration_samples", "exclude_op_types", "per_channel", "options", "runtime",
+                "samples", "gate", "static", "defaults", "min_snr_db", "max_fallback"]
+scalars = st.one_of(st.integers(-5, 10**6), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
+                    st.sampled_from(["onnx", "int8", "fp32", "onnxruntime", "x", "", "onnx-fp16", "../etc"]))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                         st.dictionaries(st.sampled_from(SECTION_KEYS), inner, max_size=3)),
+                      max_leaves=6)
+
+
+@settings(max_examples=150, deadline=timedelta(seconds=15), derandomize=True, database=None)
+@given(st.dictionaries(st.sampled_from(PROFILE_KEYS), values, max_size=6))
+def test_fuzz_profile_files(doc: dict) -> None:
+    """Any TOML profile file, however wrong its keys, types and values: a UsageError (exit 2), or a profile."""
+    from edgeconv.errors import UsageError
+    from edgeconv.targets import resolve
+
+    text = "".join(f"{key} = {_toml(value)}\n" for key, value in doc.items())
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.toml"
+        path.write_text(text)
+        try:
+            resolve(str(path))
+        except UsageError:
+            pass
+
+
+@settings(max_examples=150, deadline=timedelta(seconds=15), derandomize=True, database=None)
+@given(st.lists(st.tuples(st.sampled_from(PROFILE_KEYS + [f"{s}.{k}" for s in ("quantize", "validate", "shapes")
+                                                          for k in SECTION_KEYS] + ["validate.gate.min_snr_db"]),
+                          values), min_size=1, max_size=3))
+def test_fuzz_set_overrides(items: list) -> None:
+    """`--set KEY=VALUE` with any key and value: a UsageError (exit 2), or a profile."""
+    from edgeconv.errors import UsageError
+    from edgeconv.targets import resolve
+    from edgeconv.targets.schema import apply_overrides
+
+    try:
+        apply_overrides(resolve("onnx-int8-qdq"), [f"{key}={_toml(value)}" for key, value in items])
+    except UsageError:
+        pass
