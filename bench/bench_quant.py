@@ -74,7 +74,8 @@ def build_models(root: Path) -> list[dict[str, Any]]:
     rng = np.random.default_rng(0)
     models.append({"name": "outlier CNN (1x3x16x16, 1000x channel)", "path": outlier_cnn(root / "outlier.onnx"),
                    "input": "input", "calib": rng.uniform(0, 1, (64, 3, 16, 16)),
-                   "eval": rng.uniform(0, 1, (64, 3, 16, 16)), "kind": "features"})
+                   "eval": rng.uniform(0, 1, (64, 3, 16, 16)), "kind": "features",
+                   "variants": [("edgeconv cpu-int8, gate min_snr_db=30", ("validate.gate.min_snr_db=30",))]})
     for m in models:
         m["calib_dir"] = save_samples(root / (m["path"].stem + "_calib"), m["calib"])
         m["eval_dir"] = save_samples(root / (m["path"].stem + "_eval"), m["eval"][:32])
@@ -134,14 +135,14 @@ def ort_default(m: dict[str, Any], out: Path) -> tuple[Path | None, str]:
     return out, ""
 
 
-def edgeconv_int8(m: dict[str, Any], out: Path) -> tuple[Path | None, str]:
+def edgeconv_int8(m: dict[str, Any], out: Path, overrides: tuple[str, ...] = ()) -> tuple[Path | None, str]:
     from edgeconv.context import ConvertOptions
     from edgeconv.errors import EdgeconvError
     from edgeconv.formats import detect
     from edgeconv.pipeline import build_plan, run
     from edgeconv.targets import resolve
 
-    options = ConvertOptions(calib=str(m["calib_dir"]), eval=str(m["eval_dir"]))
+    options = ConvertOptions(calib=str(m["calib_dir"]), eval=str(m["eval_dir"]), overrides=overrides)
     try:
         manifest = run(build_plan(detect(m["path"]), [resolve("cpu-int8")], options), out, force=True).to_json()
     except EdgeconvError as e:
@@ -149,7 +150,8 @@ def edgeconv_int8(m: dict[str, Any], out: Path) -> tuple[Path | None, str]:
     record = manifest["targets"][0]
     art = next(a for a in record["artifacts"] if a["role"] == "model")
     fb = (record["notes"]["quantize"].get("fallback") or {}).get("nodes") or []
-    note = f"{len(fb)} layer(s) kept fp32" if fb else ""
+    how = ["weights too" if n.get("nodes") else "activation only" for n in fb]
+    note = f"{len(fb)} layer(s) kept fp32 ({', '.join(how)})" if fb else ""
     return out / art["path"], note
 
 
@@ -181,9 +183,12 @@ def main() -> None:
             rows.append((m["name"], f"fp32{acc}", f"{fp32_bytes / 1024:.0f} KB", "1.000", f"{fp32_ms:.3f} ms", "1.00",
                          "—", "—", "yes", ""))
             stem = m["path"].stem
-            for label, fn, out in (("ORT quantize_static defaults", ort_default, root / f"{stem}_ort_default.onnx"),
-                                   ("edgeconv cpu-int8", edgeconv_int8, root / f"{stem}_edgeconv")):
-                path, note = fn(m, out)
+            runs = [("ORT quantize_static defaults", lambda o: ort_default(m, o), root / f"{stem}_ort_default.onnx"),
+                    ("edgeconv cpu-int8", lambda o: edgeconv_int8(m, o), root / f"{stem}_edgeconv")]
+            for label, overrides in m.get("variants", ()):
+                runs.append((label, lambda o, ov=overrides: edgeconv_int8(m, o, ov), root / f"{stem}_{len(runs)}"))
+            for label, fn, out in runs:
+                path, note = fn(out)
                 if path is None:
                     rows.append((m["name"], label, "—", "—", "—", "—", "—", "—", "—", note))
                     continue
