@@ -178,7 +178,7 @@ def finish(mlmodel: Any, ctx: StepContext, output_names: list[str], *, activatio
     mlmodel = rename_outputs(mlmodel, output_names)
     if compressing:
         if scheme.precision == "w8a8" and not activations_done:
-            mlmodel = _activations_on_coreml(mlmodel, ctx)
+            mlmodel = _calibrate_activations(mlmodel, ctx)
         with quiet():
             mlmodel = cq.compress_weights(mlmodel, scheme)
     out = ctx.work_dir / "model.mlpackage"
@@ -227,20 +227,20 @@ def _weight_snr(before: dict[str, Any], out: Path, info: Any) -> dict[str, Any]:
             "compressed": len(snr)}
 
 
-def _activations_on_coreml(mlmodel: Any, ctx: StepContext) -> Any:
+def _calibrate_activations(mlmodel: Any, ctx: StepContext) -> Any:
+    """int8 activations on the converted float program: ranges measured with Core ML where it exists (macOS), else
+    with the NumPy MIL reference executor; coremltools' passes insert the quantize/dequantize pairs either way."""
     from edgeconv.quantizers import coreml as cq
     from edgeconv.quantizers.calibration import samples_for
     from edgeconv.runtimes.coreml import CoremlRuntime
 
-    why_not = CoremlRuntime.can_execute_here()
-    if why_not is not None:
-        raise UnsupportedError(
-            f"target {ctx.profile.name}: int8 activations for this source are calibrated by running the model with "
-            f"Core ML, which is not possible here ({why_not})",
-            "run this target on macOS; for PyTorch, pass the eager module (--model pkg.mod:factory --weights "
-            "state_dict.pt), which is calibrated in PyTorch; or use coreml-w8 / coreml-palettize6",
-        )
     names = [i.name for i in mlmodel.get_spec().description.input]  # Core ML's input names, in source order
     samples = [{n: feeds[s.name] for n, s in zip(names, ctx.source.inputs)} for feeds in samples_for(ctx)]
+    why_not = CoremlRuntime.can_execute_here()
     with quiet():
-        return cq.quantize_activations(mlmodel, samples, ctx.profile.quantize)
+        if why_not is None:
+            ctx.notes["activation_calibration"] = "Core ML (coremltools linear_quantize_activations)"
+            return cq.quantize_activations(mlmodel, samples, ctx.profile.quantize)
+        ctx.notes["activation_calibration"] = ("edgeconv NumPy MIL reference executor (no Core ML runtime here) → "
+                                               "coremltools activation quantization passes")
+        return cq.quantize_activations_with_reference(mlmodel, samples, ctx.profile.quantize)

@@ -8,8 +8,9 @@ torch ≥ 2.5 drops trailing default arguments from exported nodes (max_pool2d(x
 coremltools 9 reads them positionally ("max_pool2d got 2 input(s), expected minimum 3"): `fill_default_args` writes
 the schema defaults back before conversion.
 
-w8a8 on a PyTorch source calibrates activations in PyTorch (quantizers/coreml.torch_w8a8) and traces the fake-quantized
-module, so it works without the Core ML runtime.
+w8a8: an eager module (--model factory, trusted pickle) is calibrated in PyTorch (quantizers/coreml.torch_w8a8) and the
+fake-quantized module traced; a .pt2 / TorchScript is converted in float and its activations calibrated on the converted
+program (Core ML on macOS, the NumPy MIL reference executor elsewhere; see converters/_coreml.py).
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ class TorchToCoreml(Converter):
         ops = _op_types(mlmodel)
         if not ops.get("quantize"):
             raise UnsupportedError("coremltools.optimize.torch found no layer to quantize (it matches nn.Conv/nn.Linear modules)",
-                                   "use coreml-w8, or run this target on macOS (activations calibrated with Core ML)")
+                                   "convert the .pt2 (torch.export.save) instead: its activations are calibrated on the "
+                                   "converted program; or use coreml-w8")
         ctx.notes["coreml_route"] = "nn.Module → LinearQuantizer (calibrated in PyTorch) → torch.jit.trace → coremltools"
         return _coreml.finish(mlmodel, ctx, [], activations_done=True)
 

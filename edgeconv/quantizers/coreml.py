@@ -7,8 +7,9 @@
 - w8a8        int8 weights + int8 activations from calibration data:
               * PyTorch sources: coremltools.optimize.torch LinearQuantizer, calibration only (no training), then the
                 fake-quantized module is traced and converted (quantize/dequantize ops in the program). Runs on Linux.
-              * other sources: coremltools.optimize.coreml.experimental.linear_quantize_activations, which runs the model
-                with Core ML to collect activation ranges: macOS only (exit 4 elsewhere).
+              * other sources: coremltools' activation quantization passes on the converted program; the activation
+                ranges come from Core ML on macOS (coremltools.optimize.coreml.experimental.linear_quantize_activations)
+                and from edgeconv's NumPy MIL reference executor elsewhere (runtimes/_mil_reference.py).
 
 Weights with at most `quantize.options.weight_threshold` elements stay float (coremltools' default is 2048; small
 tensors gain nothing and lose accuracy).
@@ -95,6 +96,36 @@ def quantize_activations(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme
                                "use a weight-only profile (coreml-w8, coreml-palettize4/6)") from e
 
 
+def quantize_activations_with_reference(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme: QuantScheme) -> Any:
+    """int8 activations without the Core ML runtime: the activation ranges come from edgeconv's NumPy reference
+    executor running the float program on the calibration samples; coremltools' own passes then insert the
+    quantize/dequantize pairs (the same passes linear_quantize_activations runs after its Core ML calibration)."""
+    import collections
+    from unittest import mock
+
+    cto = _cto()
+    post = require("coremltools.optimize.coreml._post_training_quantization", "coreml")
+    experimental = require("coremltools.optimize.coreml.experimental._post_training_quantization", "coreml")
+    debugger = require("coremltools.optimize.coreml.experimental._model_debugger", "coreml")
+    from edgeconv.runtimes._mil_reference import activation_stats
+
+    try:
+        stats = collections.defaultdict(dict, activation_stats(mlmodel, list(samples)))
+    except NotImplementedError as e:
+        raise UnsupportedError(f"int8 activations are calibrated here with edgeconv's reference executor, which has no "
+                               f"'{e}' op", "run this target on macOS (calibrated with Core ML), or use coreml-w8") from e
+    # the concat adjustment coremltools applies after its own calibration (reads the spec only)
+    experimental._adjust_concat_surrounding_activation_stats(debugger.ModelDebugger(mlmodel)._get_concat_op_info(), stats)
+    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
+        mode="linear_symmetric" if scheme.symmetric_activations else "linear", dtype="int8"))
+    try:
+        with mock.patch.object(post, "_get_activation_calibration_stats", lambda *args, **kwargs: stats):
+            return post.linear_quantize_activations(mlmodel, config, [])
+    except Exception as e:
+        raise UnsupportedError(f"coremltools could not insert activation quantization: {first_line(e)}",
+                               "use a weight-only profile (coreml-w8, coreml-palettize4/6)") from e
+
+
 def torch_w8a8(module: Any, example_args: tuple, samples: Iterable[tuple], scheme: QuantScheme) -> Any:
     """Fake-quantize a PyTorch module for w8a8 with coremltools.optimize.torch.LinearQuantizer, calibrating observers on
     `samples` (tuples of input tensors) without training. The result traces into quantize/dequantize ops."""
@@ -117,5 +148,5 @@ def torch_w8a8(module: Any, example_args: tuple, samples: Iterable[tuple], schem
         return quantizer.finalize(inplace=False)
     except Exception as e:
         raise UnsupportedError(f"coremltools.optimize.torch could not quantize this model for w8a8: {first_line(e)}",
-                               "use coreml-w8 (weights only), or run on macOS where activations are calibrated "
-                               "on the Core ML model") from e
+                               "convert the .pt2 (torch.export.save) instead: its activations are calibrated on the "
+                               "converted program; or use coreml-w8") from e

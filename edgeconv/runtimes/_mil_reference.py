@@ -31,14 +31,18 @@ def supported_ops() -> frozenset[str]:
     return frozenset(_OPS) | {"const"}
 
 
-def run_program(program: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Outputs of `main` (in the program's output order) for `feeds` keyed by the program's input names."""
+def run_program(program: Any, feeds: dict[str, np.ndarray],
+                observe: Callable[[str, np.ndarray], None] | None = None) -> list[np.ndarray]:
+    """Outputs of `main` (in the program's output order) for `feeds` keyed by the program's input names. `observe`
+    sees every input and every computed (non-constant) tensor by its MIL name (used to calibrate activations)."""
     from coremltools.converters.mil.mil import types
 
     function = program.functions["main"]
     env: dict[str, Any] = {}
     for name, var in function.inputs.items():
         env[name] = np.asarray(feeds[name]).astype(types.nptype_from_builtin(var.dtype))
+        if observe is not None:
+            observe(name, env[name])
 
     def value(var: Any) -> Any:
         if isinstance(var, (list, tuple)):
@@ -66,6 +70,8 @@ def run_program(program: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
             dtype = types.nptype_from_builtin(var.dtype) if types.is_tensor(var.sym_type) or types.is_scalar(var.sym_type) else None
             arr = np.asarray(res)
             env[var.name] = arr.astype(dtype) if dtype is not None and arr.dtype != dtype else arr
+            if observe is not None and env[var.name].dtype.kind == "f":
+                observe(var.name, env[var.name])
     return [np.asarray(env[v.name]) for v in function.outputs]
 
 
@@ -423,3 +429,30 @@ def _dequantize(a: dict[str, Any]) -> np.ndarray:
     scale = _axis_shape(_f(a["scale"]), q, a.get("axis"))
     zero = _axis_shape(a["zero_point"], q, a.get("axis")).astype(np.float32) if a.get("zero_point") is not None else 0
     return (q - zero) * scale
+
+
+def program_of(mlmodel: Any) -> Any:
+    """The pymil program of an in-memory ML program (read back from its spec and weights, as coremltools' passes do)."""
+    from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
+
+    spec = mlmodel.get_spec()
+    return milproto_load(spec, spec.specificationVersion, mlmodel.weights_dir)
+
+
+def activation_stats(mlmodel: Any, samples: list[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """{MIL tensor name: {"rmin", "rmax"}} over `samples` (keyed by the model's input names): the ranges coremltools'
+    activation quantization needs, here from the reference executor instead of a Core ML prediction."""
+    program = program_of(mlmodel)
+    stats: dict[str, dict[str, float]] = {}
+
+    def observe(name: str, value: np.ndarray) -> None:
+        lo, hi = float(np.min(value)), float(np.max(value))
+        if name in stats:
+            stats[name]["rmin"] = min(stats[name]["rmin"], lo)
+            stats[name]["rmax"] = max(stats[name]["rmax"], hi)
+        else:
+            stats[name] = {"rmin": lo, "rmax": hi}
+
+    for feeds in samples:
+        run_program(program, feeds, observe)
+    return stats

@@ -132,14 +132,20 @@ def test_transformer_block(transformer: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(ON_MACOS, reason="on macOS w8a8 is calibrated with the Core ML runtime and succeeds")
-def test_w8a8_of_an_exported_program_needs_macos(digits, tmp_path: Path) -> None:
-    from edgeconv.errors import UnsupportedError
-
-    with pytest.raises(UnsupportedError) as info:
-        convert(digits.pt2, ["coreml-w8a8"], tmp_path / "out", calib=str(digits.calib))
-    assert info.value.exit_code == 4
-    assert "macOS" in info.value.message and "--model" in info.value.hint
+@pytest.mark.skipif(ON_MACOS, reason="on macOS activations are calibrated with the Core ML runtime instead")
+def test_w8a8_calibrated_with_the_reference_executor(digits, transformer: Path, tmp_path: Path) -> None:
+    """No Core ML runtime and no eager module: activation ranges come from the NumPy MIL reference executor, and
+    coremltools' passes insert the quantize/dequantize pairs."""
+    cases = [(digits.pt2, digits.calib, digits.eval, 35.0, 5), (transformer / "transformer.pt2", transformer / "calib",
+                                                                   transformer / "eval", 25.0, 10)]
+    for source, calib, evals, min_snr, min_quantize in cases:
+        manifest = convert(source, ["coreml-w8a8"], tmp_path / source.stem, calib=str(calib), eval=str(evals))
+        record = target_record(manifest, "coreml-w8a8")
+        assert "reference executor" in record["notes"]["activation_calibration"]
+        checks = check(manifest, "coreml-w8a8")
+        assert checks["ops"]["quantize"] >= min_quantize and checks["ops"]["dequantize"] >= min_quantize
+        assert checks["weights"].get("linear/INT8", 0) >= 2
+        assert reference(checks)["snr_db"] > min_snr
 
 
 def test_fill_default_args_lets_coremltools_read_exported_max_pool() -> None:
