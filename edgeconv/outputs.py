@@ -90,8 +90,9 @@ def io_error(e: OSError, what: str) -> OutputError:
     return OutputError(f"I/O error while {what}: {e.strerror} ({e.filename})", "check the output location")
 
 
-def check_output_path(outdir: Path, force: bool) -> None:
-    """Everything that can be known about the destination before any work starts."""
+def check_output_path(outdir: Path, force: bool, protected: tuple[Path | str, ...] = ()) -> None:
+    """Everything that can be known about the destination before any work starts. `protected`: inputs (source model,
+    sample folders) that must not live inside OUTDIR, which --force replaces as a whole; the current directory too."""
     if ".." in Path(os.path.normpath(str(outdir))).parts or ".." in outdir.parts:
         raise UsageError(f"output path {outdir} contains '..'", "give the output directory without '..'")
     if outdir.is_symlink():
@@ -101,6 +102,7 @@ def check_output_path(outdir: Path, force: bool) -> None:
         raise UsageError(f"output path {outdir} exists and is not a directory", "choose another -o")
     if outdir.exists() and not force:
         raise UsageError(f"output directory {outdir} already exists", "pass --force to replace it (atomically)")
+    _check_not_replacing_inputs(outdir, protected)
     parent = outdir.absolute().parent
     existing = parent
     while not existing.exists() and existing != existing.parent:  # created when the run starts writing, not now
@@ -109,6 +111,15 @@ def check_output_path(outdir: Path, force: bool) -> None:
         raise UsageError(f"output path {outdir}: {existing} is not a directory", "choose another -o")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to {existing} (read-only or no permission)", "choose a writable output directory with -o")
+
+
+def _check_not_replacing_inputs(outdir: Path, protected: tuple[Path | str, ...]) -> None:
+    target = outdir.resolve()
+    for item, what in [*((p, "the input") for p in protected if p), (Path.cwd(), "the current directory")]:
+        path = Path(item).resolve()
+        if path == target or target in path.parents:
+            raise SafetyError(f"output directory {outdir} contains {what} {item}: replacing OUTDIR would delete it",
+                              "write the output to a folder of its own, e.g. -o out/")
 
 
 def _make_parents(outdir: Path) -> list[Path]:
@@ -144,16 +155,17 @@ def clean_stale(outdir: Path) -> list[Path]:
 class OutputTransaction:
     """with OutputTransaction(outdir, force) as tx: write into tx.staging; tx.commit() renames it into place."""
 
-    def __init__(self, outdir: Path, force: bool):
+    def __init__(self, outdir: Path, force: bool, protected: tuple[Path | str, ...] = ()):
         self.outdir = Path(outdir)
         self.force = force
+        self.protected = protected
         self.staging: Path | None = None
         self._lock_fd: int | None = None
         self._lock_path = self.outdir.absolute().parent / f".{self.outdir.name}{LOCK_SUFFIX}"
         self.committed = False
 
     def __enter__(self) -> "OutputTransaction":
-        check_output_path(self.outdir, self.force)
+        check_output_path(self.outdir, self.force, self.protected)
         self._created = _make_parents(self.outdir)
         try:
             self._acquire_lock()

@@ -348,7 +348,9 @@ def run(plan: Plan, outdir: Path, *, force: bool = False, reporter: Reporter | N
     reporter = reporter or NullReporter()
     options = plan.options
     check_backends(plan)
-    with OutputTransaction(outdir, force) as tx:
+    protected = (*plan.source.artifact.all_paths(), *(p for p in (options.calib, options.eval, options.weights)
+                                                       if p and p != "random"))
+    with OutputTransaction(outdir, force, protected) as tx:
         assert tx.staging is not None
         state = _RunState(tx.staging, options, reporter)
         validation_cache: dict[str, Any] = {}

@@ -67,7 +67,8 @@ def convert(
     if output is not None and not dry_run:
         from edgeconv.outputs import check_output_path
 
-        check_output_path(output, force)  # before any (slow) loading
+        inputs = tuple(p for p in (source, calib, eval_data, weights) if p and p != "random")
+        check_output_path(output, force, inputs)  # before any (slow) loading
     if model is not None:
         artifact = Artifact(options.weights or Path(model.split(":")[0].replace(".", "/") + ".py"), Format.TORCH, TORCH_FACTORY)
     else:

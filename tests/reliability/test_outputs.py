@@ -121,6 +121,24 @@ def test_missing_parents_not_left_behind(digits, ws: Path, inputs: Path) -> None
     expect_failure(["convert", *nested], 5, "accuracy gate", workspace=ws, json_too=False)  # failed after writing started
 
 
+@pytest.mark.parametrize("where", ["source", "calib", "cwd"])
+def test_force_never_replaces_a_folder_holding_inputs(digits, ws: Path, where: str) -> None:
+    """`-o models --force` where models/ holds the source model (or the samples, or the shell's cwd) would delete it."""
+    out = ws / "models"
+    out.mkdir()
+    model = out / "model.onnx"
+    model.write_bytes(digits.onnx.read_bytes())
+    args: list[Any] = ["convert", model if where == "source" else digits.onnx, "-t", "onnx", "-o", out, "--force"]
+    if where == "calib":
+        calib = out / "data" / "calib"
+        calib.mkdir(parents=True)
+        np.save(calib / "0.npy", np.zeros((1, 1, 8, 8), np.float32))
+        args += ["--calib", calib]
+    kwargs = {"cwd": out} if where == "cwd" else {}
+    expect_failure(args, 7, "would delete it", workspace=ws, json_too=where == "source", **kwargs)
+    assert model.read_bytes() == digits.onnx.read_bytes()
+
+
 def test_dotdot_in_output_refused(digits, ws: Path) -> None:
     (ws / "sub").mkdir()
     expect_failure(["convert", digits.onnx, "-t", "onnx", "-o", ws / "sub" / ".." / "out"], 2, "'..'", workspace=ws)
