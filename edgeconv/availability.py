@@ -26,7 +26,7 @@ def _route_available(src: Format, dst: Format) -> tuple[bool, str]:
     while frontier:
         fmt = frontier.pop()
         for c in convs:
-            if c.source == fmt and c.available() and c.target not in seen:
+            if c.source == fmt and c.available() and not c.unsupported_reason and c.target not in seen:
                 if c.target == dst:
                     return True, ""
                 seen.add(c.target)

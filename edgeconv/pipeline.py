@@ -127,7 +127,12 @@ def plan_target(source: SourceModel, profile: Profile) -> TargetPlan:
     steps: list[Step] = []
     if fmt == Format.ONNX:
         steps += _onnx_steps(profile)
-    for conv in find_route(fmt, profile.primary_format, source.artifact, profile):
+    route = find_route(fmt, profile.primary_format, source.artifact, profile)
+    for conv in route:
+        if conv.unsupported_reason:
+            raise UnsupportedError(f"target {profile.name}: {conv.unsupported_reason}", conv.unsupported_hint,
+                                   details={"source_format": fmt.value, "target_format": profile.primary_format.value})
+    for conv in route:
         steps.append(Step("export" if conv.stage == "export" else "compile", conv.name, converter=conv))
         if conv.target == Format.ONNX:
             steps += _onnx_steps(profile)

@@ -3,9 +3,8 @@
 coremltools removed its ONNX front end (coremltools 6); it converts PyTorch and TensorFlow/Keras only. The ONNX →
 PyTorch libraries were considered and not used: onnx2torch (last release 2024) imports torchvision at import time, and
 a round trip through a regenerated PyTorch module would be validated against a different model than the user's. This
-edge exists so that an ONNX source asking for a Core ML target gets that explanation instead of "no route" (and so that
-`edgeconv targets` lists Core ML targets as usable: availability is judged from the ONNX hub). Route search only takes
-it for ONNX sources; its step fails with exit 4 before anything is written.
+edge exists so that an ONNX source asking for a Core ML target gets that explanation instead of "no route": planning
+stops with exit 4 (also under --dry-run), before anything is written.
 """
 
 from __future__ import annotations
@@ -32,6 +31,8 @@ class OnnxToCoreml(Converter):
     requires = ("coremltools",)
     cost = 1000
     stage = "compile"
+    unsupported_reason = "Core ML cannot be built from an ONNX model (coremltools has no ONNX front end)"
+    unsupported_hint = HINT
 
     def refuses(self, artifact: Artifact, profile: "Profile") -> str | None:
         if artifact.format != Format.ONNX:  # PyTorch / Keras sources convert directly, never through ONNX
@@ -39,6 +40,5 @@ class OnnxToCoreml(Converter):
         return None
 
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
-        raise UnsupportedError(
-            f"target {ctx.profile.name}: Core ML cannot be built from an ONNX model (coremltools has no ONNX front end)",
-            HINT, details={"source_format": "onnx", "target_format": "coreml"})
+        raise UnsupportedError(f"target {ctx.profile.name}: {self.unsupported_reason}", HINT,
+                               details={"source_format": "onnx", "target_format": "coreml"})
