@@ -12,12 +12,12 @@ from edgeconv.cli.ui import UI
 
 def register(app: typer.Typer) -> None:
     app.command("batch", help="Convert every (model, target) pair of CONFIG (default: ./edgeconv.toml, else "
-                              "[tool.edgeconv] in ./pyproject.toml), N at a time, skipping pairs whose inputs and "
+                              "\\[tool.edgeconv] in ./pyproject.toml), N at a time, skipping pairs whose inputs and "
                               "settings are unchanged. Exit code: the highest of the runs'.")(batch)
 
 
 def batch(
-    config: Optional[Path] = typer.Argument(None, help="edgeconv.toml, a pyproject.toml with [tool.edgeconv], or a folder holding one."),
+    config: Optional[Path] = typer.Argument(None, help="edgeconv.toml, a pyproject.toml with \\[tool.edgeconv], or a folder holding one."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Conversions run at once (default: `jobs` in the config, else 1)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output root (default: `output` in the config, else ./out)."),
     model: list[str] = typer.Option([], "--model", "-m", help="Only this model (repeatable)."),

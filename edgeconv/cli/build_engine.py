@@ -14,7 +14,7 @@ from edgeconv.cli.ui import UI
 
 def register(app: typer.Typer) -> None:
     app.command("build-engine", help="Build a TensorRT engine (.engine) from a TensorRT-ready ONNX written by a tensorrt-* "
-                                     "target; needs an NVIDIA GPU and `pip install 'edgeconv[tensorrt]'` (exit 4 without).")(build_engine)
+                                     "target; needs an NVIDIA GPU and `pip install 'edgeconv\\[tensorrt]'` (exit 4 without).")(build_engine)
 
 
 def build_engine(

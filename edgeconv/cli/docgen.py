@@ -52,7 +52,8 @@ def _type_name(param: Any) -> str:
 
 
 def _cell(text: str | None) -> str:
-    return " ".join((text or "").split()).replace("|", "\\|")
+    # help strings escape rich markup brackets (`\\[tool.edgeconv]`); markdown shows them plain
+    return " ".join((text or "").split()).replace("\\[", "[").replace("|", "\\|")
 
 
 def _default(param: Any) -> str:

@@ -32,3 +32,25 @@ def test_exit_code_table_is_current() -> None:
     start, end = text.index(EXIT_BEGIN), text.index(EXIT_END) + len(EXIT_END)
     assert text[start:end] + "\n" == exit_codes_table(), \
         "docs/exit-codes.md's table is stale: run `make docs` (or `python -m edgeconv.cli.docgen --update-exit-codes docs/exit-codes.md`)"
+
+
+def test_help_texts_escape_rich_markup() -> None:
+    """Help is rendered with rich markup: an unescaped `[tool.edgeconv]` or `edgeconv[tflite]` silently disappears
+    from `--help`. Write `\\[` in help strings (docgen shows them plain)."""
+    import re
+
+    import typer.main
+
+    from edgeconv.cli.app import app
+
+    markup = re.compile(r"(?<!\\)\[([a-z#/@][^\[]*?)\]")
+    found = []
+
+    def walk(command, path: str) -> None:  # type: ignore[no-untyped-def]
+        for name, text in [("help", command.help or "")] + [(p.name, getattr(p, "help", "") or "") for p in command.params]:
+            found.extend(f"{path} {name}: {m.group(0)}" for m in markup.finditer(text))
+        for sub_name, sub in (getattr(command, "commands", {}) or {}).items():
+            walk(sub, f"{path} {sub_name}")
+
+    walk(typer.main.get_command(app), "edgeconv")
+    assert found == []
