@@ -166,11 +166,12 @@ HIDING_RUNNER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("hidden, target, extra", [
-    ("onnx2tf", "tflite-fp32", "tflite"),
-    ("coremltools", "coreml-fp32", "coreml"),
+@pytest.mark.parametrize("hidden, source, target, extra", [
+    ("onnx2tf", "onnx", "tflite-fp32", "tflite"),
+    ("coremltools", "pt2", "coreml-fp32", "coreml"),  # Core ML is built from the PyTorch / Keras source
 ])
-def test_missing_backend_names_pip_extra(digits, ws: Path, tmp_path: Path, hidden: str, target: str, extra: str) -> None:
+def test_missing_backend_names_pip_extra(digits, ws: Path, tmp_path: Path, hidden: str, source: str, target: str,
+                                         extra: str) -> None:
     runner_file = tmp_path / "hiding_edgeconv.py"
     runner_file.write_text(HIDING_RUNNER)
 
@@ -180,6 +181,7 @@ def test_missing_backend_names_pip_extra(digits, ws: Path, tmp_path: Path, hidde
                               env=env, cwd=REPO, timeout=300)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
-    failure = expect_failure(["convert", digits.onnx, "-t", target, "--eval", digits.eval, "-o", ws / "out"], 4,
-                             f"pip install 'edgeconv[{extra}]'", workspace=ws, runner=runner)
-    assert failure.error["kind"] == "missing-backend"
+    failure = expect_failure(["convert", getattr(digits, source), "-t", target, "--eval", digits.eval, "-o", ws / "out"],
+                             4, f"pip install 'edgeconv[{extra}]'", workspace=ws, runner=runner, json_too=source == "onnx")
+    assert failure.error.get("kind", "missing-backend") == "missing-backend"
+    assert "missing optional backend" in failure.text.stderr
