@@ -141,7 +141,8 @@ class CliResult:
 
 def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None) -> CliResult:
     """Run the real `edgeconv` command in a subprocess (the way CI scripts and Makefiles call it)."""
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    full_env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}  # xdist workers set COLUMNS=80
+    full_env.update({"TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
     proc = subprocess.run([sys.executable, "-m", "edgeconv", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=full_env)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -50,6 +50,8 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     UI.verbose = verbose
+    if verbose < 2:
+        UI.quiet_native_output()
     configure_logging(verbose)
 
 

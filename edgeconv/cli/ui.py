@@ -75,6 +75,21 @@ class Ui:
         self._json_stream = PipeSafe(os.fdopen(saved, "w", encoding="utf-8", closefd=True))  # type: ignore[assignment]
         sys.stdout = sys.stderr
 
+    def quiet_native_output(self) -> None:
+        """Toolchains write banners straight to file descriptor 2 from C/C++ (TensorFlow's absl lines, LiteRT's XNNPACK
+        note, QNN's LIBNATIVE line, TFLiteConverter's quantizer summary). Below -vv they go to /dev/null; edgeconv's own
+        messages, Python warnings and logging keep the real stderr through a duplicate of it. With --json, fd 1 (already
+        diverted from stdout) is silenced too."""
+        sys.stderr.flush()
+        real_stderr = os.fdopen(os.dup(2), "w", encoding="utf-8", buffering=1, closefd=True)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        if self.json_mode:
+            os.dup2(devnull, 1)
+            sys.stdout = real_stderr
+        os.close(devnull)
+        sys.stderr = real_stderr
+
     def guard_stdout(self) -> None:
         """Without --json: a reader that stops early (`| head`) ends output quietly, not with a traceback."""
         if not isinstance(sys.stdout, PipeSafe):
