@@ -217,14 +217,7 @@ def normalise(src: Artifact, out: Path, target_opset: int, shapes: dict[str, tup
         companions = (data,)
     else:
         onnx.save_model(model, str(out))
-    report = NormaliseReport(
-        opset_before=opset_before, opset_after=default_opset(model),
-        nodes_before=sum(before.values()), nodes_after=sum(after.values()),
-        constant_nodes_before=before["Constant"], constant_nodes_after=after["Constant"],
-        batchnorm_before=before["BatchNormalization"], batchnorm_after=after["BatchNormalization"],
-        shape_nodes_before=sum(before[o] for o in SHAPE_OPS), shape_nodes_after=sum(after[o] for o in SHAPE_OPS),
-        shapes_fixed=fixed, notes=tuple(notes),
-    )
+    report = _report(opset_before, default_opset(model), before, after, fixed, notes)
     return Artifact(out, Format.ONNX, companions=companions), report
 
 
@@ -270,15 +263,20 @@ def _normalise_large(model: Any, src: Artifact, out: Path, target_opset: int, sh
     onnx.save_model(model, str(out))
     check_model(out, out)
     after = _counts(model)
-    report = NormaliseReport(
-        opset_before=opset_before, opset_after=default_opset(model),
+    report = _report(opset_before, default_opset(model), before, after, fixed, notes)
+    return Artifact(out, Format.ONNX, companions=tuple(companions)), report
+
+
+def _report(opset_before: int, opset_after: int, before: Counter, after: Counter, fixed: dict[str, list[int]],
+            notes: list[str]) -> NormaliseReport:
+    return NormaliseReport(
+        opset_before=opset_before, opset_after=opset_after,
         nodes_before=sum(before.values()), nodes_after=sum(after.values()),
         constant_nodes_before=before["Constant"], constant_nodes_after=after["Constant"],
         batchnorm_before=before["BatchNormalization"], batchnorm_after=after["BatchNormalization"],
         shape_nodes_before=sum(before[o] for o in SHAPE_OPS), shape_nodes_after=sum(after[o] for o in SHAPE_OPS),
         shapes_fixed=fixed, notes=tuple(notes),
     )
-    return Artifact(out, Format.ONNX, companions=tuple(companions)), report
 
 
 def _serialized_size(model: Any) -> int:
