@@ -138,9 +138,11 @@ _TFLITE_WIDTH = {"float32": 4, "float16": 2, "float64": 8, "int8": 1, "uint8": 1
 def inspect_tflite(artifact: Artifact, report: ModelReport) -> None:
     from edgeconv.deps import require
 
+    from edgeconv.converters._tflite_ops import builtin_op_names, operator_name
+
     s = require("ai_edge_litert.schema_py_generated", "tflite", purpose="reading .tflite files")
     data = artifact.path.read_bytes()
-    builtin = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    builtin = builtin_op_names(s)
     ttype = {v: k.lower() for k, v in vars(s.TensorType).items() if not k.startswith("_")}
     try:
         model = s.Model.GetRootAs(data, 0)
@@ -163,13 +165,7 @@ def inspect_tflite(artifact: Artifact, report: ModelReport) -> None:
             report.inputs = [spec(int(i)) for i in graph.InputsAsNumpy()]
             report.outputs = [spec(int(i)) for i in graph.OutputsAsNumpy()]
         for oi in range(graph.OperatorsLength()):
-            op = graph.Operators(oi)
-            code = model.OperatorCodes(op.OpcodeIndex())
-            value = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            name = builtin.get(value, str(value))
-            if name == "CUSTOM":
-                name = f"CUSTOM:{(code.CustomCode() or b'').decode()}"
-            counts[name] += 1
+            counts[operator_name(model, graph.Operators(oi), builtin)] += 1
             nodes += 1
         for ti in range(graph.TensorsLength()):
             t = graph.Tensors(ti)

@@ -27,9 +27,24 @@ def _schema() -> Any:
     return require("ai_edge_litert.schema_py_generated", "tflite", purpose="reading .tflite files")
 
 
+def builtin_op_names(schema: Any) -> dict[int, str]:
+    """BuiltinOperator number → name (CONV_2D ...)."""
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def operator_name(model: Any, op: Any, builtin: dict[int, str]) -> str:
+    """An operator's BUILTIN name, or CUSTOM:<code> for custom and Flex ops."""
+    code = model.OperatorCodes(op.OpcodeIndex())
+    number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    name = builtin.get(number, str(number))
+    if name == "CUSTOM":
+        name = "CUSTOM:" + (code.CustomCode() or b"").decode(errors="replace")
+    return name
+
+
 def list_ops(model_bytes: bytes) -> list[OpInfo]:
     s = _schema()
-    builtin = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    builtin = builtin_op_names(s)
     ttype = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
     model = s.Model.GetRootAs(model_bytes, 0)
     ops = []
@@ -44,11 +59,7 @@ def list_ops(model_bytes: bytes) -> list[OpInfo]:
 
         for oi in range(graph.OperatorsLength()):
             op = graph.Operators(oi)
-            code = model.OperatorCodes(op.OpcodeIndex())
-            number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            name = builtin.get(number, str(number))
-            if name == "CUSTOM":
-                name = "CUSTOM:" + (code.CustomCode() or b"").decode(errors="replace")
+            name = operator_name(model, op, builtin)
             ins = [graph.Tensors(op.Inputs(i)) for i in range(op.InputsLength()) if op.Inputs(i) >= 0]
             outs = [graph.Tensors(op.Outputs(i)) for i in range(op.OutputsLength()) if op.Outputs(i) >= 0]
             types = [ttype.get(t.Type(), str(t.Type())) for t in ins if not constant(t)]
