@@ -49,12 +49,18 @@ def digits_architecture():
 def digits_cnn(split: DigitsSplit, epochs: int = 12, seed: int = 0):
     """digits_architecture() trained on the digits split. Returns the eval-mode nn.Module."""
     import torch
-    from torch import nn
 
     torch.manual_seed(seed)
-    model = digits_architecture()
+    return train_classifier(digits_architecture(), split.x_train, split.y_train, epochs, seed)
+
+
+def train_classifier(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0):
+    """Adam (lr 3e-3), cross-entropy, shuffled batches of 64 from a seeded generator; returns the eval-mode model."""
+    import torch
+    from torch import nn
+
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    xt, yt = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         model.train()
@@ -62,8 +68,7 @@ def digits_cnn(split: DigitsSplit, epochs: int = 12, seed: int = 0):
         for i in range(0, len(xt), 64):
             idx = perm[i : i + 64]
             opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-            loss.backward()
+            nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
             opt.step()
     return model.eval()
 

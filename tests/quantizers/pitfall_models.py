@@ -41,6 +41,7 @@ def digits_images(hw: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nd
 def train_pitfall_weights(width: int = 32, hw: int = 16, epochs: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
     """Train the pitfall architecture (PyTorch) on digits_images(hw); return its weights and BatchNorm statistics."""
     import torch
+    from model_zoo import train_classifier
     from torch import nn
 
     torch.manual_seed(seed)
@@ -51,18 +52,7 @@ def train_pitfall_weights(width: int = 32, hw: int = 16, epochs: int = 4, seed: 
         cin = cout
     net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10))
     x, y, _, _ = digits_images(hw, seed)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        net.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        for i in range(0, len(xt), 64):
-            idx = perm[i : i + 64]
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-    net.eval()
+    train_classifier(net, x, y, epochs, seed)
     out: dict[str, np.ndarray] = {}
     convs = [m for m in net if isinstance(m, nn.Conv2d)]
     bns = [m for m in net if isinstance(m, nn.BatchNorm2d)]
@@ -128,11 +118,21 @@ def pitfall_cnn(path: Path, width: int = 32, hw: int = 32, classes: int = 10, se
     return path
 
 
+def _save_opset17(graph, path: Path) -> Path:
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path))
+    return path
+
+
 def outlier_cnn(path: Path, seed: int = 0) -> Path:
     """Input `input` [N, 3, 16, 16] → `features` [N, 8, 16, 16], four convs. conv_a's channel 0 is ~1000x the others;
     conv_b reads it with tiny weights, so the output depends on the small channels that a shared uint8 scale wipes out.
     Keeping the tensor between conv_a and conv_b in higher precision fixes it; conv_in and conv_out can stay int8."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -156,18 +156,13 @@ def outlier_cnn(path: Path, seed: int = 0) -> Path:
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 16, 16])],
                               [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 8, 16, 16])],
                               initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save_model(model, str(path))
-    return path
+    return _save_opset17(graph, path)
 
 
 def detector_head(path: Path, seed: int = 0) -> Path:
     """Input `input` [N, 3, 16, 16] → `detections` [N, 6, 256]: a YOLO-style head that concatenates 4 box channels in
     pixels (0..640) with 2 score channels (0..1). One uint8 scale for the concat makes every score 0 or 2.5 while the
     whole-output SNR stays high (the boxes dominate it): only a per-channel look finds it."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -197,11 +192,7 @@ def detector_head(path: Path, seed: int = 0) -> Path:
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 16, 16])],
                               [helper.make_tensor_value_info("detections", TensorProto.FLOAT, ["N", 6, 256])],
                               initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save_model(model, str(path))
-    return path
+    return _save_opset17(graph, path)
 
 
 def save_uniform_samples(folder: Path, count: int, shape: tuple[int, ...], seed: int) -> Path:
