@@ -42,9 +42,9 @@ def availability(profile: Profile) -> Availability:
     """Usable here if every format it produces can be reached from some source format with installed converters
     (Core ML, say, has no ONNX front end but takes PyTorch and Keras) and its validation runtime is installed."""
     for fmt in profile.produces:
-        results = [_route_available(src, fmt) for src in SOURCE_FORMATS]
-        if not any(ok for ok, _ in results):
-            return Availability(False, results[0][1])
+        reachable, why = _route_available(SOURCE_FORMATS[0], fmt)
+        if not reachable and not any(_route_available(src, fmt)[0] for src in SOURCE_FORMATS[1:]):
+            return Availability(False, why)
     runtimes = {r.name: r for r in all_runtimes()}
     runtime = runtimes.get(profile.validate.runtime)
     if runtime is None:

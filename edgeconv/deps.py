@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+from functools import lru_cache
 from types import ModuleType
 
 from edgeconv.errors import MissingBackendError
@@ -30,8 +31,10 @@ BACKENDS: dict[str, str] = {
 }
 
 
+@lru_cache(maxsize=None)
 def is_installed(module: str) -> bool:
-    """True if `module` can be imported, without importing it."""
+    """True if `module` can be imported, without importing it (asked hundreds of times by `edgeconv targets`: cached
+    for the life of the process)."""
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
