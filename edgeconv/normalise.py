@@ -1,7 +1,8 @@
 """Graph normalisation: what real exported graphs need before quantizing or compiling them.
 
 fix input shapes → upgrade old opsets → fold constants and shape-computing subgraphs, fuse BatchNorm (onnxslim) →
-move Constant-node weights to initializers → infer shapes → check. Returns a report of what changed.
+move Constant-node weights to initializers → the fusions the profile asks for (`[normalise] fuse`, fusions.py) → infer
+shapes → check. Returns a report of what changed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class NormaliseReport:
     shape_nodes_before: int
     shape_nodes_after: int
     shapes_fixed: dict[str, list[int]] = field(default_factory=dict)
+    fused: dict[str, int] = field(default_factory=dict)  # fusion name (fusions.py) → subgraphs replaced
     notes: tuple[str, ...] = ()
 
 
@@ -160,7 +162,8 @@ def set_input_shapes(model: Any, shapes: dict[str, tuple[int, ...]]) -> dict[str
     return fixed
 
 
-def normalise(src: Artifact, out: Path, target_opset: int, shapes: dict[str, tuple[int, ...]]) -> tuple[Artifact, NormaliseReport]:
+def normalise(src: Artifact, out: Path, target_opset: int, shapes: dict[str, tuple[int, ...]],
+              fuse: tuple[str, ...] = ()) -> tuple[Artifact, NormaliseReport]:
     import onnx
     import onnxslim
     from onnx import version_converter
@@ -172,7 +175,7 @@ def normalise(src: Artifact, out: Path, target_opset: int, shapes: dict[str, tup
     check_ops(model, src.path)
     external = external_data_files(model, src.path)
     if external and sum(external.values()) + _serialized_size(model) > TWO_GB - 10_000_000:
-        return _normalise_large(model, src, out, target_opset, shapes, external)
+        return _normalise_large(model, src, out, target_opset, shapes, external, fuse)
     if external:
         model = load_onnx_checked(src.path)
     check_model(model, src.path)
@@ -203,6 +206,7 @@ def normalise(src: Artifact, out: Path, target_opset: int, shapes: dict[str, tup
     moved = constants_to_initializers(model)
     if moved:
         notes.append(f"{moved} Constant nodes moved to initializers")
+    fused = _fuse(model, fuse, notes)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception as e:  # shape inference is advisory
@@ -217,12 +221,12 @@ def normalise(src: Artifact, out: Path, target_opset: int, shapes: dict[str, tup
         companions = (data,)
     else:
         onnx.save_model(model, str(out))
-    report = _report(opset_before, default_opset(model), before, after, fixed, notes)
+    report = _report(opset_before, default_opset(model), before, after, fixed, notes, fused)
     return Artifact(out, Format.ONNX, companions=companions), report
 
 
 def _normalise_large(model: Any, src: Artifact, out: Path, target_opset: int, shapes: dict[str, tuple[int, ...]],
-                     external: dict[Path, int]) -> tuple[Artifact, NormaliseReport]:
+                     external: dict[Path, int], fuse: tuple[str, ...]) -> tuple[Artifact, NormaliseReport]:
     """A model over 2 GB (weights in external data): the graph is normalised without loading the weights (protobuf
     cannot hold them, and onnxslim would need several copies in memory), so constant folding is skipped. The data
     files are copied beside the output model under their own names."""
@@ -249,6 +253,7 @@ def _normalise_large(model: Any, src: Artifact, out: Path, target_opset: int, sh
     moved = constants_to_initializers(model)
     if moved:
         notes.append(f"{moved} Constant nodes moved to initializers")
+    fused = _fuse(model, fuse, notes)  # the patterns' constants (0.5, 1, sqrt 2) are small: stored in the graph
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception as e:  # advisory
@@ -263,19 +268,29 @@ def _normalise_large(model: Any, src: Artifact, out: Path, target_opset: int, sh
     onnx.save_model(model, str(out))
     check_model(out, out)
     after = _counts(model)
-    report = _report(opset_before, default_opset(model), before, after, fixed, notes)
+    report = _report(opset_before, default_opset(model), before, after, fixed, notes, fused)
     return Artifact(out, Format.ONNX, companions=tuple(companions)), report
 
 
+def _fuse(model: Any, fuse: tuple[str, ...], notes: list[str]) -> dict[str, int]:
+    if not fuse:
+        return {}
+    from edgeconv.fusions import apply_fusions
+
+    report = apply_fusions(model, fuse)
+    notes.extend(report.notes)
+    return report.fused
+
+
 def _report(opset_before: int, opset_after: int, before: Counter, after: Counter, fixed: dict[str, list[int]],
-            notes: list[str]) -> NormaliseReport:
+            notes: list[str], fused: dict[str, int]) -> NormaliseReport:
     return NormaliseReport(
         opset_before=opset_before, opset_after=opset_after,
         nodes_before=sum(before.values()), nodes_after=sum(after.values()),
         constant_nodes_before=before["Constant"], constant_nodes_after=after["Constant"],
         batchnorm_before=before["BatchNormalization"], batchnorm_after=after["BatchNormalization"],
         shape_nodes_before=sum(before[o] for o in SHAPE_OPS), shape_nodes_after=sum(after[o] for o in SHAPE_OPS),
-        shapes_fixed=fixed, notes=tuple(notes),
+        shapes_fixed=fixed, fused=fused, notes=tuple(notes),
     )
 
 

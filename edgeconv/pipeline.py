@@ -114,7 +114,8 @@ def reachable(src: Format) -> set[str]:
 
 
 def _onnx_steps(profile: Profile) -> list[Step]:
-    steps = [Step("normalise", "normalise")]
+    fuse = profile.normalise.fuse  # in the name: steps (and their caches) with other fusions are other steps
+    steps = [Step("normalise", "normalise" + (f" + fuse {', '.join(fuse)}" if fuse else ""))]
     scheme = profile.quantize
     if scheme.stage == "onnx" and scheme.precision != "fp32":
         quantizer_for(scheme.precision)  # fails early (exit 4) when no quantizer handles it
@@ -206,7 +207,8 @@ def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState
     started = time.perf_counter()
     if step.kind == "normalise":
         shapes = {s.name: tuple(s.shape) for s in ctx.source.inputs if s.is_static}
-        result, report = normalise(artifact, step_ctx.work_dir / "model.onnx", ctx.profile.opset, shapes)
+        result, report = normalise(artifact, step_ctx.work_dir / "model.onnx", ctx.profile.opset, shapes,
+                                   ctx.profile.normalise.fuse)
         record.notes["normalise"] = asdict(report)
     elif step.kind == "quantize":
         result = quantizer_for(step.quantizer or "")().quantize(artifact, step_ctx)

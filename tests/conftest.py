@@ -101,6 +101,42 @@ def transformer() -> Path:
     return cached("transformer", _build_transformer)
 
 
+def _build_gelu_transformer(folder: Path) -> None:
+    import torch
+
+    block = model_zoo.transformer_block(activation="gelu")
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # trained LayerNorms are not the identity (onnxslim would fold a 1 / 0 affine away)
+        for norm in (block.layer.norm1, block.layer.norm2):
+            norm.weight.uniform_(0.5, 1.5, generator=generator)
+            norm.bias.normal_(0.0, 0.1, generator=generator)
+
+    class TokenScores(torch.nn.Module):  # [16, 8]: per-token class scores, so validation measures top-1 agreement
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = block
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            return self.block(tokens)[0]
+
+    x = torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(0))
+    for opset in (17, 14):  # 14: LayerNorm too is decomposed (ReduceMean → Sub → Pow → ... → Div → Mul → Add)
+        torch.onnx.export(TokenScores().eval(), (x,), str(folder / f"gelu_block_opset{opset}.onnx"),
+                          input_names=["tokens"], output_names=["scores"], opset_version=opset, dynamo=False)
+    rng = np.random.default_rng(4)
+    save_samples(folder / "calib", rng.standard_normal((32, 16, 32)))
+    save_samples(folder / "eval", rng.standard_normal((16, 16, 32)))
+
+
+@pytest.fixture(scope="session")
+def gelu_transformer() -> Path:
+    """Folder with the transformer block with nn.GELU exported by PyTorch's TorchScript exporter (as Hugging Face
+    exports are) at opset 17 (gelu_block_opset17.onnx: GELU is its Erf decomposition) and opset 14
+    (gelu_block_opset14.onnx: LayerNorm decomposed too); input `tokens` [1, 16, 32], output `scores` [16, 8];
+    calib/ (32) and eval/ (16) sample folders."""
+    return cached("gelu-transformer", _build_gelu_transformer)
+
+
 def _build_keras(folder: Path) -> None:
     split = model_zoo.digits_split()
     model = model_zoo.keras_digits_cnn(split)

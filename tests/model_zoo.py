@@ -93,8 +93,9 @@ def DigitsNet(body):  # noqa: N802 - a factory that looks like the class
     return _digits_net_class()(body)
 
 
-def transformer_block(seed: int = 0, d_model: int = 32, heads: int = 4, seq: int = 16):
-    """One transformer encoder layer (self-attention + MLP + LayerNorm), eval mode; input `tokens` [1, seq, d_model]."""
+def transformer_block(seed: int = 0, d_model: int = 32, heads: int = 4, seq: int = 16, activation: str = "relu"):
+    """One transformer encoder layer (self-attention + MLP with `activation` + LayerNorm), eval mode; input `tokens`
+    [1, seq, d_model]."""
     import torch
 
     torch.manual_seed(seed)
@@ -102,7 +103,8 @@ def transformer_block(seed: int = 0, d_model: int = 32, heads: int = 4, seq: int
     class Block(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.layer = torch.nn.TransformerEncoderLayer(d_model, heads, 4 * d_model, dropout=0.0, batch_first=True)
+            self.layer = torch.nn.TransformerEncoderLayer(d_model, heads, 4 * d_model, dropout=0.0, batch_first=True,
+                                                          activation=activation)
             self.head = torch.nn.Linear(d_model, 8)
 
         def forward(self, tokens: torch.Tensor) -> torch.Tensor:

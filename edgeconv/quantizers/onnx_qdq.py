@@ -4,9 +4,9 @@
 [quantize] keys used: precision (int8 | int16), activations (uint8 | int8 | uint16 | int16), weights (int8 | uint8 |
 int16), per_channel, symmetric_activations, symmetric_weights, method (minmax | entropy | percentile), format (qdq |
 qoperator), calibration_samples, exclude_op_types, fallback (fp32 | fp16 | int16), max_fallback. In [quantize.options]:
-lower-case keys are edgeconv's (`op_types`, `nodes_to_exclude`, `reduce_range`, `preprocess`, `fallback_candidates`);
-keys starting with a capital letter go to ORT's `extra_options` unchanged (e.g. `CalibPercentile = 99.99`,
-`MinimumRealRange = 1e-4`, `UseQDQContribOps = true`, `DedicatedQDQPair = true`).
+lower-case keys are edgeconv's (`op_types`, `extra_op_types`, `nodes_to_exclude`, `reduce_range`, `preprocess`,
+`fallback_candidates`); keys starting with a capital letter go to ORT's `extra_options` unchanged (e.g.
+`CalibPercentile = 99.99`, `MinimumRealRange = 1e-4`, `UseQDQContribOps = true`, `DedicatedQDQPair = true`).
 
 Pitfalls handled (see docs/quantization.md): weights in Constant nodes (moved to initializers), per-channel on opset < 13
 (upgraded: ORT would write an invalid DequantizeLinear), Entropy/Percentile calibrators printing to stdout, unbounded
@@ -32,8 +32,8 @@ from edgeconv.quantizers.calibration import SampleSet, samples_for
 log = logging.getLogger(__name__)
 QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16", "int16": "QInt16"}
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-EDGECONV_OPTIONS = frozenset({"op_types", "nodes_to_exclude", "reduce_range", "preprocess", "fallback_candidates",
-                              "placement"})
+EDGECONV_OPTIONS = frozenset({"op_types", "extra_op_types", "nodes_to_exclude", "reduce_range", "preprocess",
+                              "fallback_candidates", "placement"})
 PER_CHANNEL_OPSET = 13
 MAX_STRIDE = 16
 
@@ -51,6 +51,7 @@ class StaticSettings:
     format: str = "qdq"
     reduce_range: bool = False
     op_types: tuple[str, ...] = ()
+    extra_op_types: tuple[str, ...] = ()  # quantized on top of ORT's defaults (or of op_types)
     nodes_to_exclude: tuple[str, ...] = ()
     exclude_op_types: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
@@ -75,7 +76,8 @@ class StaticSettings:
             activations=activations, weights=scheme.weights, per_channel=scheme.per_channel,
             symmetric_activations=scheme.symmetric_activations, symmetric_weights=scheme.symmetric_weights,
             method=scheme.method, format=scheme.format, reduce_range=bool(options.get("reduce_range", False)),
-            op_types=tuple(options.get("op_types", ())), nodes_to_exclude=tuple(options.get("nodes_to_exclude", ())),
+            op_types=tuple(options.get("op_types", ())), extra_op_types=tuple(options.get("extra_op_types", ())),
+            nodes_to_exclude=tuple(options.get("nodes_to_exclude", ())),
             exclude_op_types=tuple(scheme.exclude_op_types),
             extra={k: v for k, v in options.items() if k[:1].isupper()},
             placement=_placement(options.get("placement", "")),
@@ -85,7 +87,8 @@ class StaticSettings:
         return {"activations": self.activations, "weights": self.weights, "per_channel": self.per_channel,
                 "symmetric_activations": self.symmetric_activations, "symmetric_weights": self.symmetric_weights,
                 "method": self.method, "format": self.format, "reduce_range": self.reduce_range,
-                "extra_options": self.extra, **({"placement": self.placement} if self.placement else {})}
+                "extra_options": self.extra, **({"placement": self.placement} if self.placement else {}),
+                **({"extra_op_types": list(self.extra_op_types)} if self.extra_op_types else {})}
 
 
 def _placement(value: Any) -> str:
@@ -202,7 +205,7 @@ def quantize_file(float_path: Path, out_path: Path, samples: SampleSet, settings
                 weight_type=getattr(q.QuantType, QUANT_TYPES[settings.weights]),
                 per_channel=settings.per_channel, reduce_range=settings.reduce_range,
                 calibrate_method=getattr(q.CalibrationMethod, METHODS[settings.method]),
-                op_types_to_quantize=list(settings.op_types) or None,
+                op_types_to_quantize=op_types_to_quantize(settings),
                 nodes_to_exclude=list(nodes_to_exclude) or None,
                 extra_options=extra,
                 calibration_cache_path=str(cache_path) if cache_path else None,
@@ -226,6 +229,19 @@ def quantize_file(float_path: Path, out_path: Path, samples: SampleSet, settings
         from edgeconv.quantizers import _tensorrt_qdq
 
         _tensorrt_qdq.apply(out_path)
+
+
+def op_types_to_quantize(settings: StaticSettings) -> list[str] | None:
+    """`op_types` (None: ONNX Runtime's default, every op its quantizer registry knows) plus `extra_op_types`. An op the
+    registry lacks gets a Q/DQ on its output only where a consumer quantizes its input; followed by a Reshape or
+    Transpose it computes in float, an island in the integer graph (a Gelu: fp16 on an 8-series HTP, refused on parts
+    without HTP fp16). ORT's own QNN config (get_qnn_qdq_config) quantizes every op type for that reason."""
+    if not settings.extra_op_types:
+        return list(settings.op_types) or None
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    base = list(settings.op_types) or sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+    return [*base, *(t for t in settings.extra_op_types if t not in base)]
 
 
 def excluded_by_op_type(float_path: Path, op_types: tuple[str, ...]) -> list[str]:

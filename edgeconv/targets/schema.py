@@ -22,6 +22,7 @@ PRECISIONS = ("fp32", "fp16", "int8", "int16", "dynamic", "int16x8", "w8", "w8a8
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANT_FORMATS = ("qdq", "qoperator")
 QUANT_STAGES = ("onnx", "converter", "none")
+FUSIONS = ("gelu", "layernorm")  # edgeconv/fusions.py
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,14 @@ class ValidateSpec:
 
 
 @dataclass(frozen=True)
+class NormaliseSpec:
+    """Extra graph rewrites the target needs before quantization, on top of the normalisation every ONNX graph gets:
+    `fuse` names ONNX Runtime fusions (edgeconv/fusions.py), e.g. "gelu" for the Erf-GELU the Hexagon HTP refuses."""
+
+    fuse: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ShapePolicy:
     static: bool = False  # NPUs need every dim fixed
     defaults: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -79,6 +88,7 @@ class Profile:
     quantize: QuantScheme = field(default_factory=QuantScheme)
     shapes: ShapePolicy = field(default_factory=ShapePolicy)
     layout: str = "source"
+    normalise: NormaliseSpec = field(default_factory=NormaliseSpec)
     validate: ValidateSpec = field(default_factory=ValidateSpec)
     compiler: dict[str, Any] = field(default_factory=dict)  # passed to the target's compiler as-is (its own options)
     source_file: str = ""
@@ -88,7 +98,7 @@ class Profile:
         return self.produces[0]
 
 
-_SECTIONS = {"quantize": QuantScheme, "validate": ValidateSpec, "shapes": ShapePolicy}
+_SECTIONS = {"quantize": QuantScheme, "validate": ValidateSpec, "shapes": ShapePolicy, "normalise": NormaliseSpec}
 _TOP_KEYS = {f.name for f in fields(Profile)} - {"source_file", "family", "name"} | {"extends", "name", "family"}
 
 
@@ -151,7 +161,7 @@ def _build_section(cls: type, data: dict[str, Any], source: str, text: str, wher
             except (TypeError, ValueError) as e:
                 raise UsageError(f"{source}:{_key_line(text, 'defaults')}: bad shapes.defaults {value!r}",
                                  'use e.g. defaults = { image = [1, 3, 224, 224] }') from e
-        elif key == "exclude_op_types":
+        elif key in ("exclude_op_types", "fuse"):
             kwargs[key] = tuple(value)
         else:
             kwargs[key] = value
@@ -164,6 +174,9 @@ def _build_section(cls: type, data: dict[str, Any], source: str, text: str, wher
         _check_choice(source, text, "method", obj.method, CALIBRATION_METHODS)
         _check_choice(source, text, "format", obj.format, QUANT_FORMATS)
         _check_choice(source, text, "stage", obj.stage, QUANT_STAGES)
+    if cls is NormaliseSpec:
+        for name in obj.fuse:
+            _check_choice(source, text, "fuse", name, FUSIONS)
     return obj
 
 

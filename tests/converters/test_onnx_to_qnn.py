@@ -49,8 +49,9 @@ def test_digits_cnn_every_profile_fully_on_htp(digits_hexagon, digits) -> None:
     min_snr = {"hexagon-int8": 30.0, "hexagon-int16": 40.0, "hexagon-fp16": 55.0}
     for target in HEXAGON:
         record = target_record(manifest, target)
-        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise", "quantize " + record["profile"]["precision"],
-                                                        "onnx_to_qnn", "onnx_to_dlc"]
+        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise + fuse gelu, layernorm",
+                                                        "quantize " + record["profile"]["precision"], "onnx_to_qnn",
+                                                        "onnx_to_dlc"]
         placement = record["notes"]["hexagon"]["placement"]
         assert placement["on_htp"] == placement["total"] >= 5 and placement["refused"] == [] and placement["partitions"] == 1
         assert record["notes"]["hexagon"]["soc"] == {"name": "Snapdragon 8 Gen 3", "chip": "SM8650", "soc_model": 57,
@@ -118,6 +119,63 @@ def test_transformer_block_int8_and_int16_fully_on_htp(transformer: Path, tmp_pa
         assert record["validation"]["metrics"]["cosine"] > 0.999
         ctx_model = onnx.load_model(str(model_path(manifest, out, target, "qnn-context")))
         assert {n.op_type for n in ctx_model.graph.node} == {"EPContext"}
+
+
+def test_opset17_erf_gelu_onnx_converts_and_validates_on_htp(gelu_transformer: Path, tmp_path: Path) -> None:
+    """A real opset-17 export writes nn.GELU as Div → Erf → Add → Mul → Mul, and the HTP refuses Erf in a QDQ graph:
+    the hexagon profiles fuse it into one Gelu (normalise.fuse), quantize around it (quantize.options.extra_op_types)
+    and the block validates on the simulator."""
+    source = gelu_transformer / "gelu_block_opset17.onnx"
+    assert "Erf" in {n.op_type for n in onnx.load_model(str(source)).graph.node}
+    out = tmp_path / "out"
+    targets = {"hexagon-int8": (25.0, 0.998, 0.95), "hexagon-int16": (35.0, 0.9999, 0.99)}  # SNR dB, cosine, top-1
+    manifest = convert(source, list(targets), out, calib=str(gelu_transformer / "calib"), eval=str(gelu_transformer / "eval"))
+    eval_x = np.concatenate([np.load(p) for p in sorted((gelu_transformer / "eval").glob("*.npy"))])
+    float_session = cpu_session(str(source))
+    reference = np.stack([float_session.run(None, {"tokens": x[None]})[0] for x in eval_x])  # [16 samples, 16, 8]
+    normalised = target_record(manifest, "hexagon-int8")["notes"]["normalise"]  # hexagon-int16 reuses that step
+    assert normalised["fused"] == {"gelu": 1}  # its LayerNorms are LayerNormalization ops already at opset 17
+    assert "fused 1 Erf-GELU into Gelu (onnxruntime FusionGelu)" in normalised["notes"]
+    for target, (min_snr, min_cosine, min_top1) in targets.items():
+        record = target_record(manifest, target)
+        assert record["steps"][0]["name"] == "normalise + fuse gelu, layernorm"
+        placement = record["notes"]["hexagon"]["placement"]
+        assert placement["refused"] == [] and placement["on_htp"] == placement["total"] > 100 and placement["partitions"] == 1
+        compiled_path = out / target / f"gelu_block_opset17.{record['profile']['precision']}.onnx"
+        compiled = onnx.load_model(str(compiled_path))
+        gelu = [n for n in compiled.graph.node if n.op_type == "Gelu"]
+        assert len(gelu) == 1 and gelu[0].domain == "" and "Erf" not in {n.op_type for n in compiled.graph.node}
+        producers = {o: n.op_type for n in compiled.graph.node for o in n.output}  # quantized around, not a float island:
+        assert producers[gelu[0].input[0]] == "DequantizeLinear"
+        assert {n.op_type for n in compiled.graph.node if gelu[0].output[0] in n.input} == {"QuantizeLinear"}
+        assert check_placement(compiled_path, resolve_soc("7 Gen 3")).complete  # so a part without HTP fp16 takes it
+        metrics = record["validation"]["metrics"]
+        assert record["validation"]["runtime"] == "qnn_htp" and record["validation"]["passed"]
+        assert metrics["snr_db"] > min_snr and metrics["cosine"] > min_cosine and metrics["top1_agreement"] >= min_top1, (
+            target, metrics)
+        # independently: the context binary on the HTP simulator against ORT CPU on the original Erf graph
+        htp = htp_logits(model_path(manifest, out, target, "qnn-context"), eval_x).reshape(reference.shape)
+        snr = 10 * np.log10(np.sum(reference ** 2) / np.sum((reference - htp) ** 2))
+        top1 = (htp.argmax(-1) == reference.argmax(-1)).mean()
+        assert snr > min_snr and top1 >= min_top1, (target, snr, top1)
+        assert record["artifacts"][-1]["path"] == f"{target}/gelu_block_opset17.dlc"
+
+
+def test_opset14_layernorm_chain_fused_for_a_part_without_fp16(gelu_transformer: Path, tmp_path: Path) -> None:
+    """Below opset 17, LayerNorm is exported as ReduceMean → Sub → Pow → ReduceMean → Add → Sqrt → Div → Mul → Add,
+    whose Sub/Pow/Sqrt/Div ORT's quantizer leaves float: the HTP of a 7-series part (no fp16) refuses them. Fused into
+    LayerNormalization, the whole block is a16w8 / a8w8 and runs on it."""
+    out = tmp_path / "out"
+    manifest = convert(gelu_transformer / "gelu_block_opset14.onnx", ["hexagon-int8"], out, soc="7 Gen 3",
+                       calib=str(gelu_transformer / "calib"), eval=str(gelu_transformer / "eval"))
+    record = target_record(manifest, "hexagon-int8")
+    assert record["notes"]["normalise"]["fused"] == {"gelu": 1, "layernorm": 2}
+    placement = record["notes"]["hexagon"]["placement"]
+    assert placement["refused"] == [] and placement["on_htp"] == placement["total"] and "SM7550" in placement["soc"]
+    ops = {n.op_type for n in onnx.load_model(str(out / "hexagon-int8" / "gelu_block_opset14.int8.onnx")).graph.node}
+    assert {"Gelu", "LayerNormalization"} <= ops and not {"Erf", "ReduceMean", "Pow", "Sqrt"} & ops
+    metrics = record["validation"]["metrics"]
+    assert metrics["snr_db"] > 25.0 and metrics["cosine"] > 0.998 and metrics["top1_agreement"] >= 0.95, metrics
 
 
 @pytest.fixture(scope="module")

@@ -220,3 +220,41 @@ def test_quantize_cli_file_output_and_json(cli, outlier, tmp_path: Path) -> None
     assert again.code == 2 and "already exists" in json.loads(again.stdout)["error"]["message"]
     no_calib = cli("quantize", model, "--mode", "int8", "-o", tmp_path / "y.onnx", "--json")
     assert no_calib.code == 3 and "--calib" in json.loads(no_calib.stdout)["error"]["hint"]
+
+
+def test_extra_op_types_put_qdq_around_an_op_ort_leaves_float(tmp_path: Path) -> None:
+    """Gelu is not in ORT's quantizer registry: by default it reads a DequantizeLinear and, followed by a Reshape (as in
+    exported MLPs, before a Gemm), writes float (a float island); with extra_op_types = ["Gelu"] its output is
+    quantized too."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeconv.quantizers.onnx_qdq import op_types_to_quantize
+
+    assert op_types_to_quantize(StaticSettings()) is None  # ORT's own default
+    assert op_types_to_quantize(StaticSettings(op_types=("MatMul",), extra_op_types=("Gelu",))) == ["MatMul", "Gelu"]
+    default_and_gelu = op_types_to_quantize(StaticSettings(extra_op_types=("Gelu",)))
+    assert default_and_gelu is not None and {"Conv", "MatMul", "LayerNormalization", "Gelu"} <= set(default_and_gelu)
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (16, 32)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (32, 8)).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array([1, 32], np.int64), "flat")]
+    nodes = [helper.make_node("MatMul", ["input", "w1"], ["h"], name="fc1"),
+             helper.make_node("Gelu", ["h"], ["g"], name="gelu"), helper.make_node("Reshape", ["g", "flat"], ["r"], name="flat"),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2")]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], initializer=inits)
+    model = tmp_path / "mlp.onnx"
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    proto.ir_version = 10
+    onnx.save_model(proto, str(model))
+    calib = save_uniform_samples(tmp_path / "calib", 16, (1, 16), seed=1)
+    samples = open_samples(str(calib), (TensorSpec("input", (1, 16)),), 16)
+    readers = {}
+    for name, settings in (("default", StaticSettings()), ("extra", StaticSettings(extra_op_types=("Gelu",)))):
+        out = tmp_path / f"{name}.onnx"
+        quantize_file(model, out, samples, settings)
+        q = onnx.load(str(out))
+        readers[name] = {n.op_type for n in q.graph.node if "g" in n.input}
+    assert readers == {"default": {"Reshape"}, "extra": {"QuantizeLinear"}}
+    x = np.random.default_rng(2).uniform(0, 1, (8, 16)).astype(np.float32)
+    assert snr_db(ort_run(model, x), ort_run(tmp_path / "extra.onnx", x)) > 25

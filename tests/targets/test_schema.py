@@ -56,3 +56,16 @@ def test_overrides() -> None:
     assert profile.validate.gate.min_snr_db == 10 and profile.quantize.keep_io_types is False
     with pytest.raises(UsageError):
         apply_overrides(resolve("onnx"), ["quantize.method=magic"])
+
+
+def test_normalise_fusions_are_data(tmp_path: Path) -> None:
+    """The hexagon profiles ask for ONNX Runtime's GELU and LayerNorm fusions in their TOML; nothing else does."""
+    for name in ("hexagon-int8", "hexagon-int16", "hexagon-fp16"):
+        assert resolve(name).normalise.fuse == ("gelu", "layernorm")
+        assert resolve(name).quantize.options["extra_op_types"] == ["Gelu"]
+    assert all(not p.normalise.fuse for p in builtin_profiles() if p.family != "hexagon")
+    assert apply_overrides(resolve("onnx"), ['normalise.fuse=["gelu"]']).normalise.fuse == ("gelu",)
+    path = tmp_path / "fuse.toml"
+    path.write_text('name = "x"\nextends = "onnx"\n\n[normalise]\nfuse = ["gelu", "erf"]\n')
+    with pytest.raises(UsageError, match=r"fuse.toml:5: fuse = 'erf' is not one of gelu, layernorm"):
+        resolve(str(path))
