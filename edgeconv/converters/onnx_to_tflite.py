@@ -17,7 +17,9 @@ import contextlib
 import io as _io
 import logging
 import re
+import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -253,6 +255,18 @@ def transpose_outputs(saved_model: Path, io_map: IoMap, folder: Path) -> Path:
     return folder
 
 
+def private_copy(artifact: Artifact, folder: Path) -> Artifact:
+    """The input ONNX (and its external data) copied into this step's work folder, names kept. onnx2tf rewrites the
+    model it is given in place (its onnxsim pass): on the hub ONNX itself that changed what later steps of the run
+    read (another target's quantizer, an extra ONNX artifact) and what the stage cache had recorded as this run's."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for path in artifact.all_paths():
+        copies.append(folder / path.name)
+        shutil.copyfile(path, copies[-1])
+    return replace(artifact, path=copies[0], companions=tuple(copies[1:]))
+
+
 class OnnxToTflite(Converter):
     name = "onnx_to_tflite"
     source = Format.ONNX
@@ -264,6 +278,7 @@ class OnnxToTflite(Converter):
 
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         require("tensorflow", "tf", purpose="ONNX → TFLite")
+        artifact = private_copy(artifact, ctx.work_dir / "onnx2tf_input")
         onnx_inputs, onnx_outputs = onnx_io(artifact.path)
         bad = [o for o in onnx_inputs if not all(isinstance(d, int) and d > 0 for d in o.shape[1:])]
         if bad:
