@@ -189,9 +189,10 @@ def _summarise_manifest(manifest: dict[str, Any], outdir: Path) -> tuple[list[di
 class Runner:
     """Runs the pairs' subprocesses; `stop()` terminates the ones still running (Ctrl-C, SIGTERM)."""
 
-    def __init__(self, config: BatchConfig, verbose: int = 0):
+    def __init__(self, config: BatchConfig, verbose: int = 0, no_cache: bool = False):
         self.config = config
         self.verbose = verbose
+        self.no_cache = no_cache
         self._procs: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
         self._stopped = False
@@ -201,7 +202,8 @@ class Runner:
         log_path = self.config.output / LOG_DIR / f"{model.name}--{_target_slug(target)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "edgeconv", *(["-" + "v" * self.verbose] if self.verbose else []),
-                *model.convert_args(target, outdir), "--json", "--force"]
+                *model.convert_args(target, outdir), "--json", "--force",
+                *(["--no-cache"] if self.no_cache else [])]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
         started = time.perf_counter()
         with open(log_path, "w", encoding="utf-8") as log:
@@ -252,7 +254,8 @@ class Runner:
 
 def run_batch(config: BatchConfig, *, jobs: int | None = None, force: bool = False,
               only_models: list[str] | None = None, only_targets: list[str] | None = None, verbose: int = 0,
-              on_done: Callable[[PairResult], None] | None = None, dry_run: bool = False) -> BatchSummary:
+              on_done: Callable[[PairResult], None] | None = None, dry_run: bool = False,
+              no_cache: bool = False) -> BatchSummary:
     from edgeconv.errors import UsageError
 
     pairs = config.pairs()
@@ -293,7 +296,7 @@ def run_batch(config: BatchConfig, *, jobs: int | None = None, force: bool = Fal
         from edgeconv.outputs import io_error
 
         raise io_error(e, f"creating {config.output}") from e
-    runner = Runner(config, verbose)
+    runner = Runner(config, verbose, no_cache)
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = [pool.submit(runner.run_pair, m, t, k) for m, t, k in todo]

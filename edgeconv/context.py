@@ -42,6 +42,7 @@ class ConvertOptions:
     max_fallback: int | None = None  # accuracy-driven mixed precision budget (nodes)
     report: bool = False  # per-layer accuracy report in the manifest
     keep_work: bool = False  # keep OUTDIR/.work (intermediate files of every stage)
+    no_cache: bool = False  # neither reuse nor store step outputs in the stage cache (stage_cache.py)
     seed: int = 0
 
 

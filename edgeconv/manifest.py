@@ -67,7 +67,8 @@ class StepRecord:
     kind: str
     name: str
     seconds: float
-    reused: bool = False
+    reused: bool = False  # not run: its output came from an identical step (this run's, or the stage cache)
+    cached: bool = False  # that output came from the stage cache of an earlier run (stage_cache.py)
 
 
 @dataclass
@@ -104,6 +105,16 @@ class Manifest:
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class _Value:
+    value: Any
+
+
+def json_value(value: Any) -> Any:
+    """`value` as the manifest writes it: dataclasses as dicts, paths as strings, enums as values, NaN/Inf as null."""
+    return _clean(asdict(_Value(value)))["value"]
 
 
 def _clean(value: Any) -> Any:

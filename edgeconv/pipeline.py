@@ -29,6 +29,7 @@ from edgeconv.outputs import OutputTransaction, disk_full_cause, io_error
 from edgeconv.progress import NullReporter, Reporter
 from edgeconv.quantizers import quantizer_for
 from edgeconv.sources import SourceModel, open_source
+from edgeconv.stage_cache import ContextSnapshot, StageCache
 from edgeconv.targets.schema import Profile, apply_overrides
 from edgeconv.validation_stage import source_outputs, validate_target, validation_samples
 
@@ -175,12 +176,19 @@ def build_plan(source_artifact: Artifact, profiles: list[Profile], options: Conv
     return plan
 
 
+@dataclass(frozen=True)
+class _StepOutput:
+    artifact: Artifact
+    cached: bool  # restored from the stage cache of an earlier run
+
+
 @dataclass
 class _RunState:
     staging: Path
     options: ConvertOptions
     reporter: Reporter
-    cache: dict[str, Artifact] = field(default_factory=dict)
+    stages: StageCache | None = None  # across runs (None: --no-cache)
+    cache: dict[str, _StepOutput] = field(default_factory=dict)  # within this run, between targets
     counter: int = 0
 
     def work_dir(self, target: str, step: str) -> Path:
@@ -200,11 +208,27 @@ def _cache_key(step: Step, artifact: Artifact, profile: Profile, source: SourceM
 def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState, record: TargetRecord) -> Artifact:
     key = _cache_key(step, artifact, ctx.profile, ctx.source)
     if key in state.cache and step.kind in ("export", "normalise", "quantize"):
-        record.steps.append(StepRecord(step.kind, step.name, 0.0, reused=True))
-        return state.cache[key]
+        shared = state.cache[key]
+        record.steps.append(StepRecord(step.kind, step.name, 0.0, reused=True, cached=shared.cached))
+        return shared.artifact
     step_ctx = ctx.for_step(state.work_dir(ctx.profile.name, step.name))
-    state.reporter.stage(step.kind, f"{ctx.profile.name}: {step.name}")
     started = time.perf_counter()
+    stage_key: str | None = None
+    if state.stages is not None:
+        plugin = step.converter or (quantizer_for(step.quantizer) if step.quantizer else None)
+        stage_key = state.stages.key(step.kind, step.name, plugin, artifact, step_ctx)
+        hit = state.stages.restore(stage_key, step_ctx.work_dir) if stage_key else None
+        if hit is not None:
+            state.reporter.stage(step.kind, f"{ctx.profile.name}: {step.name} (cached)")
+            ctx.notes.update(hit.notes)
+            for warning in hit.warnings:
+                ctx.warn(warning)
+            record.steps.append(StepRecord(step.kind, step.name, round(time.perf_counter() - started, 3), reused=True,
+                                           cached=True))
+            state.cache[key] = _StepOutput(hit.artifact, cached=True)
+            return hit.artifact
+    before = ContextSnapshot.of(ctx) if stage_key else None
+    state.reporter.stage(step.kind, f"{ctx.profile.name}: {step.name}")
     if step.kind == "normalise":
         shapes = {s.name: tuple(s.shape) for s in ctx.source.inputs if s.is_static}
         result, report = normalise(artifact, step_ctx.work_dir / "model.onnx", ctx.profile.opset, shapes,
@@ -220,7 +244,9 @@ def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState
                                       f"pip install 'edgeconv[{conv.extra}]'")
         result = conv().convert(artifact, step_ctx)
     record.steps.append(StepRecord(step.kind, step.name, round(time.perf_counter() - started, 3)))
-    state.cache[key] = result
+    if state.stages is not None and stage_key and before is not None:
+        state.stages.store(stage_key, result, step_ctx.work_dir, *before.delta(ctx), step=f"{step.kind} {step.name}")
+    state.cache[key] = _StepOutput(result, cached=False)
     return result
 
 
@@ -359,7 +385,7 @@ def run(plan: Plan, outdir: Path, *, force: bool = False, reporter: Reporter | N
                                                        if p and p != "random"))
     with OutputTransaction(outdir, force, protected) as tx:
         assert tx.staging is not None
-        state = _RunState(tx.staging, options, reporter)
+        state = _RunState(tx.staging, options, reporter, StageCache.for_run(options))
         validation_cache: dict[str, Any] = {}
         try:
             records = [_run_target(target, state, validation_cache) for target in plan.targets]

@@ -3,6 +3,7 @@ xdist workers through an on-disk cache keyed by the model zoo's source, so `-n 2
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -17,6 +18,13 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The stage cache (edgeconv/stage_cache.py) is off for the whole session, in this process and in the CLI subprocesses
+# that inherit the environment: a test that converts twice must convert twice. Its own tests (tests/test_stage_cache.py)
+# turn it on, each with a cache folder of its own; anything else (TensorRT timing caches) lands in a folder of this
+# session, never in ~/.cache.
+os.environ["EDGECONV_NO_CACHE"] = "1"
+os.environ["EDGECONV_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgeconv-test-cache-")
+atexit.register(shutil.rmtree, os.environ["EDGECONV_CACHE_DIR"], True)
 sys.path.insert(0, str(Path(__file__).parent))
 
 import model_zoo  # noqa: E402

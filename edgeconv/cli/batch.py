@@ -23,6 +23,7 @@ def batch(
     model: list[str] = typer.Option([], "--model", "-m", help="Only this model (repeatable)."),
     target: list[str] = typer.Option([], "--target", "-t", help="Only this target (repeatable)."),
     force: bool = typer.Option(False, "--force", help="Run every pair, even unchanged ones."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Pass --no-cache to every conversion (no stage reuse from earlier runs)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the pairs and which would be skipped; convert nothing."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
 ) -> int:
@@ -45,7 +46,8 @@ def batch(
                 UI.err.print(f"[dim]{result.status:<7}[/dim] {result.model} → {result.target} ({result.seconds:.1f} s)")
 
         summary = run_batch(cfg, jobs=jobs, force=force, only_models=list(model) or None,
-                            only_targets=list(target) or None, verbose=UI.verbose, on_done=done, dry_run=dry_run)
+                            only_targets=list(target) or None, verbose=UI.verbose, on_done=done, dry_run=dry_run,
+                            no_cache=no_cache)
     if UI.json_mode:
         UI.emit_json(summary.to_json())
         return summary.exit_code

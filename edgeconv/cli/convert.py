@@ -37,6 +37,7 @@ def convert(
     max_fallback: Optional[int] = typer.Option(None, "--max-fallback", help="Most nodes kept in higher precision to pass the gate."),
     report: bool = typer.Option(False, "--report", help="Add a per-layer accuracy report to the manifest."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep intermediate files of every stage in OUTDIR/.work."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither reuse nor store step outputs in the stage cache (~/.cache/edgeconv/stages; also EDGECONV_NO_CACHE=1)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object (the manifest, or the error) on stdout."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (route and stages per target) and stop."),
     force: bool = typer.Option(False, "--force", help="Replace OUTDIR if it exists (atomically)."),
@@ -62,7 +63,7 @@ def convert(
         model_factory=model, weights=weights if weights is not None else (source if model else None),
         trust_pickle=trust_pickle, overrides=tuple(set_), soc=soc, allow_cpu_fallback=allow_cpu_fallback,
         shape_ranges=_parse_shape_ranges(shape_range), require_engine=require_engine, max_fallback=max_fallback,
-        report=report, keep_work=keep_work,
+        report=report, keep_work=keep_work, no_cache=no_cache,
     )
     if output is not None and not dry_run:
         from edgeconv.outputs import check_output_path

@@ -39,6 +39,7 @@ def quantize(
     set_: list[str] = typer.Option([], "--set", help="Override a profile key: section.key=value (repeatable)."),
     max_fallback: Optional[int] = typer.Option(None, "--max-fallback", help="Most layers kept in higher precision to pass the gate (0: none)."),
     report: bool = typer.Option(False, "--report", help="Add the per-layer SNR table to the manifest."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither reuse nor store step outputs in the stage cache (~/.cache/edgeconv/stages; also EDGECONV_NO_CACHE=1)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object (the manifest, or the error) on stdout."),
 ) -> None:
@@ -56,7 +57,8 @@ def quantize(
     profile = resolve(target or MODES[mode])
     overrides = list(set_) + ([f"quantize.method={method}"] if method else [])
     options = ConvertOptions(input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data,
-                             preprocess=preprocess, overrides=tuple(overrides), max_fallback=max_fallback, report=report)
+                             preprocess=preprocess, overrides=tuple(overrides), max_fallback=max_fallback, report=report,
+                             no_cache=no_cache)
     single_file = output.suffix.lower() == ".onnx"
     if single_file:
         _check_file_output(output, force)

@@ -198,9 +198,9 @@ def resolve_shape_ranges(inputs: list[TensorSpec], given: dict[str, ShapeRange],
 
 # ------------------------------------------------------------------------------------------------------ timing cache
 def cache_dir() -> Path:
-    root = os.environ.get("EDGECONV_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "edgeconv")
-    return Path(root) / "tensorrt"
+    from edgeconv.stage_cache import cache_root
+
+    return cache_root() / "tensorrt"
 
 
 def shared_timing_cache(trt_version: str, gpu: GpuInfo) -> Path:

@@ -25,6 +25,13 @@ class Converter(ABC):
     # this reason + hint (also under --dry-run) instead of a bare "no route".
     unsupported_reason: ClassVar[str] = ""
     unsupported_hint: ClassVar[str] = ""
+    # The stage cache (stage_cache.py) reuses this edge's output from an earlier run when its input, the settings it
+    # reads and the tools are unchanged. Settings hashed by default: the whole profile but its [validate] section, all
+    # options, and the calibration / evaluation data by content. An edge that reads less may name what it reads (the
+    # Profile fields, the ConvertOptions fields); one whose output depends on the machine opts out (cacheable = False).
+    cacheable: ClassVar[bool] = True
+    cache_profile_keys: ClassVar[tuple[str, ...] | None] = None
+    cache_option_keys: ClassVar[tuple[str, ...] | None] = None
 
     @classmethod
     def available(cls) -> bool:

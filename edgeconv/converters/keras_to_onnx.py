@@ -15,6 +15,8 @@ class KerasToOnnx(Converter):
     extra = "tf"
     requires = ("tensorflow", "tf2onnx")
     cost = 10
+    cache_profile_keys = ("opset",)  # the rest of what it reads (source, input specs) is in every stage cache key
+    cache_option_keys = ()
 
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         keras_model = ctx.source.handle()

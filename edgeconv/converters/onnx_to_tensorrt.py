@@ -36,6 +36,7 @@ class OnnxToTensorRT(Converter):
     requires = ("onnx",)  # tensorrt itself is checked in convert(): without it the engine is "not built", not an error
     cost = 10
     stage = "compile"
+    cacheable = False  # the engine is built for (and only runs on) this machine's GPU; without one it is skipped
 
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         facts = trt_tools.check_tensorrt_ready(artifact.path)

@@ -56,6 +56,8 @@ class TorchToOnnx(Converter):
     extra = "torch"
     requires = ("torch", "onnxscript")
     cost = 10
+    cache_profile_keys = ("opset",)  # the rest of what it reads (source, input specs) is in every stage cache key
+    cache_option_keys = ("seed",)
 
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         torch = require("torch", "torch", purpose="PyTorch → ONNX export")

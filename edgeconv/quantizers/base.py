@@ -17,6 +17,7 @@ class Quantizer(ABC):
     precisions: ClassVar[frozenset[str]] = frozenset()
     requires: ClassVar[tuple[str, ...]] = ()
     needs_calibration: ClassVar[bool] = False
+    cacheable: ClassVar[bool] = True  # stage cache (stage_cache.py), keyed by the whole profile, options and data
 
     @classmethod
     def available(cls) -> bool:
