@@ -180,6 +180,14 @@ def build_plan(source_artifact: Artifact, profiles: list[Profile], options: Conv
 class _StepOutput:
     artifact: Artifact
     cached: bool  # restored from the stage cache of an earlier run
+    notes: dict[str, Any] = field(default_factory=dict)  # what the step added to its target's notes and warnings,
+    warnings: tuple[str, ...] = ()  # replayed into every other target that shares the step
+
+
+def _replay(notes: dict[str, Any], warnings: Any, ctx: StepContext) -> None:
+    ctx.notes.update(json.loads(json.dumps(notes)))  # a copy: targets' manifests never share mutable notes
+    for warning in warnings:
+        ctx.warn(warning)
 
 
 @dataclass
@@ -198,8 +206,9 @@ class _RunState:
 
 def _cache_key(step: Step, artifact: Artifact, profile: Profile, source: SourceModel) -> str:
     settings: dict[str, Any] = {"opset": profile.opset, "inputs": [asdict(s) for s in source.inputs]}
-    if step.kind == "quantize":
+    if step.kind == "quantize":  # the accuracy fallback searches until the gate passes: the gate decides the output
         settings["quantize"] = asdict(profile.quantize)
+        settings["validate"] = asdict(profile.validate)
     if step.kind == "compile":
         settings["profile"] = profile.name
     return json.dumps([step.kind, step.name, str(artifact.path), settings], sort_keys=True, default=str)
@@ -209,6 +218,7 @@ def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState
     key = _cache_key(step, artifact, ctx.profile, ctx.source)
     if key in state.cache and step.kind in ("export", "normalise", "quantize"):
         shared = state.cache[key]
+        _replay(shared.notes, shared.warnings, ctx)
         record.steps.append(StepRecord(step.kind, step.name, 0.0, reused=True, cached=shared.cached))
         return shared.artifact
     step_ctx = ctx.for_step(state.work_dir(ctx.profile.name, step.name))
@@ -220,14 +230,12 @@ def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState
         hit = state.stages.restore(stage_key, step_ctx.work_dir) if stage_key else None
         if hit is not None:
             state.reporter.stage(step.kind, f"{ctx.profile.name}: {step.name} (cached)")
-            ctx.notes.update(hit.notes)
-            for warning in hit.warnings:
-                ctx.warn(warning)
+            _replay(hit.notes, hit.warnings, ctx)
             record.steps.append(StepRecord(step.kind, step.name, round(time.perf_counter() - started, 3), reused=True,
                                            cached=True))
-            state.cache[key] = _StepOutput(hit.artifact, cached=True)
+            state.cache[key] = _StepOutput(hit.artifact, True, hit.notes, tuple(hit.warnings))
             return hit.artifact
-    before = ContextSnapshot.of(ctx) if stage_key else None
+    before = ContextSnapshot.of(ctx)
     state.reporter.stage(step.kind, f"{ctx.profile.name}: {step.name}")
     if step.kind == "normalise":
         shapes = {s.name: tuple(s.shape) for s in ctx.source.inputs if s.is_static}
@@ -244,9 +252,10 @@ def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState
                                       f"pip install 'edgeconv[{conv.extra}]'")
         result = conv().convert(artifact, step_ctx)
     record.steps.append(StepRecord(step.kind, step.name, round(time.perf_counter() - started, 3)))
-    if state.stages is not None and stage_key and before is not None:
-        state.stages.store(stage_key, result, step_ctx.work_dir, *before.delta(ctx), step=f"{step.kind} {step.name}")
-    state.cache[key] = _StepOutput(result, cached=False)
+    notes, warnings = before.delta(ctx)
+    if state.stages is not None and stage_key:
+        state.stages.store(stage_key, result, step_ctx.work_dir, notes, warnings, step=f"{step.kind} {step.name}")
+    state.cache[key] = _StepOutput(result, False, notes, tuple(warnings))
     return result
 
 
