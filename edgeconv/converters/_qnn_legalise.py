@@ -5,8 +5,9 @@ requantization. Idempotent: a model that is already legal comes back unchanged (
   to add node", backendValidateOpConfig 3110); ONNX Runtime's quantizer gives weights int8 symmetric. Each LayerNorm
   gets a fresh gamma DequantizeLinear, requantized to uint8 asymmetric (per tensor) from the dequantized values, and a
   fresh int32 beta with scale = input scale x gamma scale (a beta DQ shared by two LayerNorms, as exporters share
-  identical constants, can only match one of them; the HTP refuses the other). An 8-bit input with a 16-bit output
-  (the accuracy fallback widens outputs only) gets a 16-bit Convert (DQ → Q16 → DQ16) on its input.
+  identical constants, can only match one of them; the HTP refuses the other).
+- Any quantized node whose activations mix 8 and 16 bits (the accuracy fallback `int16` widens single tensors) becomes
+  16-bit throughout, with Converts at its 8-bit edges (_qnn_widths.py): parts without HTP fp16 refuse mixed nodes.
 - MatMul with a 16-bit activation and an int8 weight: the HTP takes (uint16, uint8) only; the weight is requantized to
   uint8 per tensor.
 - Float LayerNormalization (its output not quantized: kept in float by the accuracy fallback) whose gamma / beta still
@@ -27,12 +28,12 @@ import numpy as np
 class LegaliseReport:
     changed: list[str] = field(default_factory=list)  # LayerNorms given a uint8 gamma
     dequantized: list[str] = field(default_factory=list)  # float LayerNorms given float gamma / beta constants
-    widened: list[str] = field(default_factory=list)  # LayerNorms whose 8-bit input was converted to 16 bits
+    widened: list[str] = field(default_factory=list)  # nodes whose 8-bit activations were widened to 16 bits
     matmul_weights: list[str] = field(default_factory=list)  # MatMuls (16-bit input) given a uint8 per-tensor weight
 
     def to_json(self) -> dict[str, Any]:
-        return {"requantized_uint8": self.changed, "float_constants": self.dequantized, "widened_inputs": self.widened,
-                "matmul_uint8_weights": self.matmul_weights}
+        return {"requantized_uint8": self.changed, "float_constants": self.dequantized,
+                "widened_to_16_bits": self.widened, "matmul_uint8_weights": self.matmul_weights}
 
 
 def _requantize_uint8(values: np.ndarray) -> tuple[np.ndarray, np.float32, np.uint8]:
@@ -48,30 +49,30 @@ def legalise_for_htp(src: Path, out: Path) -> tuple[Path, LegaliseReport]:
     import onnx
     from onnx import numpy_helper
 
+    from edgeconv.converters._qnn_widths import Graph, make_uniform
+
     model = onnx.load_model(str(src))
     graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
     report = LegaliseReport()
-    consumers: dict[str, list[Any]] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    rebuilt = []
+    rebuilt: list[Any] = []
+    g = Graph(graph, rebuilt)  # its dicts are kept current as nodes are added
+    inits, producers, consumers = g.inits, g.producers, g.consumers
     for node in list(graph.node):
+        after: list[Any] = []
+        if make_uniform(node, g, after, onnx):
+            report.widened.append(node.name or node.output[0])
         if node.op_type == "LayerNormalization" and len(node.input) > 1:
             data = producers.get(node.input[0])
             users = consumers.get(node.output[0], [])
             quantized_out = bool(users) and all(u.op_type == "QuantizeLinear" for u in users)
             if data is not None and data.op_type == "DequantizeLinear" and quantized_out:
-                _widen_input(node, data, users[0], inits, graph, rebuilt, report, onnx, numpy_helper)
-                producers = {o: n for n in (*graph.node, *rebuilt) for o in n.output}
                 _legal_quantized_layernorm(node, producers, inits, graph, rebuilt, report, onnx, numpy_helper, consumers)
             else:
                 _legal_float_layernorm(node, producers, inits, graph, report, numpy_helper)
         elif node.op_type == "MatMul" and len(node.input) == 2:
             _legal_wide_matmul(node, producers, inits, graph, rebuilt, report, onnx, numpy_helper)
         rebuilt.append(node)
+        rebuilt.extend(after)
     if not (report.changed or report.dequantized or report.widened or report.matmul_weights):
         return src, report
     used = {i for n in rebuilt for i in n.input} | {o.name for o in graph.output}
@@ -126,33 +127,6 @@ def _scalar_scale(dq: Any, inits: dict[str, Any], numpy_helper: Any) -> float | 
         return None
     scale = numpy_helper.to_array(inits[dq.input[1]])
     return float(scale.reshape(-1)[0]) if scale.size == 1 else None
-
-
-_WIDER = {np.dtype(np.uint8): (np.uint16, 257), np.dtype(np.int8): (np.int16, 256)}
-
-
-def _widen_input(node: Any, data_dq: Any, out_q: Any, inits: dict[str, Any], graph: Any, rebuilt: list[Any],
-                 report: LegaliseReport, onnx: Any, numpy_helper: Any) -> None:
-    """A LayerNorm with an 8-bit input and a 16-bit output (the accuracy fallback widens outputs only) is refused by the
-    HTP: requantize its input to 16 bits (DQ → Q16 → DQ16, which the QNN EP turns into a Convert op), same range."""
-    if len(data_dq.input) < 3 or data_dq.input[2] not in inits or len(out_q.input) < 3 or out_q.input[2] not in inits:
-        return
-    in_zp = numpy_helper.to_array(inits[data_dq.input[2]])
-    out_zp = numpy_helper.to_array(inits[out_q.input[2]])
-    if in_zp.dtype not in _WIDER or out_zp.dtype != _WIDER[in_zp.dtype][0] or data_dq.input[1] not in inits:
-        return
-    wide, factor = _WIDER[in_zp.dtype]
-    scale = numpy_helper.to_array(inits[data_dq.input[1]]).astype(np.float32) / np.float32(factor)
-    zero = (in_zp.astype(np.int64) * factor).astype(wide)
-    base = f"{node.name or node.output[0]}_input_htp_{np.dtype(wide).name}"
-    graph.initializer.extend([numpy_helper.from_array(scale, f"{base}_scale"), numpy_helper.from_array(zero, f"{base}_zp")])
-    inits[f"{base}_scale"], inits[f"{base}_zp"] = graph.initializer[-2], graph.initializer[-1]
-    rebuilt.append(onnx.helper.make_node("QuantizeLinear", [node.input[0], f"{base}_scale", f"{base}_zp"], [f"{base}_q"],
-                                         name=f"{base}_QuantizeLinear"))
-    rebuilt.append(onnx.helper.make_node("DequantizeLinear", [f"{base}_q", f"{base}_scale", f"{base}_zp"], [f"{base}_dq"],
-                                         name=f"{base}_DequantizeLinear"))
-    node.input[0] = f"{base}_dq"
-    report.widened.append(node.name or node.output[0])
 
 
 def _legal_quantized_layernorm(node: Any, producers: dict[str, Any], inits: dict[str, Any], graph: Any, rebuilt: list[Any],

@@ -1,5 +1,6 @@
-"""HTP legalisation of QDQ LayerNorms: what ONNX Runtime's quantizer (and the accuracy fallback) writes is refused by
-the HTP as is; after legalisation every node is placed and the simulator agrees with the float model."""
+"""HTP legalisation of QDQ graphs (LayerNorms, MatMuls, nodes mixing 8 and 16 bits): what ONNX Runtime's quantizer
+(and the accuracy fallback) writes is refused by the HTP as is; after legalisation every node is placed and the
+simulator agrees with the float model."""
 
 from __future__ import annotations
 
@@ -90,10 +91,56 @@ def test_layernorms_placed_after_legalisation(case: str, float_model: Path, tmp_
     after = check_placement(legal, SOC)
     assert after.complete and after.partitions == 1, after.refused
     expected = {"a8w8": {"changed": {"ln1", "ln2"}},
-                "fallback-int16": {"widened": {"ln1"}, "matmul_weights": {"mm1"}},  # mm1 now takes a 16-bit input
+                # ln1 reads 8 bits and writes 16, mm1 reads 16 and writes 8: both 16-bit throughout, with Converts
+                "fallback-int16": {"widened": {"ln1", "mm1"}, "matmul_weights": {"mm1"}},
                 "fallback-float": {"dequantized": {"ln1"}}}[case]
     for field_name, nodes in expected.items():
         assert set(getattr(report, field_name)) == nodes, report
     assert snr_vs_float(float_model, legal) > 25  # the requantized gamma / beta still compute the same thing
+    if case != "fallback-float":  # a part without HTP fp16 refuses mixed 8/16-bit nodes (and float ones): none is left
+        assert check_placement(legal, resolve_soc("7 Gen 3")).complete
+    again, report2 = legalise_for_htp(legal, tmp_path / "again.onnx")
+    assert again == legal and not any(report2.to_json().values())
+
+
+def test_mixed_widths_made_uniform_for_a_part_without_fp16(tmp_path: Path) -> None:
+    """The fallback `int16` widens one tensor: here the Mul's output, so the Mul reads 8 bits and writes 16, the Pow
+    reads it beside its 8-bit constant exponent and writes 8. A 7 Gen 3 refuses both; legalisation makes them 16-bit
+    throughout (Converts, the exponent rewritten in 16 bits) without moving any value off its grid."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType
+
+    from edgeconv.quantizers.onnx_qdq import StaticSettings, quantize_file
+    from edgeconv.runtimes.ort import cpu_session
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.uniform(0.5, 2.0, (1, 16)).astype(np.float32), "gain"),
+             numpy_helper.from_array(np.array(2.0, np.float32), "two")]
+    nodes = [helper.make_node("Mul", ["x", "gain"], ["h"], name="mul"),
+             helper.make_node("Pow", ["h", "two"], ["p"], name="pow")]
+    graph = helper.make_graph(nodes, "mixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 16])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    onnx.save_model(model, str(tmp_path / "f.onnx"))
+    feeds = [{"x": rng.uniform(0, 1, (1, 16)).astype(np.float32)} for _ in range(8)]
+    qdq = tmp_path / "q.onnx"
+    quantize_file(tmp_path / "f.onnx", qdq, feeds, StaticSettings(all_op_types=True),
+                  tensor_overrides={"h": [{"quant_type": QuantType.QUInt16}]})
+    part = resolve_soc("7 Gen 3")
+    assert {r.node for r in check_placement(qdq, part).refused} == {"mul", "pow"}
+    legal, report = legalise_for_htp(qdq, tmp_path / "legal.onnx")
+    assert report.widened == ["mul", "pow"] and check_placement(legal, part).complete
+    cpu_before, cpu_after = cpu_session(str(qdq)), cpu_session(str(legal))
+    htp = qnn_session(legal, htp_options(part), {"session.disable_cpu_ep_fallback": 1})
+    before = np.concatenate([cpu_before.run(None, f)[0] for f in feeds])
+    after = np.concatenate([cpu_after.run(None, f)[0] for f in feeds])
+    on_htp = np.concatenate([htp.run(None, f)[0] for f in feeds])
+
+    def snr(ref: np.ndarray, got: np.ndarray) -> float:
+        return float(10 * np.log10(np.sum(ref ** 2) / max(np.sum((ref - got) ** 2), 1e-30)))
+
+    assert snr(before, after) > 60 and snr(after, on_htp) > 40, (snr(before, after), snr(after, on_htp))
     again, report2 = legalise_for_htp(legal, tmp_path / "again.onnx")
     assert again == legal and not any(report2.to_json().values())
