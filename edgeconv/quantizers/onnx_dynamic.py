@@ -17,6 +17,7 @@ from edgeconv.deps import require
 from edgeconv.errors import UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
 from edgeconv.quantizers.base import Quantizer
+from edgeconv.targets.schema import ALL_OP_TYPES
 
 log = logging.getLogger(__name__)
 DEFAULT_OP_TYPES = ("MatMul", "Gemm", "Attention", "LSTM", "GRU")
@@ -33,15 +34,16 @@ class OnnxDynamic(Quantizer):
         from onnxruntime import quantization as q
 
         from edgeconv.quantizers.checks import check_quantized
-        from edgeconv.quantizers.onnx_qdq import excluded_by_op_type, prepare_float
+        from edgeconv.quantizers.onnx_qdq import excluded_by_op_type, op_types_in, prepare_float
 
         scheme = ctx.profile.quantize
         options = dict(scheme.options)
-        op_types = tuple(options.get("op_types") or DEFAULT_OP_TYPES)
+        asked = options.get("op_types") or DEFAULT_OP_TYPES
         if scheme.weights not in WEIGHT_TYPES:
             raise UnsupportedError(f"dynamic quantization takes int8 or uint8 weights, not {scheme.weights!r}",
                                    "--set quantize.weights=int8")
         float_path = prepare_float(artifact, ctx.work_dir, scheme.per_channel, "float32")
+        op_types = tuple(op_types_in(float_path) if asked == ALL_OP_TYPES else asked)
         excluded = [*options.get("nodes_to_exclude", ()), *excluded_by_op_type(float_path, tuple(scheme.exclude_op_types))]
         out = ctx.work_dir / "model.dynamic.onnx"
         extra = {k: v for k, v in options.items() if k[:1].isupper()}

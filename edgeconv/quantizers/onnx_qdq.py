@@ -4,9 +4,10 @@
 [quantize] keys used: precision (int8 | int16), activations (uint8 | int8 | uint16 | int16), weights (int8 | uint8 |
 int16), per_channel, symmetric_activations, symmetric_weights, method (minmax | entropy | percentile), format (qdq |
 qoperator), calibration_samples, exclude_op_types, fallback (fp32 | fp16 | int16), max_fallback. In [quantize.options]:
-lower-case keys are edgeconv's (`op_types`, `extra_op_types`, `nodes_to_exclude`, `reduce_range`, `preprocess`,
-`fallback_candidates`); keys starting with a capital letter go to ORT's `extra_options` unchanged (e.g.
-`CalibPercentile = 99.99`, `MinimumRealRange = 1e-4`, `UseQDQContribOps = true`, `DedicatedQDQPair = true`).
+lower-case keys are edgeconv's (`op_types`: a list, or "all" for every op type in the graph as ORT's QNN config does;
+`extra_op_types`, `nodes_to_exclude`, `reduce_range`, `preprocess`, `fallback_candidates`); keys starting with a
+capital letter go to ORT's `extra_options` unchanged (e.g. `CalibPercentile = 99.99`, `MinimumRealRange = 1e-4`,
+`UseQDQContribOps = true`, `DedicatedQDQPair = true`).
 
 Pitfalls handled (see docs/quantization.md): weights in Constant nodes (moved to initializers), per-channel on opset < 13
 (upgraded: ORT would write an invalid DequantizeLinear), Entropy/Percentile calibrators printing to stdout, unbounded
@@ -24,10 +25,11 @@ from typing import Any, Iterator
 
 from edgeconv.context import StepContext
 from edgeconv.deps import require
-from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
+from edgeconv.errors import InvalidInputError, UnsupportedError, UsageError, first_line
 from edgeconv.formats import Artifact, Format
 from edgeconv.quantizers.base import Quantizer
 from edgeconv.quantizers.calibration import SampleSet, samples_for
+from edgeconv.targets.schema import ALL_OP_TYPES
 
 log = logging.getLogger(__name__)
 QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16", "int16": "QInt16"}
@@ -35,6 +37,7 @@ METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 EDGECONV_OPTIONS = frozenset({"op_types", "extra_op_types", "nodes_to_exclude", "reduce_range", "preprocess",
                               "fallback_candidates", "placement"})
 PER_CHANNEL_OPSET = 13
+NEVER_QUANTIZED = frozenset({"Cast"})  # op_types = "all" leaves these out, as ORT's get_qnn_qdq_config does
 MAX_STRIDE = 16
 
 
@@ -51,6 +54,7 @@ class StaticSettings:
     format: str = "qdq"
     reduce_range: bool = False
     op_types: tuple[str, ...] = ()
+    all_op_types: bool = False  # op_types = "all": every op type in the graph (but NEVER_QUANTIZED)
     extra_op_types: tuple[str, ...] = ()  # quantized on top of ORT's defaults (or of op_types)
     nodes_to_exclude: tuple[str, ...] = ()
     exclude_op_types: tuple[str, ...] = ()
@@ -60,6 +64,7 @@ class StaticSettings:
     @classmethod
     def from_scheme(cls, scheme: Any) -> "StaticSettings":
         options = dict(scheme.options)
+        every_op_type = _all_op_types(options)
         unknown = [k for k in options if k[:1].islower() and k not in EDGECONV_OPTIONS]
         if unknown:
             raise UnsupportedError(f"unknown [quantize.options] key(s): {', '.join(unknown)}",
@@ -76,7 +81,8 @@ class StaticSettings:
             activations=activations, weights=scheme.weights, per_channel=scheme.per_channel,
             symmetric_activations=scheme.symmetric_activations, symmetric_weights=scheme.symmetric_weights,
             method=scheme.method, format=scheme.format, reduce_range=bool(options.get("reduce_range", False)),
-            op_types=tuple(options.get("op_types", ())), extra_op_types=tuple(options.get("extra_op_types", ())),
+            op_types=() if every_op_type else tuple(options.get("op_types", ())),
+            all_op_types=every_op_type, extra_op_types=tuple(options.get("extra_op_types", ())),
             nodes_to_exclude=tuple(options.get("nodes_to_exclude", ())),
             exclude_op_types=tuple(scheme.exclude_op_types),
             extra={k: v for k, v in options.items() if k[:1].isupper()},
@@ -87,8 +93,20 @@ class StaticSettings:
         return {"activations": self.activations, "weights": self.weights, "per_channel": self.per_channel,
                 "symmetric_activations": self.symmetric_activations, "symmetric_weights": self.symmetric_weights,
                 "method": self.method, "format": self.format, "reduce_range": self.reduce_range,
-                "extra_options": self.extra, **({"placement": self.placement} if self.placement else {}),
+                "extra_options": self.extra, **({"op_types": ALL_OP_TYPES} if self.all_op_types else {}),
+                **({"placement": self.placement} if self.placement else {}),
                 **({"extra_op_types": list(self.extra_op_types)} if self.extra_op_types else {})}
+
+
+def _all_op_types(options: dict[str, Any]) -> bool:
+    value = options.get("op_types", ())
+    if value == ALL_OP_TYPES:
+        return True
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"[quantize.options] op_types = {value!r} is neither a list of op types nor {ALL_OP_TYPES!r}",
+                         f'use e.g. op_types = ["Conv", "MatMul"], or op_types = "{ALL_OP_TYPES}" (every op type in '
+                         "the graph)")
+    return False
 
 
 def _placement(value: Any) -> str:
@@ -205,7 +223,7 @@ def quantize_file(float_path: Path, out_path: Path, samples: SampleSet, settings
                 weight_type=getattr(q.QuantType, QUANT_TYPES[settings.weights]),
                 per_channel=settings.per_channel, reduce_range=settings.reduce_range,
                 calibrate_method=getattr(q.CalibrationMethod, METHODS[settings.method]),
-                op_types_to_quantize=op_types_to_quantize(settings),
+                op_types_to_quantize=op_types_to_quantize(settings, float_path),
                 nodes_to_exclude=list(nodes_to_exclude) or None,
                 extra_options=extra,
                 calibration_cache_path=str(cache_path) if cache_path else None,
@@ -231,17 +249,32 @@ def quantize_file(float_path: Path, out_path: Path, samples: SampleSet, settings
         _tensorrt_qdq.apply(out_path)
 
 
-def op_types_to_quantize(settings: StaticSettings) -> list[str] | None:
+def op_types_to_quantize(settings: StaticSettings, float_path: Path | None = None) -> list[str] | None:
     """`op_types` (None: ONNX Runtime's default, every op its quantizer registry knows) plus `extra_op_types`. An op the
     registry lacks gets a Q/DQ on its output only where a consumer quantizes its input; followed by a Reshape or
-    Transpose it computes in float, an island in the integer graph (a Gelu: fp16 on an 8-series HTP, refused on parts
-    without HTP fp16). ORT's own QNN config (get_qnn_qdq_config) quantizes every op type for that reason."""
+    Transpose it computes in float, an island in the integer graph (a Gelu, or the Sub / Pow / Sqrt / Div of an
+    unfused norm: fp16 on an 8-series HTP, refused on parts without HTP fp16). `op_types = "all"`
+    (settings.all_op_types) is what ORT's own QNN config (get_qnn_qdq_config) does for that reason: every op type
+    present in `float_path`'s graph but NEVER_QUANTIZED; ORT's QDQ quantizer gives an op it has no rule for Q/DQ on
+    all its float inputs and outputs."""
+    if settings.all_op_types:
+        assert float_path is not None, "op_types = 'all' reads the op types from the model"
+        present = op_types_in(float_path)
+        return [*present, *(t for t in settings.extra_op_types if t not in present)]
     if not settings.extra_op_types:
         return list(settings.op_types) or None
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     base = list(settings.op_types) or sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
     return [*base, *(t for t in settings.extra_op_types if t not in base)]
+
+
+def op_types_in(model_path: Path) -> list[str]:
+    """The op types of `model_path`'s graph, sorted, but NEVER_QUANTIZED (what `op_types = "all"` quantizes)."""
+    import onnx
+
+    graph = onnx.load_model(str(model_path), load_external_data=False).graph
+    return sorted({n.op_type for n in graph.node} - NEVER_QUANTIZED)
 
 
 def excluded_by_op_type(float_path: Path, op_types: tuple[str, ...]) -> list[str]:

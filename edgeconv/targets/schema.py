@@ -23,6 +23,7 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANT_FORMATS = ("qdq", "qoperator")
 QUANT_STAGES = ("onnx", "converter", "none")
 FUSIONS = ("gelu", "layernorm")  # edgeconv/fusions.py
+ALL_OP_TYPES = "all"  # [quantize.options] op_types = "all": every op type in the graph (quantizers/onnx_qdq.py)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,17 @@ _SCALARS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "
                                          "dict": (dict,), "tuple": (list, tuple), "Gate": (dict,)}
 
 
+def _check_op_types(source: str, text: str, value: Any) -> None:
+    """[quantize.options] op_types: a list of op type names, or "all"."""
+    if value == ALL_OP_TYPES or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return
+    line = _key_line(text, "op_types")
+    at = f"{source}:{line}" if line else source
+    raise UsageError(f"{at}: op_types = {value!r} in [quantize.options] must be a list of op types or "
+                     f'"{ALL_OP_TYPES}"', f'e.g. op_types = ["Conv", "MatMul"], or op_types = "{ALL_OP_TYPES}" (every '
+                     "op type in the graph); see docs/quantization.md")
+
+
 def _check_type(cls: type, key: str, value: Any, source: str, text: str, where: str) -> None:
     """A value of the wrong TOML type (samples = "many") is a usage error naming the key and its line."""
     annotation = next((str(f.type) for f in fields(cls) if f.name == key), "")
@@ -174,6 +186,7 @@ def _build_section(cls: type, data: dict[str, Any], source: str, text: str, wher
         _check_choice(source, text, "method", obj.method, CALIBRATION_METHODS)
         _check_choice(source, text, "format", obj.format, QUANT_FORMATS)
         _check_choice(source, text, "stage", obj.stage, QUANT_STAGES)
+        _check_op_types(source, text, obj.options.get("op_types", []))
     if cls is NormaliseSpec:
         for name in obj.fuse:
             _check_choice(source, text, "fuse", name, FUSIONS)

@@ -55,3 +55,71 @@ def save_calib(folder: Path, shape: tuple[int, ...], n: int = 16, seed: int = 1)
     for i in range(n):
         np.save(folder / f"{i:03d}.npy", rng.uniform(0, 1, shape).astype(np.float32))
     return folder
+
+
+def rmsnorm_digits_classifier(folder: Path, epochs: int = 10) -> Path:
+    """A digits classifier whose hidden features go through ops ONNX Runtime's quantizer registry lacks: Conv → Relu →
+    Linear(512, 32) → RMSNorm written out (x / Sqrt(ReduceMean(Pow(x, 2)) + eps) * gamma) → Sub (a learnt shift) →
+    Tanh → Linear(32, 10). Trained briefly on scikit-learn's digits, exported by PyTorch's TorchScript exporter at
+    opset 17 (Pow, ReduceMean, Add, Sqrt, Div, Mul, Sub, Tanh as separate nodes; nothing fuses them). Writes
+    `rmsnorm_digits.onnx` (input `image` [1, 1, 8, 8], output `logits` [1, 10]), calib/ (64 training images) and
+    eval/ (128 held-out images) into `folder`."""
+    import torch
+
+    from model_zoo import digits_split, train_classifier
+    from tests.conftest import save_samples
+
+    split = digits_split()
+    torch.manual_seed(0)
+
+    class RmsNormNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+            self.fc1 = torch.nn.Linear(8 * 64, 32)
+            self.gamma = torch.nn.Parameter(torch.ones(32))
+            self.shift = torch.nn.Parameter(torch.zeros(32))
+            self.fc2 = torch.nn.Linear(32, 10)
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            h = self.fc1(torch.relu(self.conv(image)).flatten(1))
+            h = h / torch.sqrt(h.pow(2).mean(-1, keepdim=True) + 1e-5) * self.gamma
+            return self.fc2(torch.tanh(h - self.shift))
+
+    model = train_classifier(RmsNormNet(), split.x_train, split.y_train, epochs)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "rmsnorm_digits.onnx"
+    torch.onnx.export(model, (torch.from_numpy(split.x_test[:1]),), str(path), input_names=["image"],
+                      output_names=["logits"], opset_version=17, dynamo=False)
+    save_samples(folder / "calib", split.x_train[:64])
+    save_samples(folder / "eval", split.x_test[:128])
+    return path
+
+
+def float_nodes(model_path: Path) -> list[str]:
+    """Nodes of a QDQ model that compute in float: a float input not read from a DequantizeLinear, or a float output
+    not read by QuantizeLinears only (the islands an integer-only HTP refuses)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load_model(str(model_path)))
+    graph = model.graph
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.value_info, *graph.output)}
+    types.update({i.name: i.data_type for i in graph.initializer})
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[str]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.op_type)
+    outputs = {o.name for o in graph.output}
+    found = []
+    for n in graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        float_in = [i for i in n.input if i and types.get(i) in floats
+                    and (i not in producers or producers[i].op_type != "DequantizeLinear")]
+        float_out = [o for o in n.output if types.get(o) in floats
+                     and (o in outputs or set(consumers.get(o, [])) != {"QuantizeLinear"})]
+        if float_in or float_out:
+            found.append(f"{n.name} ({n.op_type})")
+    return found

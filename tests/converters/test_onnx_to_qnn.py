@@ -3,6 +3,7 @@ HTP simulator of onnxruntime-qnn. Real trained models (digits CNN, transformer b
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,8 +20,10 @@ from edgeconv.formats import Artifact, Format, detect
 from edgeconv.normalise import normalise
 from edgeconv.runtimes.ort import cpu_session
 from edgeconv.targets.hexagon_socs import SOCS, resolve_soc
-from model_zoo import accuracy
-from tests.converters.hexagon_models import save_calib, shape_subgraph_model
+from model_zoo import accuracy, digits_split
+from tests.conftest import cached
+from tests.converters import hexagon_models
+from tests.converters.hexagon_models import float_nodes, rmsnorm_digits_classifier, save_calib, shape_subgraph_model
 from tests.helpers import convert, model_path, target_record
 
 pytest.importorskip("onnxruntime_qnn")
@@ -123,7 +126,7 @@ def test_transformer_block_int8_and_int16_fully_on_htp(transformer: Path, tmp_pa
 
 def test_opset17_erf_gelu_onnx_converts_and_validates_on_htp(gelu_transformer: Path, tmp_path: Path) -> None:
     """A real opset-17 export writes nn.GELU as Div → Erf → Add → Mul → Mul, and the HTP refuses Erf in a QDQ graph:
-    the hexagon profiles fuse it into one Gelu (normalise.fuse), quantize around it (quantize.options.extra_op_types)
+    the hexagon profiles fuse it into one Gelu (normalise.fuse), quantize around it (quantize.options.op_types = "all")
     and the block validates on the simulator."""
     source = gelu_transformer / "gelu_block_opset17.onnx"
     assert "Erf" in {n.op_type for n in onnx.load_model(str(source)).graph.node}
@@ -176,6 +179,77 @@ def test_opset14_layernorm_chain_fused_for_a_part_without_fp16(gelu_transformer:
     assert {"Gelu", "LayerNormalization"} <= ops and not {"Erf", "ReduceMean", "Pow", "Sqrt"} & ops
     metrics = record["validation"]["metrics"]
     assert metrics["snr_db"] > 25.0 and metrics["cosine"] > 0.998 and metrics["top1_agreement"] >= 0.95, metrics
+
+
+NORM_CHAIN_OPS = {"Pow", "ReduceMean", "Sqrt", "Div", "Sub", "Tanh"}  # not in ONNX Runtime's quantizer registry
+
+
+@pytest.fixture(scope="module")
+def rmsnorm_digits() -> Path:
+    """hexagon_models.rmsnorm_digits_classifier, trained once (on-disk cache keyed by hexagon_models.py)."""
+    key = hashlib.sha256(Path(hexagon_models.__file__).read_bytes()).hexdigest()[:10]
+    return cached(f"rmsnorm-digits-{key}", rmsnorm_digits_classifier)
+
+
+def test_unfused_norm_chain_quantized_whole_for_a_part_without_fp16(rmsnorm_digits: Path, tmp_path: Path) -> None:
+    """An RMSNorm written out (Pow, ReduceMean, Add, Sqrt, Div), a Sub and a Tanh: ONNX Runtime's quantizer registry
+    lacks six of them, and quantizing only what it knows left them float, which a 7 Gen 3 (no HTP fp16) refuses.
+    With `op_types = "all"` (the hexagon profiles, as ORT's own QNN config) every op is a8w8 / a16w8, the whole graph
+    runs on that part and matches the float model on held-out digits."""
+    source = rmsnorm_digits / "rmsnorm_digits.onnx"
+    data = {"calib": str(rmsnorm_digits / "calib"), "eval": str(rmsnorm_digits / "eval")}
+    assert NORM_CHAIN_OPS <= {n.op_type for n in onnx.load_model(str(source)).graph.node}
+    with pytest.raises(UnsupportedError) as before:  # ORT's registry only: what the profiles quantized before
+        convert(source, ["hexagon-int8"], tmp_path / "before", soc="7 Gen 3", overrides=("quantize.options.op_types=[]",),
+                **data)
+    assert before.value.exit_code == 4
+    assert {r["op_type"] for r in before.value.details["placement"]["refused"]} == NORM_CHAIN_OPS
+    out = tmp_path / "out"
+    targets = {"hexagon-int8": (38.0, 0.9998), "hexagon-int16": (43.0, 0.99995)}  # measured 40.8 / 45.8 dB
+    manifest = convert(source, list(targets), out, soc="7 Gen 3", **data)
+    split = digits_split()
+    x, y = split.x_test[:128], split.y_test[:128]  # the eval/ images
+    float_session = cpu_session(str(source))
+    float_acc = accuracy(np.concatenate([float_session.run(None, {"image": x[i:i + 1]})[0] for i in range(len(x))]), y)
+    assert float_acc > 0.95
+    for target, (min_snr, min_cosine) in targets.items():
+        record = target_record(manifest, target)
+        assert record["notes"]["quantize"]["settings"]["op_types"] == "all"
+        assert record["notes"]["quantize"]["fallback"]["nodes"] == []
+        placement = record["notes"]["hexagon"]["placement"]
+        assert placement["refused"] == [] and placement["on_htp"] == placement["total"] and placement["partitions"] == 1
+        assert "SM7550" in placement["soc"]
+        compiled = out / target / f"rmsnorm_digits.{record['profile']['precision']}.onnx"
+        assert NORM_CHAIN_OPS <= {n.op_type for n in onnx.load_model(str(compiled)).graph.node}
+        assert float_nodes(compiled) == []  # every op reads DequantizeLinear and writes QuantizeLinear
+        metrics = record["validation"]["metrics"]
+        assert record["validation"]["runtime"] == "qnn_htp" and record["validation"]["passed"]
+        assert metrics["snr_db"] > min_snr and metrics["cosine"] > min_cosine and metrics["top1_agreement"] == 1.0, (
+            target, metrics)
+        acc = accuracy(htp_logits(model_path(manifest, out, target, "qnn-context"), x), y)
+        assert abs(acc - float_acc) <= 0.01, (target, acc, float_acc)
+
+
+def test_int16_fallback_runs_on_a_part_without_fp16(rmsnorm_digits: Path, tmp_path: Path) -> None:
+    """The accuracy fallback is the safety net of an all-a8w8 graph: asked for more than a8w8 gives (a 42 dB gate; about
+    40.8 dB without fallback), it gives the costliest tensor 16-bit activations. The nodes around that tensor then mix
+    8 and 16 bits, which a part without HTP fp16 refuses; legalisation makes them 16-bit throughout (Converts at the
+    edges, bias rescaled), so the model runs whole on a 7 Gen 3 and passes the gate on the simulator."""
+    out = tmp_path / "out"
+    manifest = convert(rmsnorm_digits / "rmsnorm_digits.onnx", ["hexagon-int8"], out, soc="7 Gen 3",
+                       calib=str(rmsnorm_digits / "calib"), eval=str(rmsnorm_digits / "eval"),
+                       overrides=("validate.gate.min_snr_db=42",))
+    record = target_record(manifest, "hexagon-int8")
+    fallback = record["notes"]["quantize"]["fallback"]
+    assert fallback["gate_passed_before"] is False and fallback["before"]["snr_db"] < 42 and fallback["nodes"]
+    assert fallback["gate_passed_after"] is True
+    notes = record["notes"]["hexagon"]
+    assert notes["legalised"]["widened_to_16_bits"]  # the fallback tensor's producer (and consumers)
+    assert notes["placement"]["refused"] == [] and notes["placement"]["on_htp"] == notes["placement"]["total"]
+    metrics = record["validation"]["metrics"]
+    assert record["validation"]["passed"] and metrics["snr_db"] > 42 and metrics["top1_agreement"] == 1.0, metrics
+    assert float_nodes(out / "hexagon-int8" / "rmsnorm_digits.int8.onnx") == []
+    assert record["artifacts"][-1]["path"] == "hexagon-int8/rmsnorm_digits.dlc"  # the DLC takes the widened graph too
 
 
 @pytest.fixture(scope="module")

@@ -62,10 +62,30 @@ def test_normalise_fusions_are_data(tmp_path: Path) -> None:
     """The hexagon profiles ask for ONNX Runtime's GELU and LayerNorm fusions in their TOML; nothing else does."""
     for name in ("hexagon-int8", "hexagon-int16", "hexagon-fp16"):
         assert resolve(name).normalise.fuse == ("gelu", "layernorm")
-        assert resolve(name).quantize.options["extra_op_types"] == ["Gelu"]
+        assert resolve(name).quantize.options["op_types"] == "all"  # every op type in the graph, as ORT's QNN config
     assert all(not p.normalise.fuse for p in builtin_profiles() if p.family != "hexagon")
     assert apply_overrides(resolve("onnx"), ['normalise.fuse=["gelu"]']).normalise.fuse == ("gelu",)
     path = tmp_path / "fuse.toml"
     path.write_text('name = "x"\nextends = "onnx"\n\n[normalise]\nfuse = ["gelu", "erf"]\n')
     with pytest.raises(UsageError, match=r"fuse.toml:5: fuse = 'erf' is not one of gelu, layernorm"):
+        resolve(str(path))
+
+
+def test_quantize_op_types_all_or_a_list(tmp_path: Path) -> None:
+    """[quantize.options] op_types: a list of op types, or "all" (every op type in the graph); anything else is a usage
+    error naming the line, also through --set."""
+    from edgeconv.quantizers.onnx_qdq import StaticSettings
+
+    assert StaticSettings.from_scheme(resolve("hexagon-int8").quantize).all_op_types is True
+    assert StaticSettings.from_scheme(resolve("onnx-int8-qdq").quantize).all_op_types is False
+    profile = apply_overrides(resolve("onnx-int8-qdq"), ["quantize.options.op_types=all"])
+    assert profile.quantize.options["op_types"] == "all"
+    listed = apply_overrides(resolve("hexagon-int8"), ['quantize.options.op_types=["Conv", "MatMul"]'])
+    settings = StaticSettings.from_scheme(listed.quantize)
+    assert settings.op_types == ("Conv", "MatMul") and settings.all_op_types is False
+    with pytest.raises(UsageError, match="must be a list of op types or \"all\""):
+        apply_overrides(resolve("hexagon-int8"), ["quantize.options.op_types=everything"])
+    path = tmp_path / "ops.toml"
+    path.write_text('name = "x"\nextends = "onnx-int8-qdq"\n\n[quantize.options]\nop_types = "All"\n')
+    with pytest.raises(UsageError, match=r"ops.toml:5: op_types = 'All'"):
         resolve(str(path))
