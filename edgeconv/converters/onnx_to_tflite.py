@@ -135,6 +135,9 @@ def run_onnx2tf(artifact: Artifact, ctx: StepContext, onnx_inputs: list[TensorSp
     if dynamic:  # a dynamic batch becomes 1 (static shapes are what edge delegates take); other dims stay
         fixed = [o for o in dynamic if all(isinstance(d, int) and d > 0 for d in o.shape[1:])]
         kwargs["overwrite_input_shape"] = [f"{o.name}:{','.join(['1', *map(str, o.shape[1:])])}" for o in fixed] or None
+    import tf_keras  # onnx2tf builds a tf_keras model: its layer / graph name counters are global to the process
+
+    tf_keras.backend.clear_session()  # else a second conversion in one run names ops model_5/..., and writes other bytes
     log_buffer = _io.StringIO()
     try:
         with _offline_onnx2tf(_image_stand_in(stacks, transposed, ctx.options.seed)), \
