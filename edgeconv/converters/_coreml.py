@@ -187,6 +187,7 @@ def finish(mlmodel: Any, ctx: StepContext, output_names: list[str], *, activatio
             mlmodel.save(str(out))
     except Exception as e:
         raise UnsupportedError(f"coremltools could not save the .mlpackage: {first_line(e)}", "") from e
+    make_reproducible(out)
     info = inspect_package(out)
     reference = fp32_weight_bytes(info)
     ctx.notes["coreml"] = {
@@ -203,6 +204,29 @@ def finish(mlmodel: Any, ctx: StepContext, output_names: list[str], *, activatio
     if before:
         ctx.notes["coreml"]["weight_snr_db"] = _weight_snr(before, out, info)
     return Artifact(out, Format.COREML)
+
+
+def make_reproducible(package: Path) -> None:
+    """Same model, same bytes. coremltools names the package's items with random UUIDs (Manifest.json) and serializes
+    the spec's maps in hash order; the items get UUIDs derived from their paths, the spec is serialized with sorted
+    maps. Core ML reads both unchanged (the identifiers are only keys)."""
+    import json
+    import uuid
+
+    from coremltools.proto import Model_pb2
+
+    manifest_path = package / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    ids = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, f"edgeconv:{item['path']}"))
+           for old, item in manifest["itemInfoEntries"].items()}
+    manifest["itemInfoEntries"] = {ids[old]: item for old, item in manifest["itemInfoEntries"].items()}
+    manifest["rootModelIdentifier"] = ids[manifest["rootModelIdentifier"]]
+    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n", encoding="utf-8")
+    root = manifest["itemInfoEntries"][manifest["rootModelIdentifier"]]
+    spec_path = package / "Data" / root["path"]
+    spec = Model_pb2.Model()
+    spec.ParseFromString(spec_path.read_bytes())
+    spec_path.write_bytes(spec.SerializeToString(deterministic=True))
 
 
 def _weights_of(mlmodel: Any) -> dict[str, Any] | None:
