@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,8 +34,12 @@ def convert_function(fn: Callable[..., Any], ctx: StepContext, out: Path) -> Art
     def wrapped(*args: Any) -> Any:
         return fn(dict(zip(names, args)))
 
+    opset = min(ctx.profile.opset, max(tf2onnx.constants.OPSET_TO_IR_VERSION))  # tf2onnx 1.17 writes up to 18
+    if opset < ctx.profile.opset:
+        ctx.notes["export_opset"] = (f"tf2onnx {tf2onnx.__version__} writes up to opset {opset}: exported at {opset}, "
+                                     f"normalisation upgrades to the profile's {ctx.profile.opset}")
     try:
-        model_proto, _ = tf2onnx.convert.from_function(wrapped, input_signature=signature, opset=ctx.profile.opset)
+        model_proto, _ = tf2onnx.convert.from_function(wrapped, input_signature=signature, opset=opset)
     except ValueError as e:
         raise InvalidInputError(f"tf2onnx could not trace the model: {first_line(e)}", "check the input shapes") from e
     except Exception as e:
@@ -42,9 +47,48 @@ def convert_function(fn: Callable[..., Any], ctx: StepContext, out: Path) -> Art
                                "the message names the op; for TFLite targets the direct Keras route may still work") from e
     for output, name in zip(model_proto.graph.output, ctx.source.output_names):
         _rename_value(model_proto.graph, output.name, name)
+    renumber_generated_names(model_proto.graph)
     onnx.save_model(model_proto, str(out))
     ctx.notes["exporter"] = f"tf2onnx {tf2onnx.__version__} (TensorFlow {tf.__version__})"
     return Artifact(out, Format.ONNX)
+
+
+_GENERATED = re.compile(r"^(.*__)(\d+)((?::\d+)?)$")  # tf2onnx's make_name: "<base>__<counter>", maybe ":<port>"
+
+
+def renumber_generated_names(graph: Any) -> None:
+    """tf2onnx numbers the names it makes up from a process-wide counter, in an order that follows Python's string
+    hashing: the same model exports with other names (other bytes) from run to run (PYTHONHASHSEED) and after another
+    conversion in the same process. Renumber them 1, 2, ... in order of first use, walking the nodes in graph order
+    (subgraphs share the numbering: they may use outer names); initializers are then sorted by name. Only generated
+    names change: the model's inputs and outputs keep theirs."""
+    keep = {v.name for v in [*graph.input, *graph.output]}
+    numbers: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        match = _GENERATED.match(name)
+        if not match or name in keep:
+            return name
+        stem = match.group(1) + match.group(2)  # "Transpose__38" for "Transpose__38:0" too
+        if stem not in numbers:
+            numbers[stem] = f"{match.group(1)}{len(numbers) + 1}"
+        return numbers[stem] + match.group(3)
+
+    def walk(g: Any) -> None:
+        for node in g.node:
+            node.name = rename(node.name)
+            node.input[:] = [rename(i) for i in node.input]
+            node.output[:] = [rename(o) for o in node.output]
+            for attr in node.attribute:
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    walk(sub)
+        for value in [*g.initializer, *g.value_info, *g.input, *g.output]:
+            value.name = rename(value.name)
+        ordered = sorted(g.initializer, key=lambda t: t.name)
+        del g.initializer[:]
+        g.initializer.extend(ordered)
+
+    walk(graph)
 
 
 def _rename_value(graph: Any, old: str, new: str) -> None:
