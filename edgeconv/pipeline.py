@@ -24,6 +24,7 @@ from edgeconv.deps import installed_versions
 from edgeconv.errors import AccuracyGateError, EdgeconvError, InvalidInputError, MissingBackendError, OutputError, StepSkipped, UnsupportedError
 from edgeconv.formats import FILE_SUFFIXES, Artifact, Format
 from edgeconv.manifest import MANIFEST_NAME, ArtifactRecord, Manifest, SourceRecord, StepRecord, TargetRecord, sha256_of, size_of
+from edgeconv.native_libs import load_in_safe_order
 from edgeconv.normalise import normalise
 from edgeconv.outputs import OutputTransaction, disk_full_cause, io_error
 from edgeconv.progress import NullReporter, Reporter
@@ -390,6 +391,7 @@ def run(plan: Plan, outdir: Path, *, force: bool = False, reporter: Reporter | N
     reporter = reporter or NullReporter()
     options = plan.options
     check_backends(plan)
+    load_in_safe_order(plan)
     protected = (*plan.source.artifact.all_paths(), *(p for p in (options.calib, options.eval, options.weights)
                                                        if p and p != "random"))
     with OutputTransaction(outdir, force, protected) as tx:
