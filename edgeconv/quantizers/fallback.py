@@ -279,7 +279,10 @@ def _metrics_json(ev: Evaluation) -> dict[str, Any]:
 
 def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Path], Path], feeds: list[dict[str, Any]],
            gate: Any, budget: int, work_dir: Path, precision: str, max_candidates: int | None = None,
-           exclude_nodes: bool = False) -> FallbackResult:
+           exclude_nodes: bool = False, rank_path: Path | None = None) -> FallbackResult:
+    """Keep the costliest layers in `precision` until `qdq_path`'s successors pass `gate` (at most `budget`).
+    Candidates are ranked by their per-layer error in `rank_path` (a QDQ graph; default `qdq_path`); every trial is
+    a model `requantize` writes, judged on its outputs."""
     started = time.perf_counter()
     evaluate = Evaluator(float_path, feeds).evaluate
     base = evaluate(qdq_path)
@@ -292,7 +295,7 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
     import onnx
 
     float_model = onnx.load_model(str(float_path), load_external_data=False)
-    rows = [r for r in layer_errors(float_path, qdq_path, feeds[:8]) if r.quantized]
+    rows = [r for r in layer_errors(float_path, rank_path or qdq_path, feeds[:8]) if r.quantized]
     rows.sort(key=lambda r: -r.cost_db)
     limit = max_candidates or max(6, 2 * budget)
     measured: list[FallbackNode] = []
@@ -348,7 +351,8 @@ def gate_is_set(gate: Any) -> bool:
     return any(v is not None for v in asdict(gate).values())
 
 
-def search_for_target(float_path: Path, qdq_path: Path, requantize: Callable[..., Path], ctx: Any) -> FallbackResult | None:
+def search_for_target(float_path: Path, qdq_path: Path, requantize: Callable[..., Path], ctx: Any,
+                      rank_path: Path | None = None) -> FallbackResult | None:
     """Run `search` with the profile's gate and budget; None when the profile has no gate to aim for."""
     gate = ctx.profile.validate.gate
     if not gate_is_set(gate):
@@ -359,7 +363,8 @@ def search_for_target(float_path: Path, qdq_path: Path, requantize: Callable[...
     limit = scheme.options.get("fallback_candidates")
     with ctx.reporter.task("checking accuracy / mixed precision", total=None):
         result = search(float_path, qdq_path, requantize, feeds, gate, max(0, int(budget)), ctx.work_dir,
-                        scheme.fallback, int(limit) if limit else None, exclude_nodes=scheme.format == "qoperator")
+                        scheme.fallback, int(limit) if limit else None, exclude_nodes=scheme.format == "qoperator",
+                        rank_path=rank_path)
     if result.nodes:
         kept = ", ".join(f"{n.tensor} (from {n.op_type}, +{n.gain:.1f})" for n in result.nodes)
         ctx.warn(f"kept {len(result.nodes)} layer output(s) in {scheme.fallback} to meet the accuracy gate: {kept}")

@@ -312,7 +312,13 @@ class OnnxQdq(Quantizer):
             quantize_file(float_path, qdq, samples, settings, nodes_to_exclude=excluded, cache_path=cache, task=task,
                           quant_format="qdq")
 
-        def requantize(items: list[str], out: Path, fmt: str = "qdq") -> Path:
+        start = qdq  # what the fallback search starts from: a model in the profile's own format
+        if settings.format == "qoperator":
+            start = ctx.work_dir / f"model.{scheme.precision}.qop.onnx"
+            quantize_file(float_path, start, samples, settings, nodes_to_exclude=excluded, cache_path=cache,
+                          quant_format="qoperator")
+
+        def requantize(items: list[str], out: Path, fmt: str = settings.format) -> Path:
             """Quantize again from the cached ranges with `items` (fallback tensors) kept in higher precision."""
             node_items = [i[len(fallback.NODES):] for i in items if i.startswith(fallback.NODES)]
             plain = [i for i in items if not i.startswith(fallback.NODES)]
@@ -336,11 +342,10 @@ class OnnxQdq(Quantizer):
                           tensor_overrides=overrides, cache_path=cache, quant_format=fmt)
             return out
 
-        result = fallback.search_for_target(float_path, qdq, requantize, ctx)
-        final = result.final_path if result and result.final_path else qdq
-        if settings.format == "qoperator":
-            final = requantize(result.tensors() if result else [], ctx.work_dir / f"model.{scheme.precision}.qop.onnx",
-                               "qoperator")
+        # candidates are ranked by per-layer error, which only a QDQ graph shows; every trial is judged in the
+        # profile's format (a QOperator model can lose far more than its QDQ twin: fused integer kernels)
+        result = fallback.search_for_target(float_path, start, requantize, ctx, rank_path=qdq)
+        final = result.final_path if result and result.final_path else start
         skip = set(excluded) | set(result.node_names() if result else [])
         from edgeconv.quantizers.checks import WEIGHT_OPS
 
@@ -351,7 +356,8 @@ class OnnxQdq(Quantizer):
         if result is not None:
             notes["fallback"] = result.to_json()
         if ctx.options.report:  # per-layer table; a QOperator model is read through its QDQ twin
-            twin = (result.final_path if result and result.final_path else qdq) if settings.format == "qoperator" else final
+            twin = final if settings.format != "qoperator" else (
+                requantize(result.tensors(), ctx.work_dir / "report.qdq.onnx", "qdq") if result and result.nodes else qdq)
             notes["layers"] = fallback.layer_report(float_path, twin, ctx)
         ctx.notes["quantize"] = notes
         return Artifact(final, Format.ONNX)

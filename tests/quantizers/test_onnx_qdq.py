@@ -63,6 +63,21 @@ def test_digits_int8_accuracy_within_one_point(digits, tmp_path: Path, target: s
     assert [r["worst_channel_snr_db"] for r in layers] == sorted(r["worst_channel_snr_db"] for r in layers)
 
 
+def test_qoperator_fallback_is_judged_in_qoperator_format(transformer, tmp_path: Path) -> None:
+    """ORT's QOperator kernels (QLinearMatMul, QLinearAdd, ... chained in integers) lose far more on the transformer
+    block than its QDQ twin (12 dB vs 33 dB). The fallback search used to judge the QDQ twin, found the gate met, kept
+    nothing in float, and the QOperator model then failed validation (exit 5). Trials are now QOperator models."""
+    manifest = convert(transformer / "transformer.pt2", ["cpu-int8-qop"], tmp_path / "out",
+                       calib=str(transformer / "calib"), eval=str(transformer / "eval"))
+    record = target_record(manifest, "cpu-int8-qop")
+    fallback = record["notes"]["quantize"]["fallback"]
+    assert fallback["before"]["snr_db"] < 18 and not fallback["gate_passed_before"]  # the QOperator model itself
+    assert 1 <= len(fallback["nodes"]) <= 8 and fallback["gate_passed_after"]
+    assert record["validation"]["metrics"]["snr_db"] > 25
+    ops = {n.op_type for n in onnx.load(str(model_path(manifest, tmp_path / "out", "cpu-int8-qop"))).graph.node}
+    assert "QLinearMatMul" in ops or "MatMulInteger" in ops
+
+
 def test_ort_defaults_fail_on_pitfall_graph(pitfall, tmp_path: Path) -> None:
     """What the issue measured: ORT's defaults leave Constant-node weights float (file bigger than fp32), and
     per-channel on opset 11 writes an invalid graph. The checks catch both."""
