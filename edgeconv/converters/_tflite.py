@@ -16,6 +16,7 @@ op by op afterwards (tflite_ops.float_ops) and refused (exit 4, ops listed) unle
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -175,19 +176,47 @@ def check_ops(model_bytes: bytes, precision: str, ctx: StepContext) -> None:
                            details={"float_ops": [op.to_json() for op in left]})
 
 
+# Run in a child process: some LiteRT kernels abort() the process instead of raising (int16x8 on the transformer
+# block, LiteRT 2.3), which would end the whole run with no message.
+_PREPARE = """
+import sys
+from ai_edge_litert.interpreter import Interpreter
+try:
+    Interpreter(model_path=sys.argv[1], num_threads=1).allocate_tensors()
+except (RuntimeError, ValueError) as e:
+    print(" ".join(str(e).split())[:300] or type(e).__name__, file=sys.stderr)
+    sys.exit(3)
+"""
+
+
 def check_prepares(model_bytes: bytes, ctx: StepContext) -> None:
     """LiteRT must be able to prepare every kernel (allocate tensors): some quantized models convert but are refused
-    by the kernels, e.g. DEPTHWISE_CONV_2D 'no_integer_overflow_from_quantization' when a scale is out of range."""
-    litert = require("ai_edge_litert.interpreter", "tflite", purpose="checking the converted .tflite")
-    try:
-        interpreter = litert.Interpreter(model_content=model_bytes, num_threads=1)
-        interpreter.allocate_tensors()
-    except (RuntimeError, ValueError) as e:
-        raise UnsupportedError(
-            f"{ctx.profile.name}: the converted model is refused by the LiteRT kernels: {kernel_error(e)}",
-            "a quantization scale is out of the kernel's range for the named op; use another precision profile "
-            "(e.g. tflite-int8 instead of tflite-int16x8), or calibrate with real --calib data",
-        ) from e
+    by the kernels, e.g. DEPTHWISE_CONV_2D 'no_integer_overflow_from_quantization' when a scale is out of range, and
+    some crash the process doing so (checked in a child process for that reason)."""
+    import signal
+    import subprocess
+    import sys
+
+    require("ai_edge_litert.interpreter", "tflite", purpose="checking the converted .tflite")
+    path = ctx.work_dir / "prepare-check.tflite"
+    path.write_bytes(model_bytes)
+    proc = subprocess.run([sys.executable, "-c", _PREPARE, str(path)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if proc.returncode == 0:
+        path.unlink()
+        return
+    log.debug("LiteRT prepare check exited %s: %s", proc.returncode, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith(("INFO:", "WARNING:"))]
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else proc.returncode
+        reason = f"LiteRT crashed ({name}) preparing its kernels" + (f": {lines[-1][:300]}" if lines else "")
+    else:
+        reason = f"the converted model is refused by the LiteRT kernels: {lines[-1] if lines else 'see -vv'}"
+    raise UnsupportedError(
+        f"{ctx.profile.name}: {reason}",
+        "a quantization scale or shape is out of the kernel's range; use another precision profile "
+        "(e.g. tflite-int8 instead of tflite-int16x8), or calibrate with real --calib data",
+    )
 
 
 def kernel_error(e: BaseException) -> str:

@@ -42,7 +42,7 @@ def test_torch_digits_to_tflite(digits, tmp_path: Path, no_network: list[str]) -
     manifest = convert(digits.pt2, targets, out, calib=str(digits.calib), eval=str(digits.eval))
     for v in targets:
         record = target_record(manifest, v)
-        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise", "onnx_to_tflite"]
+        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise + fuse gelu", "onnx_to_tflite"]
         io = record["notes"]["tflite_io"]
         assert io["layout"] == "nhwc" and io["inputs"][0]["perm"] == [0, 2, 3, 1]  # NCHW source → NHWC .tflite
     assert target_record(manifest, "tflite-fp32")["validation"]["metrics"]["snr_db"] > 100
@@ -166,3 +166,46 @@ def test_transformer_sequence_input(transformer: Path, tmp_path: Path, no_networ
         assert record["notes"]["tflite_ops"]["BATCH_MATMUL"] == 2 and "SOFTMAX" in record["notes"]["tflite_ops"]
     assert float_ops(model_path(manifest, out, "tflite-int8").read_bytes()) == []
     assert no_network == []
+
+
+def test_a_kernel_that_aborts_the_process_is_a_clean_exit_4(cli: Any, transformer: Path, tmp_path: Path) -> None:
+    """LiteRT 2.3 abort()s (SIGABRT, no message) preparing the int16x8 transformer block. The prepare check runs in a
+    child process, so the run ends with exit 4, a one-line reason and nothing written, not with a dead process. (If a
+    later LiteRT prepares it, the conversion must then pass its gate.)"""
+    out = tmp_path / "out"
+    result = cli("convert", transformer / "transformer.pt2", "-t", "tflite-int16x8", "--calib", transformer / "calib",
+                 "--eval", transformer / "eval", "-o", out)
+    assert result.code in (0, 4), f"exit {result.code}: {result.stderr[-800:]}"
+    if result.code == 4:
+        assert "tflite-int16x8: LiteRT crashed (SIGABRT) preparing its kernels" in result.stderr
+        assert "hint: " in result.stderr
+        assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_prepare_check_reports_a_crash_by_signal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from edgeconv.converters import _tflite
+
+    monkeypatch.setattr(_tflite, "_PREPARE", "import os; os.abort()")
+    ctx = SimpleNamespace(work_dir=tmp_path, profile=SimpleNamespace(name="tflite-x"))
+    with pytest.raises(UnsupportedError, match=r"tflite-x: LiteRT crashed \(SIGABRT\)"):
+        _tflite.check_prepares(b"not a model", ctx)  # type: ignore[arg-type]
+    monkeypatch.setattr(_tflite, "_PREPARE", "import sys; print('Node 3 (RSQRT) failed to prepare', file=sys.stderr); "
+                                             "sys.exit(3)")
+    with pytest.raises(UnsupportedError, match="refused by the LiteRT kernels: Node 3 \\(RSQRT\\) failed to prepare"):
+        _tflite.check_prepares(b"not a model", ctx)  # type: ignore[arg-type]
+
+
+def test_erf_gelu_from_an_opset_17_export_becomes_tflite_gelu(gelu_transformer: Path, tmp_path: Path) -> None:
+    """onnx2tf maps ONNX Erf to TensorFlow's Erf, which has no TFLite builtin (this used to exit 4). The tflite profiles
+    fuse the Erf decomposition into one Gelu first (ONNX Runtime's fusion, opset 21)."""
+    out = tmp_path / "out"
+    manifest = convert(gelu_transformer / "gelu_block_opset17.onnx", ["tflite-fp32", "tflite-int8"], out,
+                       calib=str(gelu_transformer / "calib"), eval=str(gelu_transformer / "eval"))
+    for target, min_snr in (("tflite-fp32", 100.0), ("tflite-int8", 25.0)):
+        record = target_record(manifest, target)
+        assert record["notes"]["normalise"]["fused"] == {"gelu": 1}
+        assert "GELU" in record["notes"]["tflite_ops"] and not any("ERF" in op for op in record["notes"]["tflite_ops"])
+        assert record["validation"]["metrics"]["snr_db"] > min_snr
+    assert target_record(manifest, "tflite-int8")["validation"]["metrics"]["top1_agreement"] >= 0.95

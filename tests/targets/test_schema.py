@@ -63,7 +63,8 @@ def test_normalise_fusions_are_data(tmp_path: Path) -> None:
     for name in ("hexagon-int8", "hexagon-int16", "hexagon-fp16"):
         assert resolve(name).normalise.fuse == ("gelu", "layernorm")
         assert resolve(name).quantize.options["op_types"] == "all"  # every op type in the graph, as ORT's QNN config
-    assert all(not p.normalise.fuse for p in builtin_profiles() if p.family != "hexagon")
+    assert all(resolve(name).normalise.fuse == ("gelu",) for name in profile_names() if name.startswith("tflite-"))
+    assert all(not p.normalise.fuse for p in builtin_profiles() if p.family not in ("hexagon", "tflite"))
     assert apply_overrides(resolve("onnx"), ['normalise.fuse=["gelu"]']).normalise.fuse == ("gelu",)
     path = tmp_path / "fuse.toml"
     path.write_text('name = "x"\nextends = "onnx"\n\n[normalise]\nfuse = ["gelu", "erf"]\n')
