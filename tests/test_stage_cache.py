@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,23 @@ from edgeconv.targets import resolve
 from tests.helpers import convert, target_record
 
 pytestmark = pytest.mark.xdist_group("stage_cache")  # one worker fills the warm cache once for every test here
-TARGETS = ["tflite-int8", "onnx-int8-qdq"]  # export → normalise → compile (onnx2tf) / → quantize (QDQ), shared
+# onnx-int8-qdq at the tflite profiles' opset and fusions, so that the two targets share export and normalise:
+# export → normalise → compile (onnx2tf) / → quantize (QDQ)
+QDQ = "qdq-like-tflite"
+PROFILE = Path(tempfile.gettempdir()) / "edgeconv-test-profiles" / f"{QDQ}.toml"
+TARGETS = ["tflite-int8", str(PROFILE)]
+NAMES = ["tflite-int8", QDQ]
+
+
+def _write_profile() -> None:
+    """Shared by xdist workers: written whole under a temp name, then renamed into place."""
+    PROFILE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = PROFILE.with_name(f".{PROFILE.name}.{os.getpid()}")
+    tmp.write_text(f'name = "{QDQ}"\nextends = "onnx-int8-qdq"\nopset = 21\n\n[normalise]\nfuse = ["gelu"]\n')
+    os.replace(tmp, PROFILE)
+
+
+_write_profile()
 CACHED_KINDS = ("export", "normalise", "quantize", "compile")
 
 
@@ -88,7 +105,7 @@ def _listing(root: Path) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def warm(digits: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """A cache filled by one cold run (tflite-int8 + onnx-int8-qdq of the digits .pt2), and that run's manifest."""
+    """A cache filled by one cold run (tflite-int8 + QDQ of the digits .pt2), and that run's manifest."""
     root = tmp_path_factory.mktemp("warm-cache")
     with pytest.MonkeyPatch.context() as mp:
         _cache_on(mp, root)
@@ -109,9 +126,9 @@ def test_cold_run_stores_one_entry_per_step(warm: tuple[Path, dict[str, Any]]) -
     root, cold = warm
     assert _cached(cold) == set()
     shared = _steps(cold)
-    assert shared[("onnx-int8-qdq", "export")]["reused"] and shared[("onnx-int8-qdq", "normalise")]["reused"]
+    assert shared[(QDQ, "export")]["reused"] and shared[(QDQ, "normalise")]["reused"]
     entries = _by_step(root / STAGES_DIR)
-    assert sorted(entries) == ["compile onnx_to_tflite", "export torch_to_onnx", "normalise normalise",
+    assert sorted(entries) == ["compile onnx_to_tflite", "export torch_to_onnx", "normalise normalise + fuse gelu",
                                "quantize quantize int8"]
     assert entries["export torch_to_onnx"]["notes"]["exporter"].startswith("torch.onnx (dynamo)")
     assert set(entries["compile onnx_to_tflite"]["notes"]) >= {"tflite_route", "calibration", "tflite_io", "tflite_ops"}
@@ -127,8 +144,8 @@ def test_rerun_takes_every_stage_from_the_cache_and_writes_the_same_bytes(digits
     assert _hashes(hot) == _hashes(cold) and len(_hashes(hot)) == 2
     assert _metrics(hot) == _metrics(cold)
     snr = {name: m["snr_db"] for name, m in _metrics(hot).items()}
-    assert snr["tflite-int8"] > 35 and snr["onnx-int8-qdq"] > 35
-    for name in TARGETS:  # what the steps had noted and warned is replayed
+    assert snr["tflite-int8"] > 35 and snr[QDQ] > 35
+    for name in NAMES:  # what the steps had noted and warned is replayed
         assert target_record(hot, name)["notes"] == target_record(cold, name)["notes"]
         assert target_record(hot, name)["warnings"] == target_record(cold, name)["warnings"]
     assert len(_entries(cache)) == 4  # nothing new stored
@@ -147,12 +164,12 @@ def test_new_calibration_data_redoes_what_reads_it(digits: Any, warm: tuple[Path
         shutil.copy(sample, calib / sample.name)
     manifest = _convert(digits, tmp_path / "out", calib=str(calib))
     assert _cached(manifest) == {("tflite-int8", "export"), ("tflite-int8", "normalise"),
-                                 ("onnx-int8-qdq", "export"), ("onnx-int8-qdq", "normalise")}
+                                 (QDQ, "export"), (QDQ, "normalise")}
     # quantize (QDQ) and compile (onnx2tf + TFLiteConverter's int8 calibration) read the calibration data: redone
-    assert target_record(manifest, "onnx-int8-qdq")["notes"]["calibration"]["count"] == 40
+    assert target_record(manifest, QDQ)["notes"]["calibration"]["count"] == 40
     assert _hashes(manifest) != _hashes(warm[1])
     assert sorted(e["step"] for e in _entries(cache)) == [  # the new quantize and compile outputs beside the old ones
-        "compile onnx_to_tflite", "compile onnx_to_tflite", "export torch_to_onnx", "normalise normalise",
+        "compile onnx_to_tflite", "compile onnx_to_tflite", "export torch_to_onnx", "normalise normalise + fuse gelu",
         "quantize quantize int8", "quantize quantize int8"]
     again = _convert(digits, tmp_path / "again")  # the original data again: all from the cache
     assert _cached(again) == set(_steps(again)) and _hashes(again) == _hashes(warm[1])
@@ -164,8 +181,8 @@ def test_gate_change_redoes_only_the_quantize_step(digits: Any, warm: tuple[Path
     """A [validate] setting changes how a result is checked, not how it is built: export, normalise and compile are
     reused. Quantize is not: its accuracy-driven fallback searches for the gate on the validation samples."""
     manifest = _convert(digits, tmp_path / "out", overrides=("validate.gate.min_snr_db=30",))
-    assert set(_steps(manifest)) - _cached(manifest) == {("onnx-int8-qdq", "quantize")}
-    assert target_record(manifest, "onnx-int8-qdq")["validation"]["gate"]["min_snr_db"] == 30
+    assert set(_steps(manifest)) - _cached(manifest) == {(QDQ, "quantize")}
+    assert target_record(manifest, QDQ)["validation"]["gate"]["min_snr_db"] == 30
     assert _hashes(manifest) == _hashes(warm[1])  # the gate was met without fallback: the same model
     assert _metrics(manifest) == _metrics(warm[1])
 
@@ -179,8 +196,8 @@ def test_damaged_entries_are_misses_and_are_replaced(digits: Any, warm: tuple[Pa
     model.write_bytes(model.read_bytes()[:1000])  # truncated
     (entries["export torch_to_onnx"]["dir"] / ENTRY_NAME).write_text("{")  # half-written
     manifest = _convert(digits, tmp_path / "out")
-    assert set(_steps(manifest)) - _cached(manifest) == {("tflite-int8", "export"), ("onnx-int8-qdq", "export"),
-                                                         ("onnx-int8-qdq", "quantize")}
+    assert set(_steps(manifest)) - _cached(manifest) == {("tflite-int8", "export"), (QDQ, "export"),
+                                                         (QDQ, "quantize")}
     assert _hashes(manifest) == _hashes(warm[1])  # the re-export is byte-identical: normalise still hit
     assert len(_entries(cache)) == 4  # both replaced by good entries
     again = _convert(digits, tmp_path / "again")

@@ -226,10 +226,21 @@ def test_run_after_sigkill_cleans_stale_staging(cli, digits, ws: Path, slow_cali
 
 # ---------------------------------------------------------------- 12. two runs, one OUTDIR
 def _load_output(out: Path) -> str:
-    """Read OUTDIR as one consistent version (through a directory fd) and load its model; return the manifest hash."""
+    """Read OUTDIR as one consistent version (through a directory fd) and load its model; return the manifest hash.
+    The version a reader opened can be retired under it (the commit swaps the folders, then deletes the old one):
+    then the path already shows the new version, and the reader reads again."""
+    for _ in range(20):
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)  # OUTDIR itself is never missing: no retry for that
+        try:
+            return _load_version(fd)
+        except FileNotFoundError:  # the version behind `fd` was retired while being read
+            time.sleep(0.01)
+    raise AssertionError(f"{out}: no complete version could be read")
+
+
+def _load_version(fd: int) -> str:
     import onnxruntime as ort
 
-    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     try:
         manifest_fd = os.open("manifest.json", os.O_RDONLY, dir_fd=fd)
         with os.fdopen(manifest_fd) as f:
