@@ -237,11 +237,23 @@ def test_quantize_cli_file_output_and_json(cli, outlier, tmp_path: Path) -> None
     assert no_calib.code == 3 and "--calib" in json.loads(no_calib.stdout)["error"]["hint"]
 
 
+def _save_mlp(nodes: list, inits: list, path: Path) -> Path:
+    """An opset-21 graph from `input` [1, 16] to `y` [1, 8]."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, path.stem, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], initializer=inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    proto.ir_version = 10
+    onnx.save_model(proto, str(path))
+    return path
+
+
 def test_extra_op_types_put_qdq_around_an_op_ort_leaves_float(tmp_path: Path) -> None:
     """Gelu is not in ORT's quantizer registry: by default it reads a DequantizeLinear and, followed by a Reshape (as in
     exported MLPs, before a Gemm), writes float (a float island); with extra_op_types = ["Gelu"] its output is
     quantized too."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     from edgeconv.quantizers.onnx_qdq import op_types_to_quantize
 
@@ -256,12 +268,7 @@ def test_extra_op_types_put_qdq_around_an_op_ort_leaves_float(tmp_path: Path) ->
     nodes = [helper.make_node("MatMul", ["input", "w1"], ["h"], name="fc1"),
              helper.make_node("Gelu", ["h"], ["g"], name="gelu"), helper.make_node("Reshape", ["g", "flat"], ["r"], name="flat"),
              helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2")]
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], initializer=inits)
-    model = tmp_path / "mlp.onnx"
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    proto.ir_version = 10
-    onnx.save_model(proto, str(model))
+    model = _save_mlp(nodes, inits, tmp_path / "mlp.onnx")
     calib = save_uniform_samples(tmp_path / "calib", 16, (1, 16), seed=1)
     samples = open_samples(str(calib), (TensorSpec("input", (1, 16)),), 16)
     readers = {}
@@ -279,7 +286,7 @@ def test_op_types_all_quantizes_every_op_in_the_graph(tmp_path: Path) -> None:
     """ONNX Runtime's quantizer registry lacks Sub, Pow, ReduceMean, Sqrt, Div and Tanh: with its default list they
     compute in float between Q/DQ (islands). `op_types = "all"` (the hexagon profiles) asks for every op type of the
     graph, Cast excepted, as ORT's get_qnn_qdq_config does: each one reads DequantizeLinear and writes QuantizeLinear."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     from edgeconv.quantizers.onnx_qdq import NEVER_QUANTIZED, op_types_to_quantize
     from tests.converters.hexagon_models import float_nodes
@@ -300,12 +307,7 @@ def test_op_types_all_quantizes_every_op_in_the_graph(tmp_path: Path) -> None:
              helper.make_node("Div", ["s", "r"], ["n"], name="div"),
              helper.make_node("Tanh", ["n"], ["t"], name="tanh"),
              helper.make_node("MatMul", ["t", "w2"], ["y"], name="fc2")]
-    graph = helper.make_graph(nodes, "norm", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], initializer=inits)
-    model = tmp_path / "norm.onnx"
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    proto.ir_version = 10
-    onnx.save_model(proto, str(model))
+    model = _save_mlp(nodes, inits, tmp_path / "norm.onnx")
     every = StaticSettings(all_op_types=True)
     assert op_types_to_quantize(every, model) == sorted({n.op_type for n in nodes}) and NEVER_QUANTIZED == {"Cast"}
     calib = save_uniform_samples(tmp_path / "calib", 16, (1, 16), seed=1)
