@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from edgeconv.context import StepContext
 from edgeconv.deps import require
-from edgeconv.errors import InvalidInputError, UnsupportedError, UsageError, first_line
+from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
 from edgeconv.quantizers.base import Quantizer
 from edgeconv.quantizers.calibration import SampleSet, samples_for
@@ -64,7 +64,7 @@ class StaticSettings:
     @classmethod
     def from_scheme(cls, scheme: Any) -> "StaticSettings":
         options = dict(scheme.options)
-        every_op_type = _all_op_types(options)
+        every_op_type = options.get("op_types") == ALL_OP_TYPES  # any other value was checked by the profile schema
         unknown = [k for k in options if k[:1].islower() and k not in EDGECONV_OPTIONS]
         if unknown:
             raise UnsupportedError(f"unknown [quantize.options] key(s): {', '.join(unknown)}",
@@ -96,17 +96,6 @@ class StaticSettings:
                 "extra_options": self.extra, **({"op_types": ALL_OP_TYPES} if self.all_op_types else {}),
                 **({"placement": self.placement} if self.placement else {}),
                 **({"extra_op_types": list(self.extra_op_types)} if self.extra_op_types else {})}
-
-
-def _all_op_types(options: dict[str, Any]) -> bool:
-    value = options.get("op_types", ())
-    if value == ALL_OP_TYPES:
-        return True
-    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-        raise UsageError(f"[quantize.options] op_types = {value!r} is neither a list of op types nor {ALL_OP_TYPES!r}",
-                         f'use e.g. op_types = ["Conv", "MatMul"], or op_types = "{ALL_OP_TYPES}" (every op type in '
-                         "the graph)")
-    return False
 
 
 def _placement(value: Any) -> str:
