@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
+from edgeconv.targets.schema import OpsetRange
 
 log = logging.getLogger(__name__)
 TWO_GB = 2**31 - 1
@@ -38,6 +39,7 @@ class NormaliseReport:
     shapes_fixed: dict[str, list[int]] = field(default_factory=dict)
     fused: dict[str, int] = field(default_factory=dict)  # fusion name (fusions.py) → subgraphs replaced
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # what the user should know (shown as warnings, also in the manifest)
 
 
 def default_opset(model: Any) -> int:
@@ -47,7 +49,7 @@ def default_opset(model: Any) -> int:
     return 0
 
 
-def check_versions(model: Any, path: Path, target_opset: int) -> None:
+def check_versions(model: Any, path: Path) -> None:
     import onnx
 
     if model.ir_version > onnx.IR_VERSION:
@@ -162,47 +164,71 @@ def set_input_shapes(model: Any, shapes: dict[str, tuple[int, ...]]) -> dict[str
     return fixed
 
 
-def normalise(src: Artifact, out: Path, target_opset: int, shapes: dict[str, tuple[int, ...]],
+def convert_opset(model: Any, path: Path, opset: OpsetRange, notes: list[str]) -> Any:
+    """Bring the model into the target's opset range: kept when inside it (what the exporter wrote), upgraded to the
+    preferred opset below it, down-converted to the newest the target takes above it (exit 4 when that fails)."""
+    import onnx
+    from onnx import version_converter
+
+    have = default_opset(model)
+    want = opset.target_for(have)
+    if want == have:
+        return model
+    try:
+        converted = version_converter.convert_version(model, want)
+        if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in converted.graph.initializer):
+            onnx.checker.check_model(converted)  # the converter can write attributes the new opset lacks
+    except Exception as e:
+        if want > have:
+            raise UnsupportedError(f"cannot upgrade the model ({path.name}) from opset {have} to {want}: {first_line(e)}",
+                                   f"the target takes opset {opset}; export the model at opset {opset.min} or newer") from e
+        raise UnsupportedError(
+            f"the model ({path.name}) uses opset {have}, the target takes opset {opset}, and down-converting to {want} failed: "
+            f"{first_line(e)}",
+            f"re-export at opset {opset.max} or lower (torch.onnx.export(..., opset_version={opset.max}), "
+            f"tf2onnx --opset {opset.max}); if your runtime is newer, widen the range: --set opset.max={have}") from e
+    notes.append(f"opset {have} → {want} (the target takes {opset})")
+    return converted
+
+
+def normalise(src: Artifact, out: Path, opset: OpsetRange | int, shapes: dict[str, tuple[int, ...]],
               fuse: tuple[str, ...] = ()) -> tuple[Artifact, NormaliseReport]:
+    """`opset`: the target's range (an int: exactly that opset)."""
+    if isinstance(opset, int):
+        opset = OpsetRange.exactly(opset)
     import onnx
     import onnxslim
-    from onnx import version_converter
 
     from edgeconv.sources.onnx_source import external_data_files, load_onnx_checked
 
     model = load_onnx_checked(src.path, with_data=False)
-    check_versions(model, src.path, target_opset)
+    check_versions(model, src.path)
     check_ops(model, src.path)
     external = external_data_files(model, src.path)
     if external and sum(external.values()) + _serialized_size(model) > TWO_GB - 10_000_000:
-        return _normalise_large(model, src, out, target_opset, shapes, external, fuse)
+        return _normalise_large(model, src, out, opset, shapes, external, fuse)
     if external:
         model = load_onnx_checked(src.path)
     check_model(model, src.path)
     before = _counts(model)
     opset_before = default_opset(model)
     notes: list[str] = []
-    if opset_before < target_opset:
-        try:
-            model = version_converter.convert_version(model, target_opset)
-            notes.append(f"opset {opset_before} → {target_opset}")
-        except Exception as e:
-            raise UnsupportedError(f"cannot upgrade opset {opset_before} to {target_opset}: {first_line(e)}",
-                                   "export the model with a newer opset") from e
-    elif opset_before > target_opset:
-        raise UnsupportedError(
-            f"{src.path} uses opset {opset_before}; the target takes at most opset {target_opset}",
-            f"export with opset {target_opset} or lower, or use a profile with a newer opset (--set opset={opset_before})",
-        )
+    model = convert_opset(model, src.path, opset, notes)
     fixed = set_input_shapes(model, shapes)
     slim_shapes = [f"{name}:{','.join(map(str, dims))}" for name, dims in shapes.items()]
     buffer = io.StringIO()
+    warnings: list[str] = []
+    unslimmed = onnx.ModelProto()
+    unslimmed.CopyFrom(model)  # onnxslim may have rewritten part of its input when it fails
     try:
         with contextlib.redirect_stdout(buffer):
             model = onnxslim.slim(model, input_shapes=slim_shapes or None)
-    except Exception as e:
+    except Exception as e:  # an optional optimiser: the unoptimised graph is still a valid graph
         log.debug("onnxslim output:\n%s", buffer.getvalue())
-        raise UnsupportedError(f"graph optimisation (onnxslim) failed: {first_line(e)}", "the graph may use an op onnxslim cannot fold") from e
+        model = unslimmed
+        warnings.append(f"graph optimisation (onnxslim) failed, continuing with the unoptimised graph (constants not "
+                        f"folded, BatchNorm not fused): {first_line(e)}")
+        notes.append(warnings[-1])
     moved = constants_to_initializers(model)
     if moved:
         notes.append(f"{moved} Constant nodes moved to initializers")
@@ -221,11 +247,11 @@ def normalise(src: Artifact, out: Path, target_opset: int, shapes: dict[str, tup
         companions = (data,)
     else:
         onnx.save_model(model, str(out))
-    report = _report(opset_before, default_opset(model), before, after, fixed, notes, fused)
+    report = _report(opset_before, default_opset(model), before, after, fixed, notes, fused, warnings)
     return Artifact(out, Format.ONNX, companions=companions), report
 
 
-def _normalise_large(model: Any, src: Artifact, out: Path, target_opset: int, shapes: dict[str, tuple[int, ...]],
+def _normalise_large(model: Any, src: Artifact, out: Path, opset: OpsetRange, shapes: dict[str, tuple[int, ...]],
                      external: dict[Path, int], fuse: tuple[str, ...]) -> tuple[Artifact, NormaliseReport]:
     """A model over 2 GB (weights in external data): the graph is normalised without loading the weights (protobuf
     cannot hold them, and onnxslim would need several copies in memory), so constant folding is skipped. The data
@@ -233,22 +259,12 @@ def _normalise_large(model: Any, src: Artifact, out: Path, target_opset: int, sh
     import shutil
 
     import onnx
-    from onnx import version_converter
 
     check_model(src.path, src.path)
     before = _counts(model)
     opset_before = default_opset(model)
     notes = ["larger than 2 GB: weights kept in external data, graph optimisation (onnxslim) skipped"]
-    if opset_before > target_opset:
-        raise UnsupportedError(f"{src.path} uses opset {opset_before}; the target takes at most opset {target_opset}",
-                               f"export with opset {target_opset} or lower")
-    if opset_before < target_opset:
-        try:
-            model = version_converter.convert_version(model, target_opset)
-        except Exception as e:
-            raise UnsupportedError(f"cannot upgrade opset {opset_before} to {target_opset} on a model over 2 GB: "
-                                   f"{first_line(e)}", f"export the model with opset {target_opset}") from e
-        notes.append(f"opset {opset_before} → {target_opset}")
+    model = convert_opset(model, src.path, opset, notes)
     fixed = set_input_shapes(model, shapes)
     moved = constants_to_initializers(model)
     if moved:
@@ -283,14 +299,14 @@ def _fuse(model: Any, fuse: tuple[str, ...], notes: list[str]) -> dict[str, int]
 
 
 def _report(opset_before: int, opset_after: int, before: Counter, after: Counter, fixed: dict[str, list[int]],
-            notes: list[str], fused: dict[str, int]) -> NormaliseReport:
+            notes: list[str], fused: dict[str, int], warnings: list[str] | None = None) -> NormaliseReport:
     return NormaliseReport(
         opset_before=opset_before, opset_after=opset_after,
         nodes_before=sum(before.values()), nodes_after=sum(after.values()),
         constant_nodes_before=before["Constant"], constant_nodes_after=after["Constant"],
         batchnorm_before=before["BatchNormalization"], batchnorm_after=after["BatchNormalization"],
         shape_nodes_before=sum(before[o] for o in SHAPE_OPS), shape_nodes_after=sum(after[o] for o in SHAPE_OPS),
-        shapes_fixed=fixed, fused=fused, notes=tuple(notes),
+        shapes_fixed=fixed, fused=fused, notes=tuple(notes), warnings=tuple(warnings or ()),
     )
 
 

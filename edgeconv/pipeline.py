@@ -206,7 +206,7 @@ class _RunState:
 
 
 def _cache_key(step: Step, artifact: Artifact, profile: Profile, source: SourceModel) -> str:
-    settings: dict[str, Any] = {"opset": profile.opset, "inputs": [asdict(s) for s in source.inputs]}
+    settings: dict[str, Any] = {"opset": asdict(profile.opset), "inputs": [asdict(s) for s in source.inputs]}
     if step.kind == "quantize":  # the accuracy fallback searches until the gate passes: the gate decides the output
         settings["quantize"] = asdict(profile.quantize)
         settings["validate"] = asdict(profile.validate)
@@ -243,6 +243,8 @@ def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState
         result, report = normalise(artifact, step_ctx.work_dir / "model.onnx", ctx.profile.opset, shapes,
                                    ctx.profile.normalise.fuse)
         record.notes["normalise"] = asdict(report)
+        for warning in report.warnings:
+            ctx.warn(warning)
     elif step.kind == "quantize":
         result = quantizer_for(step.quantizer or "")().quantize(artifact, step_ctx)
     else:

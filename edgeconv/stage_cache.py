@@ -108,7 +108,7 @@ def step_settings(kind: str, plugin: type | None, ctx: "StepContext",
     profile = dataclasses.asdict(ctx.profile)
     profile.pop("source_file")  # where the profile was read ("--set" once overridden); its content is what counts
     if kind == "normalise":  # normalise(model, opset, static input shapes, the profile's [normalise] options if any)
-        return {"opset": ctx.profile.opset, "normalise": profile.get("normalise")}
+        return {"opset": profile.get("opset"), "normalise": profile.get("normalise")}
     profile_keys = option_keys = None
     if kind != "quantize" and plugin is not None:
         profile_keys = getattr(plugin, "cache_profile_keys", None)

@@ -34,10 +34,12 @@ def convert_function(fn: Callable[..., Any], ctx: StepContext, out: Path) -> Art
     def wrapped(*args: Any) -> Any:
         return fn(dict(zip(names, args)))
 
-    opset = min(ctx.profile.opset, max(tf2onnx.constants.OPSET_TO_IR_VERSION))  # tf2onnx 1.17 writes up to 18
-    if opset < ctx.profile.opset:
-        ctx.notes["export_opset"] = (f"tf2onnx {tf2onnx.__version__} writes up to opset {opset}: exported at {opset}, "
-                                     f"normalisation upgrades to the profile's {ctx.profile.opset}")
+    wanted = ctx.profile.opset.preferred
+    opset = min(wanted, max(tf2onnx.constants.OPSET_TO_IR_VERSION))  # tf2onnx 1.17 writes up to 18
+    if opset < wanted:
+        ctx.notes["export_opset"] = (f"tf2onnx {tf2onnx.__version__} writes up to opset {opset}: exported at {opset}"
+                                     + (f", normalisation upgrades to {wanted} (the target takes {ctx.profile.opset})"
+                                        if opset < ctx.profile.opset.min else ""))
     try:
         model_proto, _ = tf2onnx.convert.from_function(wrapped, input_signature=signature, opset=opset)
     except ValueError as e:

@@ -72,10 +72,10 @@ class TorchToOnnx(Converter):
         try:
             with contextlib.redirect_stdout(buffer), _quiet_exporter_logs(), torch.no_grad():
                 if scripted:
-                    torch.onnx.export(module, args, str(out), input_names=names, opset_version=ctx.profile.opset,
+                    torch.onnx.export(module, args, str(out), input_names=names, opset_version=ctx.profile.opset.preferred,
                                       dynamo=False, do_constant_folding=True)
                 else:
-                    torch.onnx.export(module, args, str(out), input_names=names, opset_version=ctx.profile.opset,
+                    torch.onnx.export(module, args, str(out), input_names=names, opset_version=ctx.profile.opset.preferred,
                                       dynamo=True, external_data=n_bytes > EXTERNAL_DATA_THRESHOLD, optimize=True)
         except Exception as e:
             log.debug("exporter output:\n%s", buffer.getvalue())

@@ -80,12 +80,45 @@ class ShapePolicy:
 
 
 @dataclass(frozen=True)
+class OpsetRange:
+    """The ONNX opsets the target's converter / runtime accepts, and the one edgeconv exports at (`preferred`).
+
+    A model inside [min, max] is kept at its own opset (what the exporter wrote); below `min` it is upgraded to
+    `preferred`; above `max` it is down-converted to `max`. In a profile: `opset = { min = 13, max = 23, preferred = 18 }`,
+    or `opset = 17` for exactly one opset."""
+
+    min: int = 13
+    max: int = 23
+    preferred: int = 18
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.min <= self.preferred <= self.max):
+            raise ValueError(f"opset needs 1 <= min <= preferred <= max, got min={self.min}, preferred={self.preferred}, "
+                             f"max={self.max}")
+
+    @classmethod
+    def exactly(cls, opset: int) -> "OpsetRange":
+        return cls(opset, opset, opset)
+
+    def __str__(self) -> str:
+        if self.min == self.max:
+            return str(self.min)
+        return f"{self.min}-{self.max} (exports at {self.preferred})"
+
+    def target_for(self, opset: int) -> int:
+        """The opset a model at `opset` is brought to for this target."""
+        if opset < self.min:
+            return self.preferred
+        return min(opset, self.max)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     family: str
     description: str
     produces: tuple[Format, ...]
-    opset: int = 17
+    opset: OpsetRange = field(default_factory=OpsetRange)
     quantize: QuantScheme = field(default_factory=QuantScheme)
     shapes: ShapePolicy = field(default_factory=ShapePolicy)
     layout: str = "source"
@@ -196,7 +229,7 @@ def _build_section(cls: type, data: dict[str, Any], source: str, text: str, wher
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("defaults",):
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("defaults", "opset"):
             out[key] = _merge(out[key], value)
         else:
             out[key] = value
@@ -297,6 +330,8 @@ def _profile_from_data(name: str, family: str, data: dict[str, Any], source: str
                 raise UsageError(f"{source}:{_key_line(text, 'produces')}: {e} in profile '{name}'", f"use {valid}") from e
         elif key == "compiler":
             kwargs[key] = dict(value)
+        elif key == "opset":
+            kwargs[key] = _opset_range(value, source, text, name)
         else:
             kwargs[key] = value
     if "produces" not in kwargs or not kwargs["produces"]:
@@ -306,6 +341,31 @@ def _profile_from_data(name: str, family: str, data: dict[str, Any], source: str
         return Profile(**kwargs)
     except TypeError as e:
         raise UsageError(f"{source}: bad profile '{name}': {e}", "see docs/profiles.md") from e
+
+
+def _opset_range(value: Any, source: str, text: str, name: str) -> OpsetRange:
+    """`opset = 17` (exactly one opset) or `opset = { min = 13, max = 23, preferred = 18 }` (keys optional)."""
+    at = f"{source}:{_key_line(text, 'opset')}" if _key_line(text, "opset") else source
+    hint = "use e.g. opset = { min = 13, max = 23, preferred = 18 }, or opset = 17 for exactly one; see docs/profiles.md"
+    if isinstance(value, bool) or not isinstance(value, (int, dict)):
+        raise UsageError(f"{at}: opset = {value!r} in profile '{name}' must be an integer or a table", hint)
+    data = {"min": value, "max": value, "preferred": value} if isinstance(value, int) else dict(value)
+    allowed = {f.name for f in fields(OpsetRange)}
+    for key, item in data.items():
+        if key not in allowed:
+            raise _bad_key(source, text, f"opset of '{name}'", key, allowed)
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise UsageError(f"{at}: opset.{key} = {item!r} in profile '{name}' must be an integer", hint)
+    if isinstance(value, dict):  # a partial table: the missing keys default around the given ones
+        default = OpsetRange()
+        given = list(data.values())
+        data.setdefault("min", min([default.min, *given]))
+        data.setdefault("max", max([default.max, *given]))
+        data.setdefault("preferred", max(data["min"], min(default.preferred, data["max"])))
+    try:
+        return OpsetRange(**data)
+    except ValueError as e:
+        raise UsageError(f"{at}: bad opset in profile '{name}': {e}", hint) from e
 
 
 def apply_overrides(profile: Profile, overrides: list[str]) -> Profile:

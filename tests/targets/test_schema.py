@@ -9,7 +9,7 @@ import pytest
 from edgeconv.errors import UsageError
 from edgeconv.formats import Format
 from edgeconv.targets import builtin_profiles, profile_names, resolve
-from edgeconv.targets.schema import apply_overrides
+from edgeconv.targets.schema import OpsetRange, apply_overrides
 
 
 def test_builtin_profiles_load() -> None:
@@ -25,7 +25,7 @@ def test_user_profile_extends_builtin(tmp_path: Path) -> None:
     path = tmp_path / "my-target.toml"
     path.write_text('name = "my-onnx"\nextends = "onnx"\nopset = 19\n[validate.gate]\nmin_snr_db = 45.0\n')
     profile = resolve(str(path))
-    assert (profile.name, profile.opset, profile.validate.gate.min_snr_db) == ("my-onnx", 19, 45.0)
+    assert (profile.name, profile.opset, profile.validate.gate.min_snr_db) == ("my-onnx", OpsetRange(19, 19, 19), 45.0)
     assert profile.validate.gate.min_cosine == 0.99999 and profile.produces == (Format.ONNX,)
 
 
@@ -90,3 +90,44 @@ def test_quantize_op_types_all_or_a_list(tmp_path: Path) -> None:
     path.write_text('name = "x"\nextends = "onnx-int8-qdq"\n\n[quantize.options]\nop_types = "All"\n')
     with pytest.raises(UsageError, match=r"ops.toml:5: op_types = 'All'"):
         resolve(str(path))
+
+
+@pytest.mark.parametrize("text, want", [
+    ("opset = 17", OpsetRange(17, 17, 17)),
+    ("opset = { min = 11, max = 21, preferred = 17 }", OpsetRange(11, 21, 17)),
+    ("opset = { max = 20 }", OpsetRange(13, 20, 18)),
+    ("opset = { min = 19 }", OpsetRange(19, 23, 19)),
+    ("opset = { preferred = 24 }", OpsetRange(13, 24, 24)),
+])
+def test_opset_range_forms(tmp_path: Path, text: str, want: OpsetRange) -> None:
+    path = tmp_path / "ranged.toml"
+    path.write_text(f'name = "ranged"\nextends = "onnx"\n{text}\n')
+    assert resolve(str(path)).opset == want
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("opset = { min = 20, max = 17 }", "min <= preferred <= max"),
+    ("opset = { minimum = 13 }", "unknown key 'minimum'"),
+    ('opset = "18"', "must be an integer or a table"),
+    ("opset = { max = 20.5 }", "opset.max = 20.5"),
+    ("opset = -7", "1 <= min"),
+])
+def test_bad_opset_range_is_a_usage_error(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f'name = "bad"\nextends = "onnx"\n{text}\n')
+    with pytest.raises(UsageError, match="bad.toml:3") as info:
+        resolve(str(path))
+    assert needle in str(info.value) + info.value.hint
+
+
+def test_opset_overrides() -> None:
+    profile = resolve("tensorrt-fp16")
+    assert apply_overrides(profile, ["opset.max=24"]).opset == OpsetRange(13, 24, 18)
+    assert apply_overrides(profile, ["opset=19"]).opset == OpsetRange(19, 19, 19)
+    with pytest.raises(UsageError):
+        apply_overrides(profile, ["opset=-7"])
+
+
+def test_opset_range_decides_the_target_opset() -> None:
+    ranged = OpsetRange(13, 20, 18)
+    assert [ranged.target_for(v) for v in (11, 13, 18, 20, 21, 24)] == [18, 13, 18, 20, 20, 20]
