@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +55,21 @@ def parse_dims(text: str) -> tuple[int, ...]:
     if not dims or any(d <= 0 for d in dims):
         raise UsageError(f"bad dims {text!r}: every dim must be a positive integer", "use e.g. 1x3x224x224")
     return dims
+    return check_dims(dims, text)
+
+
+MAX_DIM = 2**31 - 1  # ONNX / numpy dims are int64, most runtimes index with int32
+MAX_INPUT_ELEMENTS = 2**28  # one sample of one input (1 GiB as float32): larger shapes are a typo, refused before allocating
+
+
+def check_dims(dims: tuple[int, ...], what: str) -> tuple[int, ...]:
+    """Dims that cannot be allocated (one over 2**31 - 1, or more than MAX_INPUT_ELEMENTS elements in all): exit 2."""
+    if any(d > MAX_DIM for d in dims):
+        raise UsageError(f"bad dims {what!r}: a dim is larger than {MAX_DIM}", "use e.g. 1x3x224x224")
+    elements = math.prod(dims)
+    if elements > MAX_INPUT_ELEMENTS:
+        raise UsageError(f"shape {what!r} has {elements:,} elements per sample, more than edgeconv allows "
+                         f"({MAX_INPUT_ELEMENTS:,}, 1 GiB of float32)", "check the dims (e.g. 1x3x224x224, not 1x3x224224)")
 
 
 def parse_input_shapes(items: list[str] | tuple[str, ...]) -> dict[str, tuple[int, ...]]:

@@ -113,6 +113,27 @@ def check_output_path(outdir: Path, force: bool, protected: tuple[Path | str, ..
         raise OutputError(f"cannot write to {existing} (read-only or no permission)", "choose a writable output directory with -o")
 
 
+def factory_paths(spec: str | None) -> tuple[Path, ...]:
+    """Where a `--model package.module:function` factory's code lives (its top-level package folder or module file, on
+    sys.path or in the current directory), found without importing anything: inputs --force must not delete."""
+    if not spec:
+        return ()
+    top = spec.split(":")[0].split(".")[0]
+    if not top:
+        return ()
+    import sys
+
+    found = []
+    for entry in dict.fromkeys([os.getcwd(), *(p or os.getcwd() for p in sys.path if isinstance(p, str))]):
+        for candidate in (Path(entry) / top, Path(entry) / f"{top}.py"):
+            try:
+                if candidate.exists():
+                    found.append(candidate)
+            except (OSError, ValueError):
+                pass
+    return tuple(found)
+
+
 def _check_not_replacing_inputs(outdir: Path, protected: tuple[Path | str, ...]) -> None:
     target = outdir.resolve()
     for item, what in [*((p, "the input") for p in protected if p), (Path.cwd(), "the current directory")]:

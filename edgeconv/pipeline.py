@@ -26,12 +26,12 @@ from edgeconv.formats import FILE_SUFFIXES, Artifact, Format
 from edgeconv.manifest import MANIFEST_NAME, ArtifactRecord, Manifest, SourceRecord, StepRecord, TargetRecord, sha256_of, size_of
 from edgeconv.native_libs import load_in_safe_order
 from edgeconv.normalise import normalise
-from edgeconv.outputs import OutputTransaction, disk_full_cause, io_error
+from edgeconv.outputs import OutputTransaction, disk_full_cause, factory_paths, io_error
 from edgeconv.progress import NullReporter, Reporter
 from edgeconv.quantizers import quantizer_for
 from edgeconv.sources import SourceModel, open_source
 from edgeconv.stage_cache import ContextSnapshot, StageCache
-from edgeconv.targets.schema import Profile, apply_overrides
+from edgeconv.targets.schema import Profile, apply_overrides, check_distinct_names
 from edgeconv.validation_stage import source_outputs, validate_target, validation_samples
 
 log = logging.getLogger(__name__)
@@ -170,9 +170,10 @@ def resolve_shapes(source: SourceModel, profile: Profile, options: ConvertOption
 
 def build_plan(source_artifact: Artifact, profiles: list[Profile], options: ConvertOptions) -> Plan:
     source = open_source(source_artifact, options)
+    profiles = [apply_overrides(profile, list(options.overrides)) for profile in profiles]
+    check_distinct_names(profiles)  # before the source is opened: two targets named alike would share OUTDIR/<name>
     plan = Plan(source, options)
     for profile in profiles:
-        profile = apply_overrides(profile, list(options.overrides))
         plan.targets.append(plan_target(resolve_shapes(source, profile, options), profile))
     return plan
 
@@ -395,7 +396,9 @@ def run(plan: Plan, outdir: Path, *, force: bool = False, reporter: Reporter | N
     check_backends(plan)
     load_in_safe_order(plan)
     protected = (*plan.source.artifact.all_paths(), *(p for p in (options.calib, options.eval, options.weights)
-                                                       if p and p != "random"))
+                                                       if p and p != "random"),
+                 *(t.profile.source_file for t in plan.targets if t.profile.source_file),
+                 *factory_paths(options.model_factory))
     with OutputTransaction(outdir, force, protected) as tx:
         assert tx.staging is not None
         state = _RunState(tx.staging, options, reporter, StageCache.for_run(options))

@@ -66,9 +66,10 @@ def convert(
         report=report, keep_work=keep_work, no_cache=no_cache,
     )
     if output is not None and not dry_run:
-        from edgeconv.outputs import check_output_path
+        from edgeconv.outputs import check_output_path, factory_paths
 
-        inputs = tuple(p for p in (source, calib, eval_data, weights) if p and p != "random")
+        inputs = (*(p for p in (source, calib, eval_data, weights) if p and p != "random"),
+                  *(p.source_file for p in profiles if p.source_file), *factory_paths(model))
         check_output_path(output, force, inputs)  # before any (slow) loading
     if model is not None:
         artifact = Artifact(options.weights or Path(model.split(":")[0].replace(".", "/") + ".py"), Format.TORCH, TORCH_FACTORY)

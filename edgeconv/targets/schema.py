@@ -9,6 +9,7 @@ See docs/profiles.md for every key.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -24,6 +25,62 @@ QUANT_FORMATS = ("qdq", "qoperator")
 QUANT_STAGES = ("onnx", "converter", "none")
 FUSIONS = ("gelu", "layernorm")  # edgeconv/fusions.py
 ALL_OP_TYPES = "all"  # [quantize.options] op_types = "all": every op type in the graph (quantizers/onnx_qdq.py)
+
+# A profile's name is a folder name (OUTDIR/<name>/, batch OUTPUT/<model>/<name>/): one path component, never one of
+# the names edgeconv itself writes beside the targets' folders.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+RESERVED_NAMES = frozenset({"manifest.json", "batch-summary.json", ".work", ".logs", ".edgeconv-batch.json",
+                            "con", "prn", "aux", "nul"})
+# Numbers a profile may hold: (low, high), inclusive, None for unbounded; every float must also be finite.
+_BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
+    ("QuantScheme", "calibration_samples"): (1, 1_000_000),
+    ("QuantScheme", "max_fallback"): (0, 100_000),
+    ("ValidateSpec", "samples"): (1, 100_000),
+    ("Gate", "min_snr_db"): (None, None),
+    ("Gate", "min_cosine"): (-1.0, 1.0),
+    ("Gate", "max_abs"): (0.0, None),
+    ("Gate", "min_top1_agreement"): (0.0, 1.0),
+}
+
+
+def name_problem(name: Any) -> str | None:
+    """Why `name` cannot be a profile (or batch model) name, or None when it can."""
+    if not isinstance(name, str) or not name:
+        return "must be a non-empty string"
+    if "\0" in name or "/" in name or "\\" in name or ".." in name:
+        return "must be one folder name (no '/', '\\', '..' or NUL)"
+    if name.lower() in RESERVED_NAMES:
+        return "is a name edgeconv itself writes in the output folder"
+    if not NAME_PATTERN.fullmatch(name):
+        return "must be 1-64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit"
+    return None
+
+
+def check_name(name: Any, source: str, text: str = "", what: str = "profile name") -> str:
+    """A profile's name becomes a folder: refuse anything but one plain path component (exit 2)."""
+    problem = name_problem(name)
+    if problem is None:
+        return name
+    line = _line_of(text, name if isinstance(name, str) else "name")
+    at = f"{source}:{line}" if line else source
+    raise UsageError(f"{at}: {what} {name!r} {problem}", 'use e.g. name = "my-target" (it names the output folder)')
+
+
+def _line_of(text: str, needle: str) -> int | None:
+    pos = text.find(needle) if needle else -1
+    return text.count("\n", 0, pos) + 1 if pos >= 0 else None
+
+
+def check_distinct_names(profiles: "list[Profile]") -> None:
+    """Two targets of one run with the same name would write the same folder: the second would overwrite the first."""
+    seen: dict[str, Profile] = {}
+    for profile in profiles:
+        other = seen.get(profile.name.lower())
+        if other is not None:
+            raise UsageError(f"two targets are named '{profile.name}' ({other.source_file or 'built-in'} and "
+                             f"{profile.source_file or 'built-in'}): both would write OUTDIR/{profile.name}",
+                             "give each target of a run its own name (name = \"...\" in the profile file, or drop one -t)")
+        seen[profile.name.lower()] = profile
 
 
 @dataclass(frozen=True)
@@ -187,6 +244,23 @@ def _check_type(cls: type, key: str, value: Any, source: str, text: str, where: 
         want = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
                 "dict": "a table", "tuple": "a list", "Gate": "a table"}[base]
         raise UsageError(f"{at}: {key} = {value!r} in {where} must be {want}", "see docs/profiles.md")
+    _check_range(cls, key, value, source, text, where)
+
+
+def _check_range(cls: type, key: str, value: Any, source: str, text: str, where: str) -> None:
+    """NaN / inf anywhere, and numbers outside a key's range (samples = -3 would turn validation off), are exit 2."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high = _BOUNDS.get((cls.__name__, key), (None, None))
+    bad = isinstance(value, float) and not math.isfinite(value)
+    bad = bad or (low is not None and value < low) or (high is not None and value > high)
+    if bad:
+        line = _key_line(text, key)
+        at = f"{source}:{line}" if line else source
+        span = ("a finite number" if low is None and high is None else
+                f"a number >= {low}" if high is None else f"a number <= {high}" if low is None else
+                f"between {low} and {high}")
+        raise UsageError(f"{at}: {key} = {value!r} in {where} must be {span}", "see docs/profiles.md")
 
 
 def _build_section(cls: type, data: dict[str, Any], source: str, text: str, where: str) -> Any:
@@ -203,9 +277,15 @@ def _build_section(cls: type, data: dict[str, Any], source: str, text: str, wher
         elif cls is ShapePolicy and key == "defaults":
             try:
                 kwargs[key] = {name: tuple(int(d) for d in dims) for name, dims in value.items()}
-            except (TypeError, ValueError) as e:
+                from edgeconv.context import check_dims
+
+                for name, dims in kwargs[key].items():
+                    check_dims(dims, f"shapes.defaults.{name}")
+            except (TypeError, ValueError, OverflowError) as e:
                 raise UsageError(f"{source}:{_key_line(text, 'defaults')}: bad shapes.defaults {value!r}",
                                  'use e.g. defaults = { image = [1, 3, 224, 224] }') from e
+            except UsageError as e:
+                raise UsageError(f"{source}:{_key_line(text, 'defaults')}: {e.message}", e.hint) from e
         elif key in ("exclude_op_types", "fuse"):
             kwargs[key] = tuple(value)
         else:
@@ -253,10 +333,7 @@ def read_profile_file(path: Path) -> list[RawProfile]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read profile file {path}: {e}", "pass a readable TOML file") from e
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{source}: invalid TOML: {e}", "fix the syntax at the line named") from e
+    doc = load_toml(text, source)
     family = doc.pop("family", path.stem)
     if not isinstance(family, str):
         raise UsageError(f"{source}:{_key_line(text, 'family')}: family = {family!r} must be a string", "see docs/profiles.md")
@@ -268,7 +345,8 @@ def read_profile_file(path: Path) -> list[RawProfile]:
         if not isinstance(tables, dict) or not tables or not all(isinstance(t, dict) for t in tables.values()):
             raise UsageError(f"{source}:{_key_line(text, 'profiles')}: `profiles` must hold one [profiles.NAME] table "
                              "per profile", "see docs/profiles.md")
-        return [RawProfile(name, dict(data), source, text, family) for name, data in tables.items()]
+        return [RawProfile(check_name(name, source, text), dict(data), source, text, family)
+                for name, data in tables.items()]
     if "name" not in doc:
         raise UsageError(
             f"{source}: a profile file needs `name = \"...\"` or [profiles.NAME] tables", "see docs/profiles.md"
@@ -277,7 +355,37 @@ def read_profile_file(path: Path) -> list[RawProfile]:
     if not isinstance(name, str) or not name:
         raise UsageError(f"{source}:{_key_line(text, 'name')}: name = {name!r} must be a non-empty string",
                          "e.g. name = \"my-target\"")
-    return [RawProfile(name, doc, source, text, family)]
+    return [RawProfile(check_name(name, source, text), doc, source, text, family)]
+
+
+def load_toml(text: str, source: str) -> dict[str, Any]:
+    """tomllib.loads, with nesting so deep that the parser runs out of stack (RecursionError) a usage error too."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{source}: invalid TOML: {e}", "fix the syntax at the line named") from e
+    except RecursionError:
+        doc = None
+    if doc is None or too_deep(doc):
+        raise UsageError(f"{source}: arrays or tables nested more than {MAX_DEPTH} deep", "flatten the nesting")
+    return doc
+
+
+MAX_DEPTH = 32
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists / tables nest deeper than `limit` (walked without recursion)."""
+    todo = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            todo += [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, (list, tuple)):
+            todo += [(v, depth + 1) for v in item]
+    return False
 
 
 def build_profile(raw: RawProfile, known: dict[str, RawProfile]) -> Profile:
@@ -337,6 +445,7 @@ def _profile_from_data(name: str, family: str, data: dict[str, Any], source: str
     if "produces" not in kwargs or not kwargs["produces"]:
         raise UsageError(f"{source}: profile '{name}' has no `produces`", "add e.g. produces = [\"onnx\"]")
     kwargs.setdefault("description", "")
+    check_name(kwargs["name"], source, text)  # `name` in the data (a file's [profiles.X] table, --set name=...) wins
     try:
         return Profile(**kwargs)
     except TypeError as e:
@@ -381,6 +490,11 @@ def apply_overrides(profile: Profile, overrides: list[str]) -> Profile:
             value = tomllib.loads(f"v = {value_text}")["v"]
         except tomllib.TOMLDecodeError:
             value = value_text
+        except RecursionError:
+            value = None
+        if value is None or too_deep(value):
+            raise UsageError(f"bad --set {dotted}=...: the value is nested more than {MAX_DEPTH} deep",
+                             "see docs/profiles.md")
         node = raw
         *parents, leaf = dotted.strip().split(".")
         for part in parents:
