@@ -78,7 +78,33 @@ def pair_dir(config: BatchConfig, model: ModelEntry, target: str) -> Path:
 
 
 def _target_slug(target: str) -> str:
-    return Path(target).stem if target.endswith(".toml") else target
+    """The folder (and log) name of a target: a profile file's name without `.toml`, else the target's own name."""
+    from edgeconv.targets import _looks_like_path
+
+    if _looks_like_path(target):
+        name = Path(target).name
+        return name[: -len(".toml")] if name.endswith(".toml") else name
+    return target
+
+
+def check_pairs(config: BatchConfig, pairs: list[tuple[ModelEntry, str]]) -> None:
+    """Before any work: every pair has a folder (and log) of its own inside OUTPUT (exit 2 otherwise)."""
+    from edgeconv.errors import UsageError
+    from edgeconv.targets.schema import name_problem
+
+    owners: dict[str, str] = {}
+    for model, target in pairs:
+        slug = _target_slug(target)
+        problem = name_problem(slug)
+        if problem is not None:
+            raise UsageError(f"{config.path}: target {target!r} of model {model.name!r} cannot name an output folder: "
+                             f"{slug!r} {problem}", "name profile files like my-target.toml")
+        key = f"{model.name}/{slug}".lower()
+        if key in owners and owners[key] != target:
+            raise UsageError(f"{config.path}: targets {owners[key]!r} and {target!r} of model {model.name!r} would both "
+                             f"write {config.output / model.name / slug}",
+                             "give the profile files distinct names (the file name names the output folder)")
+        owners[key] = target
 
 
 def _hash_path(path: Path, digest: Any) -> None:
@@ -206,7 +232,7 @@ class Runner:
                 *(["--no-cache"] if self.no_cache else [])]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
         started = time.perf_counter()
-        with open(log_path, "w", encoding="utf-8") as log:
+        with open(log_path, "w", encoding="utf-8", errors="surrogateescape") as log:
             log.write("$ " + " ".join(args[1:]) + "\n")
             log.flush()
             with self._lock:
@@ -269,6 +295,7 @@ def run_batch(config: BatchConfig, *, jobs: int | None = None, force: bool = Fal
         pairs = [(m, t) for m, t in pairs if t in only_targets or _target_slug(t) in only_targets]
     if not pairs:
         raise UsageError("nothing to convert: the filters match no (model, target) pair", "check --model / --target")
+    check_pairs(config, config.pairs())  # all of them: a filtered run must not write another pair's folder
     jobs = max(1, jobs or config.jobs)
     cache_path = config.output / CACHE_NAME
     cache = _read_cache(cache_path)

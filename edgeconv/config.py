@@ -125,9 +125,46 @@ def find_config(start: Path | None = None) -> Path:
 
 
 def _resolve_path(value: Any, root: Path, key: str, path: Path, *, data: bool = False) -> Any:
+_KIND_WANT = {"str": "a string", "bool": "true or false", "int": "an integer", "list": "a list of strings",
+              "shapes": "a table of shapes", "ranges": "a table of shape ranges"}
+
+
+def _check_kind(value: Any, kind: str, key: str, where: str, path: Path) -> None:
+    """A model key of the wrong TOML type (set = 5, input_shapes = { x = [1, "a"] }) is exit 2 naming the key."""
+    def strings(v: Any) -> bool:
+        return isinstance(v, str) or (isinstance(v, list) and all(isinstance(i, str) for i in v))
+
+    def dims(v: Any) -> bool:
+        return isinstance(v, str) or (isinstance(v, list) and bool(v) and
+                                      all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in v))
+
+    ok = {"str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool),
+          "int": lambda v: isinstance(v, int) and not isinstance(v, bool), "list": strings,
+          "shapes": lambda v: isinstance(v, dict) and all(dims(d) for d in v.values()),
+          "ranges": lambda v: isinstance(v, dict) and all(isinstance(d, str) for d in v.values())}.get(kind)
+    if ok is not None and not ok(value):
+        example = {"shapes": "{ image = [1, 3, 224, 224] }", "ranges": '{ image = "1x3x224x224:4x3x224x224:8x3x224x224" }',
+                   "list": '["validate.samples=8"]', "bool": "true", "int": "8", "str": '"..."'}[kind]
+        raise UsageError(f"{path}: {key} = {value!r} in {where} must be {_KIND_WANT[kind]}", f"e.g. {key} = {example}")
+    if _has_nul(value):
+        raise UsageError(f"{path}: {key} in {where} holds a NUL character", "remove it")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
     if not isinstance(value, str):
         raise UsageError(f"{path}: {key} must be a string path, not {type(value).__name__}", "quote the path")
     if data and value == "random":
+    if "\0" in value:
+        raise UsageError(f"{path}: {key} = {value!r} holds a NUL character", "remove it")
         return value
     p = Path(value)
     return p if p.is_absolute() else (root / p)
@@ -152,6 +189,7 @@ def _model_entry(raw: dict[str, Any], name: str | None, defaults: dict[str, Any]
     if isinstance(model_targets, str):
         model_targets = [model_targets]
     if not model_targets:
+    _check_kind(model_targets, "list", "targets", f"model {name or '?'!r}", path)
         raise UsageError(f"{path}: model {name!r} has no targets", "add targets = [\"onnx\"] to it or at the top level")
     resolved_targets = []
     for t in model_targets:
@@ -161,6 +199,8 @@ def _model_entry(raw: dict[str, Any], name: str | None, defaults: dict[str, Any]
     for key, value in merged.items():
         kind = MODEL_KEYS[key][1]
         if kind in ("path", "data"):
+        if kind not in ("path", "data"):
+            _check_kind(value, kind, key, f"model {name!r}", path)
             options[key] = _resolve_path(value, root, key, path, data=kind == "data")
         elif kind in ("shapes", "ranges") and not isinstance(value, dict):
             raise UsageError(f"{path}: {key} of model {name!r} must be a table", f"e.g. {key} = {{ image = [1, 3, 224, 224] }}")
@@ -168,8 +208,12 @@ def _model_entry(raw: dict[str, Any], name: str | None, defaults: dict[str, Any]
             options[key] = [value] if isinstance(value, str) else list(value)
         else:
             options[key] = value
-    if "/" in name or name.startswith("."):
-        raise UsageError(f"{path}: model name {name!r} cannot be used as a folder name", "use letters, digits, - and _")
+    from edgeconv.targets.schema import name_problem
+
+    problem = name_problem(name)
+    if problem is not None:
+        raise UsageError(f"{path}: model name {name!r} {problem}: it names the model's output folder",
+                         "use letters, digits, '.', '_', '+' and '-'")
     return ModelEntry(name, source_path, tuple(dict.fromkeys(resolved_targets)), options)
 
 
@@ -178,23 +222,26 @@ def load_config(path: Path) -> BatchConfig:
     if path.is_dir():
         path = find_config(path)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    from edgeconv.targets.schema import load_toml
+
+        doc = load_toml(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError as e:
         raise UsageError(f"config file {path} not found", "pass an edgeconv.toml or a pyproject.toml with [tool.edgeconv]") from e
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read config file {path}: {e}", "check the path") from e
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path}: invalid TOML: {e}", "fix the syntax at the line named") from e
     if path.name == "pyproject.toml":
         doc = doc.get("tool", {}).get("edgeconv")
         if doc is None:
             raise UsageError(f"{path} has no [tool.edgeconv] table", f"add one, or write an {CONFIG_NAME}")
     for key in doc:
+        if not isinstance(doc, dict):
+            raise UsageError(f"{path}: [tool.edgeconv] must be a table", f"see docs/cli.md#edgeconv-batch")
         if key not in TOP_KEYS:
             raise _unknown(key, TOP_KEYS, "the top level", path)
     root = path.resolve().parent
     targets = doc.get("targets", [])
-    targets = [targets] if isinstance(targets, str) else list(targets)
+    targets = [targets] if isinstance(targets, str) else targets
+    _check_kind(targets, "list", "targets", "the top level", path)
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
         raise UsageError(f"{path}: [defaults] must be a table", "e.g. [defaults] with eval = \"data/eval\"")
@@ -204,6 +251,8 @@ def load_config(path: Path) -> BatchConfig:
     if "targets" in defaults:
         targets = defaults.pop("targets")
     raw_models = doc.get("models", {})
+        targets = [targets] if isinstance(targets, str) else targets
+        _check_kind(targets, "list", "targets", "[defaults]", path)
     if isinstance(raw_models, dict):
         models = [_model_entry(raw, name, defaults, targets, root, path) for name, raw in raw_models.items()]
     elif isinstance(raw_models, list):
@@ -218,6 +267,6 @@ def load_config(path: Path) -> BatchConfig:
         raise UsageError(f"{path}: model name(s) used twice: {', '.join(dupes)}", "give each model a distinct name")
     output = doc.get("output", "out")
     jobs = doc.get("jobs", 1)
-    if not isinstance(jobs, int) or jobs < 1:
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise UsageError(f"{path}: jobs = {jobs!r} must be a positive integer", "e.g. jobs = 2")
     return BatchConfig(path, root, _resolve_path(output, root, "output", path), jobs, tuple(models))
