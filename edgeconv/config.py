@@ -124,7 +124,6 @@ def find_config(start: Path | None = None) -> Path:
                      "write one (see docs/cli.md#edgeconv-batch) or pass its path: edgeconv batch path/to/edgeconv.toml")
 
 
-def _resolve_path(value: Any, root: Path, key: str, path: Path, *, data: bool = False) -> Any:
 _KIND_WANT = {"str": "a string", "bool": "true or false", "int": "an integer", "list": "a list of strings",
               "shapes": "a table of shapes", "ranges": "a table of shape ranges"}
 
@@ -160,11 +159,12 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+def _resolve_path(value: Any, root: Path, key: str, path: Path, *, data: bool = False) -> Any:
     if not isinstance(value, str):
         raise UsageError(f"{path}: {key} must be a string path, not {type(value).__name__}", "quote the path")
-    if data and value == "random":
     if "\0" in value:
         raise UsageError(f"{path}: {key} = {value!r} holds a NUL character", "remove it")
+    if data and value == "random":
         return value
     p = Path(value)
     return p if p.is_absolute() else (root / p)
@@ -188,8 +188,8 @@ def _model_entry(raw: dict[str, Any], name: str | None, defaults: dict[str, Any]
     model_targets = merged.pop("targets", targets)
     if isinstance(model_targets, str):
         model_targets = [model_targets]
-    if not model_targets:
     _check_kind(model_targets, "list", "targets", f"model {name or '?'!r}", path)
+    if not model_targets:
         raise UsageError(f"{path}: model {name!r} has no targets", "add targets = [\"onnx\"] to it or at the top level")
     resolved_targets = []
     for t in model_targets:
@@ -198,9 +198,9 @@ def _model_entry(raw: dict[str, Any], name: str | None, defaults: dict[str, Any]
     options: dict[str, Any] = {}
     for key, value in merged.items():
         kind = MODEL_KEYS[key][1]
-        if kind in ("path", "data"):
         if kind not in ("path", "data"):
             _check_kind(value, kind, key, f"model {name!r}", path)
+        if kind in ("path", "data"):
             options[key] = _resolve_path(value, root, key, path, data=kind == "data")
         elif kind in ("shapes", "ranges") and not isinstance(value, dict):
             raise UsageError(f"{path}: {key} of model {name!r} must be a table", f"e.g. {key} = {{ image = [1, 3, 224, 224] }}")
@@ -221,9 +221,9 @@ def load_config(path: Path) -> BatchConfig:
     path = Path(path)
     if path.is_dir():
         path = find_config(path)
-    try:
     from edgeconv.targets.schema import load_toml
 
+    try:
         doc = load_toml(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError as e:
         raise UsageError(f"config file {path} not found", "pass an edgeconv.toml or a pyproject.toml with [tool.edgeconv]") from e
@@ -233,9 +233,9 @@ def load_config(path: Path) -> BatchConfig:
         doc = doc.get("tool", {}).get("edgeconv")
         if doc is None:
             raise UsageError(f"{path} has no [tool.edgeconv] table", f"add one, or write an {CONFIG_NAME}")
-    for key in doc:
         if not isinstance(doc, dict):
             raise UsageError(f"{path}: [tool.edgeconv] must be a table", f"see docs/cli.md#edgeconv-batch")
+    for key in doc:
         if key not in TOP_KEYS:
             raise _unknown(key, TOP_KEYS, "the top level", path)
     root = path.resolve().parent
@@ -250,9 +250,9 @@ def load_config(path: Path) -> BatchConfig:
             raise _unknown(key, set(MODEL_KEYS), "[defaults]", path)
     if "targets" in defaults:
         targets = defaults.pop("targets")
-    raw_models = doc.get("models", {})
         targets = [targets] if isinstance(targets, str) else targets
         _check_kind(targets, "list", "targets", "[defaults]", path)
+    raw_models = doc.get("models", {})
     if isinstance(raw_models, dict):
         models = [_model_entry(raw, name, defaults, targets, root, path) for name, raw in raw_models.items()]
     elif isinstance(raw_models, list):

@@ -54,7 +54,6 @@ def parse_dims(text: str) -> tuple[int, ...]:
         raise UsageError(f"bad dims {text!r}", "use e.g. 1x3x224x224") from e
     if not dims or any(d <= 0 for d in dims):
         raise UsageError(f"bad dims {text!r}: every dim must be a positive integer", "use e.g. 1x3x224x224")
-    return dims
     return check_dims(dims, text)
 
 
@@ -70,6 +69,7 @@ def check_dims(dims: tuple[int, ...], what: str) -> tuple[int, ...]:
     if elements > MAX_INPUT_ELEMENTS:
         raise UsageError(f"shape {what!r} has {elements:,} elements per sample, more than edgeconv allows "
                          f"({MAX_INPUT_ELEMENTS:,}, 1 GiB of float32)", "check the dims (e.g. 1x3x224x224, not 1x3x224224)")
+    return dims
 
 
 def parse_input_shapes(items: list[str] | tuple[str, ...]) -> dict[str, tuple[int, ...]]:

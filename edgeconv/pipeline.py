@@ -169,9 +169,9 @@ def resolve_shapes(source: SourceModel, profile: Profile, options: ConvertOption
 
 
 def build_plan(source_artifact: Artifact, profiles: list[Profile], options: ConvertOptions) -> Plan:
-    source = open_source(source_artifact, options)
     profiles = [apply_overrides(profile, list(options.overrides)) for profile in profiles]
     check_distinct_names(profiles)  # before the source is opened: two targets named alike would share OUTDIR/<name>
+    source = open_source(source_artifact, options)
     plan = Plan(source, options)
     for profile in profiles:
         plan.targets.append(plan_target(resolve_shapes(source, profile, options), profile))
