@@ -7,6 +7,7 @@ Exit codes are a contract (docs/exit-codes.md):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,9 +106,31 @@ EXIT_CODES: tuple[ExitCodeDoc, ...] = (
 )
 
 
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|\x1b[@-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Lines native libraries print in the middle of a message: glog / absl (`E1201 12:34:56.789012  123 file.cc:42] ...`),
+# ONNX Runtime (`2026-12-01 12:34:56.789 [E:onnxruntime:...]`), TensorFlow's `2026-12-01 12:34:56.789: E tensorflow/...`.
+_NATIVE_LOG = re.compile(r"^\s*(?:[IWEF]\d{4} \d\d:\d\d:\d\d(?:\.\d+)?\s+\d+\s+\S+:\d+\]"
+                         r"|\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?:?\s+(?:\[[EWIVF][:\]]|[EWIVF]\s+\S+/\S+:\d+\]))")
+
+
+def clean_lines(text: str) -> list[str]:
+    """A message's lines without terminal colour codes, control characters and native libraries' log lines."""
+    text = _ANSI.sub("", str(text)).replace("\r\n", "\n").replace("\r", "\n")
+    lines = (_CONTROL.sub("", line).strip() for line in text.split("\n"))
+    return [line for line in lines if line and not _NATIVE_LOG.match(line)]
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """`text` as one clean line (its lines joined with '; '), for the error boundary."""
+    joined = "; ".join(clean_lines(text))
+    return joined if len(joined) <= limit else joined[: limit - 1] + "…"
+
+
 def first_line(e: BaseException, limit: int = 300) -> str:
-    """The first line of an exception's text (toolchains raise multi-page messages), for one-line errors."""
-    text = str(e).strip().splitlines()
+    """The first line of an exception's text (toolchains raise multi-page messages), for one-line errors; colour codes
+    and native log lines (`E1201 12:34:56 ...`) are not part of it."""
+    text = clean_lines(str(e))
     return text[0][:limit] if text else type(e).__name__
 
 

@@ -17,11 +17,15 @@ import sys
 import traceback
 from typing import Any
 
-import typer
+from edgeconv.cli._streams import ensure_std_streams
 
-from edgeconv import __version__
-from edgeconv.cli.ui import UI
-from edgeconv.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, EdgeconvError, Interrupted
+ensure_std_streams()  # before anything looks at sys.stdout (`edgeconv targets >&-` starts with it None)
+
+import typer  # noqa: E402
+
+from edgeconv import __version__  # noqa: E402
+from edgeconv.cli.ui import UI, PipeSafe  # noqa: E402
+from edgeconv.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, EdgeconvError, Interrupted, one_line
 
 try:  # typer >= 0.17 vendors click
     from typer._click import exceptions as click_exceptions
@@ -103,22 +107,52 @@ def _install_signal_handlers() -> None:
 
 
 def _render_error(error: dict[str, Any], traceback_text: str = "", *, signalled: bool = False) -> None:
+    """The one place errors are shown: message and hint become one clean line each (no colour codes a toolchain put
+    in its text, no native log lines, no control characters), as text on stderr or as the --json object."""
     if _SIGNALLED and not signalled:
         return  # whatever a signal unwound into, it is reported once as the interruption (see main)
-    if UI.json_mode:
-        UI.emit_json({"error": error})
-        return
-    if traceback_text:
-        UI.err.print(traceback_text, markup=False, highlight=False)
-    from rich.markup import escape  # messages and hints hold brackets: pip install 'edgeconv[tensorrt]'
+    error = {**error, "message": one_line(error.get("message") or "") or "error", "hint": one_line(error.get("hint") or "")}
+    try:
+        if UI.json_mode:
+            UI.emit_json({"error": error})
+            return
+        if traceback_text:
+            UI.err.print(traceback_text, markup=False, highlight=False)
+        from rich.markup import escape  # messages and hints hold brackets: pip install 'edgeconv[tensorrt]'
 
-    UI.err.print(f"[bold red]error:[/bold red] {escape(error['message'])}", markup=True, highlight=False)
-    if error.get("hint"):
-        UI.err.print(f"[dim]hint:[/dim] {escape(error['hint'])}", highlight=False)
+        UI.err.print(f"[bold red]error:[/bold red] {escape(error['message'])}", markup=True, highlight=False)
+        if error.get("hint"):
+            UI.err.print(f"[dim]hint:[/dim] {escape(error['hint'])}", highlight=False)
+    except (OSError, ValueError, EdgeconvError) as e:  # stdout (--json > /dev/full) or stderr cannot be written
+        try:
+            sys.stderr.write(f"error: {error['message']}\nhint: {error['hint'] or str(e) or 'see above'}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _private_tmpdir() -> str | None:
+    """Toolchains leave files in $TMPDIR on every run (`import onnxruntime` writes .ses, torch its torchinductor_USER
+    cache, ORT's quantizer ort.quant.* folders on a signal): each run gets a temp folder of its own, removed at exit."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    try:
+        path = tempfile.mkdtemp(prefix=f"edgeconv-run-{os.getpid()}-")
+    except OSError:
+        return None
+    os.environ["TMPDIR"] = path
+    tempfile.tempdir = path
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
+    ensure_std_streams()
     args = list(sys.argv[1:] if argv is None else argv)
+    tmpdir = _private_tmpdir()
     UI.json_mode = "--json" in args
     if UI.json_mode:
         UI.protect_stdout()
@@ -156,15 +190,45 @@ def main(argv: list[str] | None = None) -> None:
         interrupted = Interrupted(_SIGNALLED[0], EXIT_TERMINATED if _SIGNALLED[0] == "SIGTERM" else EXIT_INTERRUPTED)
         _render_error(interrupted.to_json(), signalled=True)
         code = interrupted.exit_code
+    code = _exit_code_after_output(code)
+    if tmpdir is not None:
+        import shutil
+
+        shutil.rmtree(tmpdir, ignore_errors=True)
     _exit(code)
+
+
+def _exit_code_after_output(code: int) -> int:
+    """stdout that could not be written (`> /dev/full`; a closed pipe is the reader's choice, not an error): exit 6."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    except OSError:
+        if isinstance(sys.stdout, PipeSafe):
+            sys.stdout.flush()  # records the error and drops further output
+    except ValueError:
+        pass
+    error = UI.stdout_error()
+    if error is None or code != 0:
+        return code
+    from edgeconv.errors import OutputError
+
+    failure = OutputError(f"cannot write to stdout: {error.strerror or error}", "redirect stdout to a file system with free space")
+    UI.json_mode = False  # the JSON object cannot be written either: say it on stderr
+    _render_error(failure.to_json())
+    return failure.exit_code
 
 
 def _exit(code: int) -> None:
     try:
         sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
+    except (OSError, ValueError):
         import os
 
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
     sys.exit(code)

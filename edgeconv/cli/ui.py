@@ -24,12 +24,16 @@ class PipeSafe:
     def __init__(self, stream: TextIO):
         self._stream = stream
         self.broken = False
+        self.error: OSError | None = None  # a write that failed for another reason than a closed pipe (disk full)
 
     def write(self, text: str) -> int:
         if not self.broken:
             try:
                 return self._stream.write(text)
             except BrokenPipeError:
+                self._drop()
+            except OSError as e:  # stdout on a full disk (`> /dev/full`): the command fails with exit 6 (see app.main)
+                self.error = self.error or e
                 self._drop()
         return len(text)
 
@@ -38,6 +42,9 @@ class PipeSafe:
             try:
                 self._stream.flush()
             except BrokenPipeError:
+                self._drop()
+            except OSError as e:
+                self.error = self.error or e
                 self._drop()
 
     def _drop(self) -> None:
@@ -72,7 +79,7 @@ class Ui:
         sys.stdout.flush()
         saved = os.dup(1)
         os.dup2(2, 1)
-        self._json_stream = PipeSafe(os.fdopen(saved, "w", encoding="utf-8", closefd=True))  # type: ignore[assignment]
+        self._json_stream = PipeSafe(os.fdopen(saved, "w", encoding="utf-8", errors="surrogateescape", closefd=True))  # type: ignore[assignment]
         sys.stdout = sys.stderr
 
     def quiet_native_output(self) -> None:
@@ -81,7 +88,7 @@ class Ui:
         messages, Python warnings and logging keep the real stderr through a duplicate of it. With --json, fd 1 (already
         diverted from stdout) is silenced too."""
         sys.stderr.flush()
-        real_stderr = os.fdopen(os.dup(2), "w", encoding="utf-8", buffering=1, closefd=True)
+        real_stderr = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="surrogateescape", buffering=1, closefd=True)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
         if self.json_mode:
@@ -99,6 +106,20 @@ class Ui:
         stream = self._json_stream or sys.stdout
         stream.write(json.dumps(obj, indent=2, default=str) + "\n")
         stream.flush()
+        error = getattr(stream, "error", None)
+        if error is not None:
+            from edgeconv.errors import OutputError
+
+            raise OutputError(f"cannot write the JSON output to stdout: {error.strerror or error}",
+                              "redirect stdout to a file system with free space")
+
+    def stdout_error(self) -> OSError | None:
+        """The error that made stdout drop output (not a closed pipe: that is the reader's choice), if any."""
+        for stream in (self._json_stream, sys.stdout):
+            error = getattr(stream, "error", None)
+            if error is not None:
+                return error
+        return None
 
     @property
     def interactive(self) -> bool:
