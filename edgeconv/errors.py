@@ -85,6 +85,22 @@ class Interrupted(EdgeconvError):
         self.exit_code = exit_code
 
 
+class TargetsFailed(EdgeconvError):
+    """--keep-going: some targets failed, the others were written. Exits with the worst code among the failures;
+    `details["manifest"]` is the manifest written to OUTDIR (the failed targets carry their `error`)."""
+
+    kind = "targets-failed"
+
+    def __init__(self, failures: list[tuple[str, EdgeconvError]], total: int, outdir: str, manifest: dict[str, Any]):
+        worst = max(failures, key=lambda f: f[1].exit_code)
+        listed = "; ".join(f"{name} (exit {e.exit_code}: {e.message})" for name, e in failures)
+        super().__init__(f"{len(failures)} of {total} targets failed: {listed}",
+                         f"the {total - len(failures)} that passed are in {outdir} (manifest.json lists the failures); "
+                         f"{worst[1].hint or 'see each failure'}", details={"manifest": manifest})
+        self.exit_code = worst[1].exit_code
+        self.failures = failures
+
+
 @dataclass(frozen=True)
 class ExitCodeDoc:
     code: int

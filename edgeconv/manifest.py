@@ -80,6 +80,7 @@ class TargetRecord:
     steps: list[StepRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None  # --keep-going: why this target failed ({code, kind, message, hint}); no artifacts
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -41,6 +42,11 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> Table:
                          ("SNR dB", "right"), ("cosine", "right"), ("top-1", "right"), ("result", "left")]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for target in manifest["targets"]:
+        if target.get("error"):  # --keep-going: a failed target, nothing written for it
+            error = target["error"]
+            table.add_row(target["target"], f"[red]{escape(error['message'][:120])}[/red]", "—", "", "", "", "",
+                          f"[red]exit {error['code']}[/red]")
+            continue
         models = _with_companion_bytes(target["artifacts"])
         validation = target.get("validation") or {}
         metrics = validation.get("metrics") or {}
