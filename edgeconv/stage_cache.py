@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -80,9 +81,13 @@ def size_limit() -> int:
     try:
         megabytes = float(text) if text else DEFAULT_MAX_MB
     except ValueError:
-        log.debug("EDGECONV_STAGE_CACHE_MB=%r is not a number: using %d", text, DEFAULT_MAX_MB)
-        megabytes = DEFAULT_MAX_MB
-    return max(0, int(megabytes * 1024 * 1024))
+        megabytes = math.nan
+    if not math.isfinite(megabytes) or megabytes < 0:  # nan / inf / -1 / "lots": a usage error, not a silent default
+        from edgeconv.errors import UsageError
+
+        raise UsageError(f"EDGECONV_STAGE_CACHE_MB={text!r} is not a size in megabytes",
+                         f"set it to a number >= 0 (0 stores nothing; default {DEFAULT_MAX_MB}), or unset it")
+    return int(megabytes * 1024 * 1024)
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from edgeconv.context import StepContext
-from edgeconv.errors import AccuracyGateError, MissingBackendError
+from edgeconv.errors import AccuracyGateError, EdgeconvError, InvalidInputError, MissingBackendError, first_line
 from edgeconv.formats import Artifact
 from edgeconv.manifest import ValidationRecord
 from edgeconv.quantizers.calibration import RANDOM, SampleSet, open_samples, preprocess_spec
@@ -30,7 +30,14 @@ def source_outputs(samples: SampleSet, ctx: StepContext, cache: dict[str, Any]) 
         session = runtime_for_source(ctx.source.artifact.format)().load(ctx.source.artifact, ctx)
         outputs = []
         for i, feeds in enumerate(samples):
-            out = session.run(feeds)
+            try:
+                out = session.run(feeds)
+            except EdgeconvError:
+                raise
+            except Exception as e:  # e.g. token ids past the vocabulary (Gather out of range): the sample, not a bug
+                raise InvalidInputError(f"the source model cannot run validation sample {i}: {first_line(e)}",
+                                        "check the samples' values against the model (e.g. token ids below the "
+                                        "vocabulary size)") from e
             check_source_outputs(out, i)
             outputs.append(out)
         cache[key] = outputs

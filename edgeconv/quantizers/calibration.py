@@ -120,6 +120,10 @@ def read_sample(file: Path, inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndar
                                 "save samples with numpy.save / numpy.savez") from e
     if isinstance(loaded, dict):
         arrays = loaded
+        odd = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+        if odd:  # np.load hands members not saved by numpy (`x.txt` zipped in) back as raw bytes
+            raise InvalidInputError(f"sample {file}: member {odd[0]!r} is not a .npy array",
+                                    "save samples with numpy.savez (every member one array)")
         missing = [s.name for s in inputs if s.name not in arrays]
         if missing:
             raise InvalidInputError(f"sample {file} lacks input(s) {', '.join(missing)} (has {', '.join(arrays)})",
@@ -142,13 +146,27 @@ def conform(array: np.ndarray, spec: TensorSpec, file: Path | str) -> np.ndarray
             f"sample {file}: input {spec.name} has shape {tuple(array.shape)}, expected {spec.shape_str()}",
             "samples must be in the source model's layout and shape",
         )
-    kind_ok = (array.dtype.kind == "f") == spec.dtype.startswith(("float", "bfloat"))
-    if not kind_ok:
+    kind_ok = (array.dtype.kind == "f") == spec.dtype.startswith(("float", "bfloat")) and array.dtype.kind in "biuf"
+    if not kind_ok:  # strings, objects, complex numbers: never cast (a string array for an int64 input)
         raise InvalidInputError(f"sample {file}: input {spec.name} has dtype {array.dtype}, expected {spec.dtype}",
                                 f"save it as {spec.dtype}")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InvalidInputError(f"sample {file}: input {spec.name} contains NaN or Inf", "fix or remove this sample")
-    return np.ascontiguousarray(array.astype(spec.dtype, copy=False))
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = np.ascontiguousarray(array.astype(spec.dtype, copy=False))
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"sample {file}: input {spec.name} cannot be read as {spec.dtype}: {e}",
+                                f"save it as {spec.dtype}") from e
+    if out.dtype.kind == "f" and not np.isfinite(out).all():  # float64 values beyond float32's range became inf
+        raise InvalidInputError(f"sample {file}: input {spec.name} has values beyond the range of {spec.dtype} "
+                                f"(largest magnitude {float(np.abs(array).max()):g})", f"scale the sample into {spec.dtype}'s range")
+    if out.dtype.kind in "iu" and array.dtype.kind in "iuf" and array.size:
+        info = np.iinfo(out.dtype)
+        if array.min() < info.min or array.max() > info.max:
+            raise InvalidInputError(f"sample {file}: input {spec.name} has values outside {spec.dtype}'s range",
+                                    f"save it as {spec.dtype}")
+    return out
 
 
 def _image_samples(folder: Path, images: list[Path], inputs: tuple[TensorSpec, ...], limit: int, seed: int,

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeconv.errors import InvalidInputError, MissingBackendError, UsageError
+from edgeconv.errors import InvalidInputError, MissingBackendError, UsageError, first_line
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 KEYS = ("resize", "mean", "std", "layout", "channels", "scale", "dtype")
+MAX_PIXELS = 2**26  # 67 million: an image (or a resize) beyond it is a bomb or a typo
 _EXAMPLE = "resize=224x224,mean=0.485,0.456,0.406,std=0.229,0.224,0.225,layout=nchw,channels=rgb,scale=1/255"
 
 
@@ -95,6 +96,8 @@ def parse_preprocess(spec: str | dict[str, Any] | None) -> Preprocess:
             raise _bad(f"resize wants HxW, got {','.join(v)!r}") from e
         if h <= 0 or w <= 0:
             raise _bad("resize dims must be positive")
+        if h * w > MAX_PIXELS:  # refused before any image is decoded into h x w x 3 floats
+            raise _bad(f"resize={h}x{w} is {h * w:,} pixels, more than edgeconv allows ({MAX_PIXELS:,})")
         kw["resize"] = (h, w)
     for k in ("mean", "std"):
         if k in items:
@@ -147,12 +150,15 @@ def load_image(path: Path, pp: Preprocess) -> np.ndarray:
         raise MissingBackendError("reading image folders needs Pillow", "pip install pillow") from e
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:  # a decompression bomb: a small file that decodes to gigabytes
+                raise InvalidInputError(f"image {path} is {im.width}x{im.height} pixels, more than edgeconv decodes "
+                                        f"({MAX_PIXELS:,})", "resize the image, or remove it from the folder")
             im = im.convert("L" if pp.channels == "gray" else "RGB")
             if pp.resize is not None:
                 im = im.resize((pp.resize[1], pp.resize[0]), Image.BILINEAR)
             arr = np.asarray(im, dtype=np.float32)
-    except (OSError, ValueError) as e:
-        raise InvalidInputError(f"cannot read image {path}: {e}", "remove or replace the unreadable file") from e
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise InvalidInputError(f"cannot read image {path}: {first_line(e)}", "remove or replace the unreadable file") from e
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if pp.channels == "bgr":
