@@ -38,7 +38,8 @@ MODEL_KEYS: dict[str, tuple[str, str]] = {
     "preprocess": ("--preprocess", "str"),
     "model": ("--model", "str"),
     "weights": ("--weights", "path"),
-    "trust_pickle": ("--trust-pickle", "bool"),
+    "trust_code": ("--trust-code", "bool"),
+    "trust_pickle": ("--trust-code", "bool"),  # the old name, same meaning
     "set": ("--set", "list"),
     "soc": ("--soc", "str"),
     "allow_cpu_fallback": ("--allow-cpu-fallback", "bool"),

@@ -6,12 +6,11 @@ ONNX. Nothing here imports a heavy framework; ONNX files are recognised by parsi
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from edgeconv.errors import InvalidInputError, SafetyError
+from edgeconv.errors import InvalidInputError
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -184,9 +183,13 @@ def _check_flatbuffer(path: Path, size: int) -> None:
 
 
 def _detect_dir(path: Path) -> Artifact:
+    from edgeconv.sources.archive_safety import check_tree
+
     if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
+        check_tree(path)  # no symlink pointing out of the folder (exit 7), as for ONNX external data
         return Artifact(path, Format.SAVEDMODEL)
     if (path / "Manifest.json").exists() and (path / "Data").is_dir():
+        check_tree(path)
         return Artifact(path, Format.COREML)
     raise InvalidInputError(
         f"{path} is a directory but neither a TensorFlow SavedModel (no saved_model.pb) nor a Core ML .mlpackage",
@@ -195,16 +198,10 @@ def _detect_dir(path: Path) -> Artifact:
 
 
 def _detect_zip(path: Path) -> Artifact:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise InvalidInputError(
-            f"{path} starts like a zip archive but is damaged ({e})", "the file is truncated or corrupt; export it again"
-        ) from e
-    for name in names:
-        if name.startswith("/") or ".." in Path(name).parts:
-            raise SafetyError(f"{path} contains an entry escaping the archive: {name!r}", "do not load this file")
+    from edgeconv.sources.archive_safety import check_zip
+
+    # member names escaping the archive, symlink members, zip bombs: exit 7 before anything is decompressed
+    names = [info.filename for info in check_zip(path)]
     base = {n.split("/", 1)[1] if "/" in n else n for n in names}
     if {"config.json", "metadata.json"} <= set(names):
         return Artifact(path, Format.KERAS, KERAS_V3)

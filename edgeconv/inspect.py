@@ -191,11 +191,12 @@ def inspect_tflite(artifact: Artifact, report: ModelReport) -> None:
 
 # --- framework sources ------------------------------------------------------------------------------------------------
 
-def inspect_source(artifact: Artifact, report: ModelReport, input_shapes: dict[str, tuple[int, ...]]) -> Any:
+def inspect_source(artifact: Artifact, report: ModelReport, input_shapes: dict[str, tuple[int, ...]],
+                   trust_code: bool = False) -> Any:
     from edgeconv.context import ConvertOptions
     from edgeconv.sources import open_source
 
-    source = open_source(artifact, ConvertOptions(input_shapes=input_shapes))
+    source = open_source(artifact, ConvertOptions(input_shapes=input_shapes, trust_code=trust_code))
     report.inputs = list(source.inputs)
     report.outputs = [TensorSpec(name, ()) for name in source.output_names]
     report.notes.append(f"op histogram and weights are shown for ONNX and TFLite; run `edgeconv convert {artifact.path} "
@@ -206,7 +207,7 @@ def inspect_source(artifact: Artifact, report: ModelReport, input_shapes: dict[s
 # --- profile fit -------------------------------------------------------------------------------------------------------
 
 def profile_fits(artifact: Artifact, input_shapes: dict[str, tuple[int, ...]], names: list[str] | None = None,
-                 source: Any = None) -> list[ProfileFit]:
+                 source: Any = None, trust_code: bool = False) -> list[ProfileFit]:
     """For each profile: the route a conversion would take, and what stands in the way (route, backend, shapes)."""
     from edgeconv.availability import availability
     from edgeconv.context import ConvertOptions
@@ -215,7 +216,7 @@ def profile_fits(artifact: Artifact, input_shapes: dict[str, tuple[int, ...]], n
     from edgeconv.targets import builtin_profiles, resolve
 
     profiles = [resolve(n) for n in names] if names else builtin_profiles()
-    options = ConvertOptions(input_shapes=input_shapes)
+    options = ConvertOptions(input_shapes=input_shapes, trust_code=trust_code)
     try:
         source = source or open_source(artifact, options)
     except EdgeconvError as e:
@@ -252,7 +253,7 @@ def profile_fits(artifact: Artifact, input_shapes: dict[str, tuple[int, ...]], n
 
 
 def inspect_model(path: Path, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
-                  targets: list[str] | None = None, fits: bool = True) -> ModelReport:
+                  targets: list[str] | None = None, fits: bool = True, trust_code: bool = False) -> ModelReport:
     """Everything `edgeconv inspect` shows. Raises InvalidInputError (exit 3) for files that are not models."""
     artifact = detect(Path(path))
     report = ModelReport(str(artifact.path), artifact.format.value, artifact.variant, _size(artifact.path), [], [])
@@ -263,9 +264,9 @@ def inspect_model(path: Path, *, input_shapes: dict[str, tuple[int, ...]] | None
     elif artifact.format == Format.TFLITE:
         inspect_tflite(artifact, report)
     elif artifact.format in (Format.TORCH, Format.KERAS, Format.SAVEDMODEL):
-        source = inspect_source(artifact, report, shapes)
+        source = inspect_source(artifact, report, shapes, trust_code)
     else:
         report.notes.append(f"{artifact.format} files are recognised but not looked into")
     if fits and artifact.format in (Format.ONNX, Format.TORCH, Format.KERAS, Format.SAVEDMODEL):
-        report.profiles = profile_fits(artifact, shapes, targets, source)
+        report.profiles = profile_fits(artifact, shapes, targets, source, trust_code)
     return report

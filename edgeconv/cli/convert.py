@@ -28,7 +28,7 @@ def convert(
     preprocess: Optional[str] = typer.Option(None, "--preprocess", help="Image preprocessing, e.g. 'resize=224x224,scale=1/255,layout=nchw'."),
     model: Optional[str] = typer.Option(None, "--model", help="PyTorch factory: package.module:function returning an nn.Module."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="state_dict for --model (loaded with weights_only=True)."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading a pickled whole module (runs code from the file)."),
+    trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help="Load a model even if loading or running it runs code from the file: pickled modules, Keras Lambda layers, .pt2 pickled payloads, SavedModel file ops (--trust-pickle is an alias)."),
     set_: list[str] = typer.Option([], "--set", help="Override a profile key: section.key=value (repeatable)."),
     soc: Optional[str] = typer.Option(None, "--soc", help="Hexagon targets: Snapdragon part, e.g. '8 Gen 3', sm8650, 8gen3."),
     allow_cpu_fallback: bool = typer.Option(False, "--allow-cpu-fallback", help="NPU targets: accept nodes that fall back to the CPU."),
@@ -53,6 +53,10 @@ def convert(
         raise UsageError("no SOURCE given", "pass a model file, or --model package.module:function")
     if output is None and not dry_run:
         raise UsageError("no output directory given", "pass -o OUTDIR")
+    if model is not None:  # a malformed pkg.module:function is a usage error (exit 2), found before any work
+        from edgeconv.sources.torch_source import parse_factory_spec
+
+        parse_factory_spec(model)
     profiles = [resolve(t) for t in dict.fromkeys(target)]
     if soc is not None:  # an unknown part fails now (exit 2, parts listed), not after export and calibration
         from edgeconv.targets.hexagon_socs import resolve_soc
@@ -61,7 +65,7 @@ def convert(
     options = ConvertOptions(
         input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data, preprocess=preprocess,
         model_factory=model, weights=weights if weights is not None else (source if model else None),
-        trust_pickle=trust_pickle, overrides=tuple(set_), soc=soc, allow_cpu_fallback=allow_cpu_fallback,
+        trust_code=trust_code, overrides=tuple(set_), soc=soc, allow_cpu_fallback=allow_cpu_fallback,
         shape_ranges=_parse_shape_ranges(shape_range), require_engine=require_engine, max_fallback=max_fallback,
         report=report, keep_work=keep_work, no_cache=no_cache,
     )

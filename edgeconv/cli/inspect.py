@@ -20,13 +20,14 @@ def inspect(
     target: list[str] = typer.Option([], "--target", "-t", help="Check only these targets (default: every built-in one)."),
     no_targets: bool = typer.Option(False, "--no-targets", help="Skip the target check (faster for framework sources)."),
     top: int = typer.Option(20, "--top", help="Op types shown in the histogram table (JSON has them all)."),
+    trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help="Load a model even if loading it runs code from the file (pickled modules, Keras Lambda layers, .pt2 pickled payloads, SavedModel file ops)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     from edgeconv.context import parse_input_shapes
     from edgeconv.inspect import inspect_model
 
     report = inspect_model(model, input_shapes=parse_input_shapes(input_shape), targets=list(target) or None,
-                           fits=not no_targets)
+                           fits=not no_targets, trust_code=trust_code)
     if UI.json_mode:
         UI.emit_json(report.to_json())
         return

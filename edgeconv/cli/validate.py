@@ -24,14 +24,14 @@ def validate(
     input_shape: list[str] = typer.Option([], "--input-shape", help="Fix an input's dims: NAME=1x3x224x224 (repeatable)."),
     samples: Optional[int] = typer.Option(None, "--samples", help="How many samples to compare (default: the profile's)."),
     set_: list[str] = typer.Option([], "--set", help="Override a profile key, e.g. validate.gate.min_snr_db=40 (repeatable)."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading a pickled whole module (runs code from the file)."),
+    trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help="Load a model even if loading or running it runs code from the file: pickled modules, Keras Lambda layers, .pt2 pickled payloads, SavedModel file ops (--trust-pickle is an alias)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     from edgeconv.context import ConvertOptions, parse_input_shapes
     from edgeconv.revalidate import validate_artifact
 
     options = ConvertOptions(input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data,
-                             trust_pickle=trust_pickle, overrides=tuple(set_))
+                             trust_code=trust_code, overrides=tuple(set_))
     result = validate_artifact(source, artifact, options, target=target, samples=samples, reporter=UI.reporter())
     if UI.json_mode:
         UI.emit_json(result)

@@ -1,4 +1,8 @@
-"""TensorFlow sources: Keras `.keras` (Keras 3) and legacy `.h5` files, and SavedModel directories."""
+"""TensorFlow sources: Keras `.keras` (Keras 3) and legacy `.h5` files, and SavedModel directories.
+
+Before a framework opens the file, a Keras config with code-carrying layers (Lambda, ...; sources/keras_safety.py)
+and a SavedModel with file-system / Python ops (sources/savedmodel_safety.py) are refused (exit 7) unless
+--trust-code; Keras 3 then loads with safe_mode=True."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 from edgeconv.context import ConvertOptions
 from edgeconv.deps import require
-from edgeconv.errors import InvalidInputError, first_line
+from edgeconv.errors import InvalidInputError, SafetyError, first_line
 from edgeconv.formats import KERAS_H5, Artifact, Format, TensorSpec
 from edgeconv.sources import SourceLoader, SourceModel
 
@@ -63,7 +67,11 @@ class TensorFlowSourceLoader(SourceLoader):
     extra = "tf"
 
     def open(self, artifact: Artifact, options: ConvertOptions) -> SourceModel:
-        handle = self._load_savedmodel(artifact) if artifact.format == Format.SAVEDMODEL else self._load_keras(artifact)
+        trust = options.trust_code
+        if artifact.format == Format.SAVEDMODEL:
+            handle: KerasModel | SavedModelFunction = self._load_savedmodel(artifact, trust)
+        else:
+            handle = self._load_keras(artifact, trust)
         if isinstance(handle, KerasModel):
             specs = [
                 TensorSpec(name, _dims(t.shape), _dtype_name(t.dtype)) for name, t in zip(handle.input_names, handle.model.inputs)
@@ -76,18 +84,24 @@ class TensorFlowSourceLoader(SourceLoader):
     def load_handle(self, source: SourceModel) -> Any:
         raise AssertionError("TensorFlow sources are loaded in open()")
 
-    def _load_keras(self, artifact: Artifact) -> KerasModel:
+    def _load_keras(self, artifact: Artifact, trust_code: bool) -> KerasModel:
+        from edgeconv.sources.keras_safety import check_keras_file
+
+        check_keras_file(artifact.path, artifact.variant, trust_code)  # h5py / zipfile only: before Keras opens it
         quiet_tensorflow()
         keras = require("keras", "tf", purpose="Keras sources")
         try:
-            model = keras.saving.load_model(str(artifact.path), compile=False)
+            model = keras.saving.load_model(str(artifact.path), compile=False, safe_mode=not trust_code)
         except Exception as first:
+            if not trust_code and "safe_mode" in str(first):  # Keras refused code our config check did not name
+                raise SafetyError(f"{artifact.path}: Keras refuses to load it safely: {first_line(first)}",
+                                  "pass --trust-code only if you trust its origin") from first
             if artifact.variant != KERAS_H5:
                 raise InvalidInputError(f"cannot load Keras model {artifact.path}: {first_line(first)}",
                                         "the file is damaged, or uses custom layers that are not importable") from first
             try:  # legacy tf.keras .h5 files
                 tf_keras = require("tf_keras", "tf", purpose="legacy .h5 models")
-                model = tf_keras.models.load_model(str(artifact.path), compile=False)
+                model = tf_keras.models.load_model(str(artifact.path), compile=False, safe_mode=not trust_code)
             except Exception as e:
                 raise InvalidInputError(f"cannot load Keras .h5 model {artifact.path}: {first_line(e)}",
                                         "the file is damaged or holds only weights (save the whole model)") from e
@@ -98,8 +112,11 @@ class TensorFlowSourceLoader(SourceLoader):
         output_names = list(getattr(model, "output_names", None) or [t.name.split(":")[0] for t in model.outputs])
         return KerasModel(model, input_names, output_names)
 
-    def _load_savedmodel(self, artifact: Artifact) -> SavedModelFunction:
+    def _load_savedmodel(self, artifact: Artifact, trust_code: bool) -> SavedModelFunction:
+        from edgeconv.sources.savedmodel_safety import check_savedmodel
+
         tf = quiet_tensorflow()
+        check_savedmodel(artifact.path, trust_code)  # the proto only: before tf.saved_model.load
         try:
             loaded = tf.saved_model.load(str(artifact.path))
         except Exception as e:

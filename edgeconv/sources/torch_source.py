@@ -1,6 +1,8 @@
 """PyTorch sources: TorchScript archives, torch.export `.pt2` programs, and Python factories (`--model pkg.mod:fn`,
-optionally `--weights state_dict.pt` loaded with weights_only=True). Whole pickled modules run code when loaded: they
-are refused unless --trust-pickle."""
+optionally `--weights state_dict.pt` loaded with weights_only=True). Whole pickled modules, and `.pt2` archives with
+pickled payloads (sources/pt2_safety.py), run code when loaded: they are refused unless --trust-code (alias
+--trust-pickle). A factory is Python the user named: its failures (a syntax error, an exception or sys.exit() at
+import or call) are invalid input (exit 3) naming the module and line, never a silent exit."""
 
 from __future__ import annotations
 
@@ -21,17 +23,56 @@ def _torch():
     return require("torch", "torch", purpose="PyTorch sources")
 
 
+def parse_factory_spec(spec: str) -> tuple[str, str]:
+    """`pkg.module:function` → (module, function); anything else is a usage error (exit 2)."""
+    module_name, sep, fn_name = spec.partition(":")
+    if not sep or not all(part.isidentifier() for part in module_name.split(".")) or not fn_name.isidentifier():
+        raise UsageError(f"bad --model {spec!r}: expected package.module:function (a dotted module path, then a "
+                         "function name)", "use e.g. --model mypkg.models:build")
+    return module_name, fn_name
+
+
+def _where(e: BaseException, module_name: str) -> str:
+    """' (FILE:LINE)': the deepest frame of the traceback in the factory's module, else the deepest one that is
+    neither edgeconv's nor importlib's."""
+    if isinstance(e, SyntaxError) and e.filename:
+        return f" ({e.filename}:{e.lineno})"
+    suffixes = (module_name.replace(".", "/") + ".py", module_name.replace(".", "/") + "/__init__.py")
+    tb, in_module, other = e.__traceback__, "", ""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.replace("\\", "/").endswith(suffixes):
+            in_module = f" ({filename}:{tb.tb_lineno})"
+        elif "importlib" not in filename and str(Path(__file__).parent) not in filename:
+            other = f" ({filename}:{tb.tb_lineno})"
+        tb = tb.tb_next
+    return in_module or other
+
+
+def _exit_error(e: BaseException, what: str, module_name: str) -> InvalidInputError:
+    if isinstance(e, SystemExit):
+        return InvalidInputError(f"{what} called exit({e.code!r}){_where(e, module_name)}",
+                                 "a factory must return an nn.Module, not exit the process")
+    return InvalidInputError(f"{what} raised {type(e).__name__}: {first_line(e)}{_where(e, module_name)}",
+                             "fix the factory module")
+
+
 def import_factory(spec: str) -> Any:
     """`pkg.module:function` → the function. The current directory is importable, as with `python -m`."""
-    if ":" not in spec:
-        raise UsageError(f"bad --model {spec!r}", "use --model package.module:function")
-    module_name, fn_name = spec.split(":", 1)
+    module_name, fn_name = parse_factory_spec(spec)
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise InvalidInputError(f"cannot import {module_name} for --model {spec}: {e}", "check the module path and PYTHONPATH") from e
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name) and (module_name == e.name or module_name[len(e.name)] == "."):
+            raise InvalidInputError(f"cannot import {module_name} for --model {spec}: {e}",
+                                    "check the module path and PYTHONPATH") from e
+        raise _exit_error(e, f"importing {module_name} (--model {spec})", module_name) from e
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # SyntaxError, any exception at import, SystemExit: the user's code, not a bug here
+        raise _exit_error(e, f"importing {module_name} (--model {spec})", module_name) from e
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise InvalidInputError(f"{module_name} has no callable {fn_name!r}", "--model must name a function returning an nn.Module")
@@ -63,7 +104,7 @@ class TorchSourceLoader(SourceLoader):
                 raise InvalidInputError(f"{artifact.path} looks like TorchScript but cannot be loaded: {first_line(e)}",
                                         "the archive is damaged or from a newer PyTorch; save it again") from e
         elif artifact.variant == EXPORTED_PROGRAM:
-            return self._open_exported_program(artifact)
+            return self._open_exported_program(artifact, options)
         elif artifact.variant == TORCH_FACTORY:
             module = self._build_factory(artifact, options)
         else:
@@ -81,11 +122,12 @@ class TorchSourceLoader(SourceLoader):
         try:
             obj = torch.load(str(artifact.path), map_location="cpu", weights_only=True)
         except Exception as safe_error:
-            if not options.trust_pickle:
+            if not options.trust_code:
                 raise SafetyError(
                     f"{artifact.path} is a pickled Python object; loading it would run code from the file "
                     f"({first_line(safe_error)})",
-                    "save the model with torch.jit.save or torch.export.save, or pass --trust-pickle if you trust its origin",
+                    "save the model with torch.jit.save or torch.export.save, or pass --trust-code (alias --trust-pickle) "
+                    "if you trust its origin",
                 ) from safe_error
             try:
                 obj = torch.load(str(artifact.path), map_location="cpu", weights_only=False)
@@ -105,8 +147,10 @@ class TorchSourceLoader(SourceLoader):
         fn = import_factory(options.model_factory or "")
         try:
             module = fn()
-        except Exception as e:
-            raise InvalidInputError(f"--model {options.model_factory} raised {type(e).__name__}: {first_line(e)}", "fix the factory function") from e
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # an exception, or sys.exit() in the user's factory
+            raise _exit_error(e, f"--model {options.model_factory}", (options.model_factory or "").split(":")[0]) from e
         if not isinstance(module, torch.nn.Module):
             raise InvalidInputError(f"--model {options.model_factory} returned {type(module).__name__}, not an nn.Module", "")
         if options.weights is not None:
@@ -125,8 +169,11 @@ class TorchSourceLoader(SourceLoader):
                                         "check that the weights belong to this model") from e
         return module
 
-    def _open_exported_program(self, artifact: Artifact) -> SourceModel:
+    def _open_exported_program(self, artifact: Artifact, options: ConvertOptions) -> SourceModel:
+        from edgeconv.sources.pt2_safety import check_exported_program
+
         torch = _torch()
+        check_exported_program(artifact.path, options.trust_code)  # the zip only: before torch.export.load
         try:
             program = torch.export.load(str(artifact.path))
         except Exception as e:
