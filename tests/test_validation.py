@@ -32,3 +32,49 @@ def test_top1_agreement_for_class_scores() -> None:
 def test_no_top1_for_feature_maps() -> None:
     x = np.ones((1, 4, 4, 4), dtype=np.float32)
     assert compare(["features"], [[x]], [[x]]).top1_agreement is None
+
+
+def _detector_outputs(seed: int, n: int = 16) -> list[list[np.ndarray]]:
+    """Per sample: boxes [10, 4] float, scores [10] float, topk indices [10] int64 (a detector's post-process)."""
+    rng = np.random.default_rng(seed)
+    return [[rng.uniform(0, 64, (10, 4)).astype(np.float32), rng.uniform(0, 1, 10).astype(np.float32),
+             rng.permutation(100)[:10].astype(np.int64)] for _ in range(n)]
+
+
+def test_integer_outputs_are_judged_by_exact_match_not_snr() -> None:
+    """Detector outputs at 40+ dB with two neighbouring pairs of indices swapped (4 of 160): scored by SNR, the index
+    output (a swapped index is a huge 'error') failed the 30 dB gate; now it is 97.5% exact, and SNR covers the floats."""
+    refs = _detector_outputs(0)
+    rng = np.random.default_rng(1)
+    acts = []
+    for i, (boxes, scores, idx) in enumerate(refs):
+        idx = idx.copy()
+        if i in (3, 7):
+            idx[[0, 1]] = idx[[1, 0]]  # neighbours with near-equal scores swap places
+        acts.append([boxes + rng.normal(0, 0.02, boxes.shape).astype(np.float32),
+                     scores + rng.normal(0, 0.002, scores.shape).astype(np.float32), idx])
+    metrics = compare(["boxes", "scores", "indices"], refs, acts)
+    by_name = {o.name: o for o in metrics.outputs}
+    assert [o.kind for o in metrics.outputs] == ["float", "float", "integer"]
+    assert by_name["indices"].exact_match == pytest.approx(1 - 4 / 160) and metrics.exact_match == by_name["indices"].exact_match
+    assert by_name["indices"].snr_db < 30  # what used to fail the gate
+    assert metrics.snr_db == min(by_name["boxes"].snr_db, by_name["scores"].snr_db) > 40
+    assert check_gate(metrics, Gate(min_snr_db=30.0, min_top1_agreement=0.97)).passed
+    result = check_gate(metrics, Gate(min_snr_db=30.0, min_exact_match=0.99))
+    assert result.failures == ("output indices: exact match 0.975 < 0.99 (integer output)",)
+
+
+def test_gate_failure_names_the_output() -> None:
+    refs = _detector_outputs(2)
+    acts = [[b, s + np.float32(0.3), i] for b, s, i in refs]  # the scores drift, boxes and indices are exact
+    result = check_gate(compare(["boxes", "scores", "indices"], refs, acts), Gate(min_snr_db=30.0))
+    assert not result.passed and len(result.failures) == 1 and result.failures[0].startswith("output scores: SNR")
+
+
+def test_bool_outputs_exact_match() -> None:
+    refs = [[np.array([True, False, True, True])] for _ in range(4)]
+    acts = [[np.array([True, False, True, i != 0])] for i in range(4)]
+    metrics = compare(["mask"], refs, acts)
+    assert metrics.outputs[0].kind == "bool" and metrics.exact_match == pytest.approx(15 / 16)
+    assert check_gate(metrics, Gate(min_exact_match=0.9)).passed
+    assert not check_gate(metrics, Gate(min_exact_match=0.95)).passed

@@ -41,6 +41,7 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> Table:
     for col, justify in [("target", "left"), ("artifact", "left"), ("size", "right"), ("validated on", "left"),
                          ("SNR dB", "right"), ("cosine", "right"), ("top-1", "right"), ("result", "left")]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    integer_outputs = False
     for target in manifest["targets"]:
         if target.get("error"):  # --keep-going: a failed target, nothing written for it
             error = target["error"]
@@ -65,4 +66,15 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> Table:
                 _fmt(metrics.get("top1_agreement"), ".3f") if first else "",
                 status if first else "",
             )
+        outputs = metrics.get("outputs") or []
+        if len(outputs) > 1:  # one row per output: which one is weak, and integer outputs by exact match
+            for out in outputs:
+                exact = out.get("exact_match")
+                table.add_row("", f"[dim]↳ {escape(str(out['name']))}[/dim]", "", "",
+                              _fmt(out.get("snr_db"), ".1f") if exact is None else "—",
+                              _fmt(out.get("cosine"), ".6f") if exact is None else "—",
+                              _fmt(out.get("top1_agreement"), ".3f") if exact is None else f"={exact:.3f}", "")
+                integer_outputs = integer_outputs or exact is not None
+    if integer_outputs:
+        table.caption = f"{table.caption}; =x.xxx: exact match of an integer / bool output"
     return table

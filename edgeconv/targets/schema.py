@@ -40,6 +40,7 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("Gate", "min_cosine"): (-1.0, 1.0),
     ("Gate", "max_abs"): (0.0, None),
     ("Gate", "min_top1_agreement"): (0.0, 1.0),
+    ("Gate", "min_exact_match"): (0.0, 1.0),
 }
 
 
@@ -113,6 +114,7 @@ class Gate:
     min_cosine: float | None = None
     max_abs: float | None = None
     min_top1_agreement: float | None = None
+    min_exact_match: float | None = None  # integer / bool outputs (indices, masks); unset: min_top1_agreement applies
 
 
 @dataclass(frozen=True)
