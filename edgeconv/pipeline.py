@@ -21,7 +21,8 @@ from edgeconv.context import ConvertOptions, StepContext
 from edgeconv.converters import all_converters
 from edgeconv.converters.base import Converter
 from edgeconv.deps import installed_versions
-from edgeconv.errors import AccuracyGateError, EdgeconvError, InvalidInputError, MissingBackendError, OutputError, StepSkipped, UnsupportedError
+from edgeconv.errors import (AccuracyGateError, EdgeconvError, Interrupted, InvalidInputError, MissingBackendError, OutputError,
+                             SafetyError, StepSkipped, TargetsFailed, UnsupportedError, first_line)
 from edgeconv.formats import FILE_SUFFIXES, Artifact, Format
 from edgeconv.manifest import MANIFEST_NAME, ArtifactRecord, Manifest, SourceRecord, StepRecord, TargetRecord, sha256_of, size_of
 from edgeconv.native_libs import load_in_safe_order
@@ -403,13 +404,18 @@ def run(plan: Plan, outdir: Path, *, force: bool = False, reporter: Reporter | N
         assert tx.staging is not None
         state = _RunState(tx.staging, options, reporter, StageCache.for_run(options))
         validation_cache: dict[str, Any] = {}
-        try:
-            records = [_run_target(target, state, validation_cache) for target in plan.targets]
-        except (OSError, EdgeconvError) as e:  # a full disk under any stage (a toolchain may have wrapped it): exit 6
-            full = disk_full_cause(e)
-            if full is None or isinstance(e, OutputError):
-                raise
-            raise io_error(full, "writing intermediate files") from e
+        records: list[TargetRecord] = []
+        failures: list[tuple[str, EdgeconvError]] = []
+        for target in plan.targets:
+            try:
+                records.append(_run_target(target, state, validation_cache))
+            except Exception as e:  # noqa: BLE001 - re-raised unless --keep-going records it (then bugs are logged)
+                error = _target_failure(e, options.keep_going)
+                shutil.rmtree(tx.staging / target.profile.name, ignore_errors=True)  # nothing half-written is kept
+                failures.append((target.profile.name, error))
+                records.append(_failed_record(target.profile, error))
+        if failures and len(failures) == len(plan.targets):
+            raise max(failures, key=lambda f: f[1].exit_code)[1]  # nothing to keep: as without --keep-going
         manifest = Manifest(source_record(plan.source), records, installed_versions(), options_record(options))
         try:
             if not options.keep_work:
@@ -418,5 +424,31 @@ def run(plan: Plan, outdir: Path, *, force: bool = False, reporter: Reporter | N
         except OSError as e:
             raise io_error(e, "writing the manifest") from e
         tx.commit()
+    if failures:
+        raise TargetsFailed(failures, len(plan.targets), str(outdir), manifest.to_json())
     return manifest
+
+
+def _target_failure(error: Exception, keep_going: bool) -> EdgeconvError:
+    """What a failed target's exception means for the run: a full disk (a toolchain may have wrapped it) is exit 6 and,
+    like I/O and safety errors, ends the run; without --keep-going every failure does. With it, the rest is recorded:
+    an EdgeconvError as it is, anything else as an internal error (logged with its traceback: it is a bug)."""
+    if isinstance(error, (OSError, EdgeconvError)):
+        full = disk_full_cause(error)
+        if full is not None and not isinstance(error, OutputError):
+            raise io_error(full, "writing intermediate files") from error
+    if not keep_going or isinstance(error, (OutputError, SafetyError, Interrupted)):
+        raise error
+    if isinstance(error, EdgeconvError):
+        return error
+    log.error("internal error in one target (--keep-going goes on with the others)", exc_info=error)
+    return EdgeconvError(f"internal error: {type(error).__name__}: {first_line(error)}",
+                         "this is a bug in edgeconv; please report it with the traceback above")
+
+
+def _failed_record(profile: Profile, error: EdgeconvError) -> TargetRecord:
+    record = TargetRecord(profile.name, {"description": profile.description, "precision": profile.quantize.precision,
+                                         "produces": [f.value for f in profile.produces], "file": profile.source_file})
+    record.error = error.to_json()
+    return record
 

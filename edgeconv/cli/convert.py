@@ -38,6 +38,7 @@ def convert(
     report: bool = typer.Option(False, "--report", help="Add a per-layer accuracy report to the manifest."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep intermediate files of every stage in OUTDIR/.work."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither reuse nor store step outputs in the stage cache (~/.cache/edgeconv/stages; also EDGECONV_NO_CACHE=1)."),
+    keep_going: bool = typer.Option(False, "--keep-going", "-k", help="A failing target does not discard the others: write the ones that pass, list the failures in the manifest, exit with the worst code."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object (the manifest, or the error) on stdout."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (route and stages per target) and stop."),
     force: bool = typer.Option(False, "--force", help="Replace OUTDIR if it exists (atomically)."),
@@ -67,7 +68,7 @@ def convert(
         model_factory=model, weights=weights if weights is not None else (source if model else None),
         trust_code=trust_code, overrides=tuple(set_), soc=soc, allow_cpu_fallback=allow_cpu_fallback,
         shape_ranges=_parse_shape_ranges(shape_range), require_engine=require_engine, max_fallback=max_fallback,
-        report=report, keep_work=keep_work, no_cache=no_cache,
+        report=report, keep_work=keep_work, no_cache=no_cache, keep_going=keep_going,
     )
     if output is not None and not dry_run:
         from edgeconv.outputs import check_output_path, factory_paths
@@ -85,13 +86,24 @@ def convert(
         _show_plan(plan)
         return
     assert output is not None
-    manifest = run(plan, output, force=force, reporter=UI.reporter())
-    if UI.json_mode:
-        UI.emit_json(manifest.to_json())
-    else:
-        from edgeconv.cli.tables import manifest_table
+    from edgeconv.errors import TargetsFailed
 
-        UI.out.print(manifest_table(manifest.to_json(), output))
+    try:
+        manifest = run(plan, output, force=force, reporter=UI.reporter()).to_json()
+    except TargetsFailed as partial:  # --keep-going: the table of what was written, then the error (its exit code)
+        if not UI.json_mode:
+            _print_table(partial.details["manifest"], output)
+        raise
+    if UI.json_mode:
+        UI.emit_json(manifest)
+    else:
+        _print_table(manifest, output)
+
+
+def _print_table(manifest: dict[str, Any], output: Path) -> None:
+    from edgeconv.cli.tables import manifest_table
+
+    UI.out.print(manifest_table(manifest, output))
 
 
 def _parse_shape_ranges(items: list[str]) -> dict[str, Any]:
