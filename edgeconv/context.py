@@ -44,6 +44,7 @@ class ConvertOptions:
     report: bool = False  # per-layer accuracy report in the manifest
     keep_work: bool = False  # keep OUTDIR/.work (intermediate files of every stage)
     no_cache: bool = False  # neither reuse nor store step outputs in the stage cache (stage_cache.py)
+    output_names: tuple[str, ...] = ()  # --output-names: names for a PyTorch model's outputs (torch.onnx writes getitem_3)
     keep_going: bool = False  # a failing target does not discard the others (make -k); exit with the worst code
     seed: int = 0
 

@@ -38,6 +38,7 @@ def convert(
     report: bool = typer.Option(False, "--report", help="Add a per-layer accuracy report to the manifest."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep intermediate files of every stage in OUTDIR/.work."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither reuse nor store step outputs in the stage cache (~/.cache/edgeconv/stages; also EDGECONV_NO_CACHE=1)."),
+    output_names: Optional[str] = typer.Option(None, "--output-names", help="PyTorch sources: names for the outputs, comma-separated in order (e.g. boxes,scores,labels); torch.onnx would call them getitem_3, mul, ..."),
     keep_going: bool = typer.Option(False, "--keep-going", "-k", help="A failing target does not discard the others: write the ones that pass, list the failures in the manifest, exit with the worst code."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object (the manifest, or the error) on stdout."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (route and stages per target) and stop."),
@@ -69,6 +70,7 @@ def convert(
         trust_code=trust_code, overrides=tuple(set_), soc=soc, allow_cpu_fallback=allow_cpu_fallback,
         shape_ranges=_parse_shape_ranges(shape_range), require_engine=require_engine, max_fallback=max_fallback,
         report=report, keep_work=keep_work, no_cache=no_cache, keep_going=keep_going,
+        output_names=_parse_output_names(output_names),
     )
     if output is not None and not dry_run:
         from edgeconv.outputs import check_output_path, factory_paths
@@ -81,6 +83,9 @@ def convert(
     else:
         assert source is not None
         artifact = detect(source)
+    if options.output_names and artifact.format != Format.TORCH:
+        raise UsageError(f"--output-names is for PyTorch sources; {source} is {artifact.format} and names its outputs itself",
+                         "drop --output-names (the manifest uses the model's own output names)")
     plan = build_plan(artifact, profiles, options)
     if dry_run:
         _show_plan(plan)
@@ -104,6 +109,15 @@ def _print_table(manifest: dict[str, Any], output: Path) -> None:
     from edgeconv.cli.tables import manifest_table
 
     UI.out.print(manifest_table(manifest, output))
+
+
+def _parse_output_names(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise UsageError(f"bad --output-names {text!r}: empty or repeated names", "use e.g. --output-names boxes,scores,labels")
+    return names
 
 
 def _parse_shape_ranges(items: list[str]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import logging
 
 from edgeconv.converters.base import Converter
 from edgeconv.deps import require
-from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
+from edgeconv.errors import InvalidInputError, UnsupportedError, UsageError, first_line
 from edgeconv.formats import Artifact, Format
 from edgeconv.context import StepContext
 
@@ -49,6 +49,16 @@ def _quiet_exporter_logs():
         logger.setLevel(previous)
 
 
+def _check_output_names(path, wanted: list[str]) -> None:
+    """--output-names must name each output once: fewer names would leave some outputs unnamed, more name nothing."""
+    import onnx
+
+    have = [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
+    if len(have) != len(wanted) or have != wanted:
+        raise UsageError(f"--output-names gives {len(wanted)} name(s) ({', '.join(wanted)}), the model has "
+                         f"{len(have)} output(s)", f"give {len(have)} comma-separated names, one per output in order")
+
+
 class TorchToOnnx(Converter):
     name = "torch_to_onnx"
     source = Format.TORCH
@@ -66,16 +76,17 @@ class TorchToOnnx(Converter):
         args = example_inputs(ctx)
         out = ctx.work_dir / "model.onnx"
         names = [s.name for s in ctx.source.inputs]
+        output_names = list(ctx.source.output_names) or None  # --output-names; else torch.onnx's (getitem_3, ...)
         n_bytes = sum(p.numel() * p.element_size() for p in getattr(module, "parameters", lambda: [])())
         scripted = isinstance(module, torch.jit.ScriptModule)
         buffer = io.StringIO()  # the exporter prints progress to stdout; keep --json output clean
         try:
             with contextlib.redirect_stdout(buffer), _quiet_exporter_logs(), torch.no_grad():
                 if scripted:
-                    torch.onnx.export(module, args, str(out), input_names=names, opset_version=ctx.profile.opset.preferred,
+                    torch.onnx.export(module, args, str(out), input_names=names, output_names=output_names, opset_version=ctx.profile.opset.preferred,
                                       dynamo=False, do_constant_folding=True)
                 else:
-                    torch.onnx.export(module, args, str(out), input_names=names, opset_version=ctx.profile.opset.preferred,
+                    torch.onnx.export(module, args, str(out), input_names=names, output_names=output_names, opset_version=ctx.profile.opset.preferred,
                                       dynamo=True, external_data=n_bytes > EXTERNAL_DATA_THRESHOLD, optimize=True)
         except Exception as e:
             log.debug("exporter output:\n%s", buffer.getvalue())
@@ -83,6 +94,8 @@ class TorchToOnnx(Converter):
                 f"torch.onnx could not export the model: {first_line(e)}",
                 "the message names the op or Python construct; rewrite it, or export ONNX yourself and convert that",
             ) from e
+        if output_names:
+            _check_output_names(out, output_names)
         exporter = "torchscript" if scripted else "dynamo"
         ctx.notes["exporter"] = f"torch.onnx ({exporter}) {torch.__version__}"
         companions = tuple(p for p in out.parent.glob("model.onnx.data"))

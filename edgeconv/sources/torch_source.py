@@ -112,7 +112,7 @@ class TorchSourceLoader(SourceLoader):
         module.eval()
         names = forward_input_names(module)
         inputs = tuple(TensorSpec(n, (), rank_known=False) for n in names)
-        return SourceModel(artifact, inputs, (), "torch", self, options.model_factory or "", module)
+        return SourceModel(artifact, inputs, options.output_names, "torch", self, options.model_factory or "", module)
 
     def load_handle(self, source: SourceModel) -> Any:
         raise AssertionError("torch sources are loaded in open()")
@@ -188,7 +188,8 @@ class TorchSourceLoader(SourceLoader):
                 dtype = str(getattr(val, "dtype", "torch.float32")).replace("torch.", "")
                 inputs.append(TensorSpec(node.name, shape, dtype))
         module = program.module()
-        return SourceModel(artifact, tuple(inputs), (), "torch", self, "", _ExportedModule(program, module))
+        return SourceModel(artifact, tuple(inputs), options.output_names, "torch", self, "",
+                           _ExportedModule(program, module))
 
 
 class _ExportedModule:

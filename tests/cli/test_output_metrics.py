@@ -59,3 +59,30 @@ def test_detector_outputs_each_get_a_row_and_indices_exact_match(cli, detector: 
     assert all(o["snr_db"] > 40 for o in outputs[:2]) and manifest["targets"][0]["validation"]["metrics"]["exact_match"] == 1.0
     rows = [line for line in result.stdout.splitlines() if "↳" in line]
     assert len(rows) == 3 and "=1.000" in rows[2]
+
+
+@pytest.mark.slow
+def test_output_names_name_the_outputs_everywhere(cli, detector: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = cli("convert", detector / "detector.pt2", "-t", "onnx", "--eval", detector / "eval", "-o", out,
+                 "--output-names", "boxes,scores,indices")
+    assert result.code == 0, result.stderr[-2000:]
+    import onnx
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [o["name"] for o in manifest["targets"][0]["validation"]["metrics"]["outputs"]] == ["boxes", "scores", "indices"]
+    assert [o.name for o in onnx.load(str(out / "onnx" / "detector.onnx")).graph.output] == ["boxes", "scores", "indices"]
+
+
+@pytest.mark.parametrize("names, needle", [("boxes,scores", "gives 2 name(s)"), ("a,,b", "empty or repeated"),
+                                           ("a,a,b", "empty or repeated")])
+def test_bad_output_names_are_usage_errors(cli, detector: Path, tmp_path: Path, names: str, needle: str) -> None:
+    result = cli("convert", detector / "detector.pt2", "-t", "onnx", "--calib", "random", "-o", tmp_path / "out",
+                 "--output-names", names)
+    assert result.code == 2 and needle in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_names_refused_for_sources_that_name_their_outputs(cli, digits, tmp_path: Path) -> None:
+    result = cli("convert", digits.onnx, "-t", "onnx", "--calib", "random", "-o", tmp_path / "out", "--output-names", "x")
+    assert result.code == 2 and "--output-names is for PyTorch sources" in result.stderr
