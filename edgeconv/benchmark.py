@@ -69,6 +69,10 @@ def _own_io(artifact: Artifact) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]
         inspect_onnx(artifact, report)
     elif artifact.format == Format.TFLITE:
         inspect_tflite(artifact, report)
+    elif artifact.format == Format.OPENVINO:
+        from edgeconv.targets.openvino.runtime import ir_io
+
+        return ir_io(artifact)
     else:
         raise UnsupportedError(f"cannot run a {artifact.format} artifact on its own here",
                                "pass the output of `edgeconv convert` (its manifest.json names the inputs)")

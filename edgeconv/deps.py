@@ -26,6 +26,8 @@ BACKENDS: dict[str, str] = {
     "coremltools": "coremltools",
     "onnxruntime-qnn": "onnxruntime_qnn",
     "tensorrt": "tensorrt",
+    "openvino": "openvino",
+    "nncf": "nncf",
     "numpy": "numpy",
     "protobuf": "google.protobuf",
 }

@@ -23,7 +23,7 @@ EXTRA_OF: dict[str, str] = {
     "onnx": "core", "onnxruntime": "core", "onnxslim": "core", "numpy": "core", "protobuf": "core",
     "torch": "torch", "onnxscript": "torch", "tensorflow": "tf", "keras": "tf", "tf_keras": "tf", "tf2onnx": "tf",
     "onnx2tf": "tflite", "ai-edge-litert": "tflite", "coremltools": "coreml", "onnxruntime-qnn": "qnn",
-    "tensorrt": "tensorrt",
+    "tensorrt": "tensorrt", "openvino": "openvino", "nncf": "openvino",
 }
 # packages whose version every backend constrains; a mismatch here breaks imports
 WATCHED = ("numpy", "protobuf")

@@ -29,6 +29,7 @@ class Format(str, Enum):
     QNN_CONTEXT = "qnn-context"  # EPContext ONNX model + HTP context binary
     DLC = "dlc"  # Qualcomm DLC archive
     TENSORRT_ENGINE = "tensorrt-engine"
+    OPENVINO = "openvino"  # OpenVINO IR: model.xml (topology) + model.bin (weights, a companion)
 
     def __str__(self) -> str:
         return self.value
@@ -42,6 +43,7 @@ FILE_SUFFIXES: dict[Format, str] = {
     Format.QNN_CONTEXT: "_ctx.onnx",
     Format.DLC: ".dlc",
     Format.TENSORRT_ENGINE: ".engine",
+    Format.OPENVINO: ".xml",
     Format.KERAS: ".keras",
 }
 
@@ -124,6 +126,8 @@ def detect(path: Path) -> Artifact:
         return Artifact(path, Format.TFLITE)
     if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a bare pickle (legacy torch.save)
         return Artifact(path, Format.TORCH, TORCH_PICKLE)
+    if head.lstrip().startswith((b"<?xml", b"<net")) and b"<net" in _read_head(path, 512):
+        return _openvino_ir(path)
     onnx_kind = _onnx_artifact(path)
     if onnx_kind is not None:
         return onnx_kind
@@ -218,6 +222,15 @@ def _detect_zip(path: Path) -> Artifact:
         f"{path} is a zip archive but not a model format edgeconv knows (entries: {shown})",
         "expected a TorchScript archive, a torch.export .pt2 or a Keras .keras file",
     )
+
+
+def _openvino_ir(path: Path) -> Artifact:
+    """An OpenVINO IR .xml; its weights are the .bin of the same stem beside it (a companion)."""
+    weights = path.with_suffix(".bin")
+    if not weights.is_file():
+        raise InvalidInputError(f"{path} is an OpenVINO IR topology but its weights {weights.name} are not beside it",
+                                "keep the .xml and its .bin together (same name, same folder)")
+    return Artifact(path, Format.OPENVINO, companions=(weights,))
 
 
 def _looks_like_onnx(path: Path) -> bool:

@@ -19,18 +19,25 @@ def _subclasses(cls: type) -> list[type]:
     return out
 
 
+# Target family folders (targets/<family>/: its converters, runtime, options and profiles.toml together) are plugin
+# packages too: discover() looks in them for every kind of plugin.
+FAMILIES = "edgeconv.targets"
+
+
 @lru_cache(maxsize=None)
 def _import_package(package: str) -> None:
     pkg = importlib.import_module(package)
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{package}.{info.name}")
+    for info in pkgutil.walk_packages(pkg.__path__, package + "."):  # into subpackages: targets/<family>/
+        if not info.name.rsplit(".", 1)[-1].startswith("_"):
+            importlib.import_module(info.name)
 
 
 def discover(package: str, base: type[T]) -> list[type[T]]:
-    """All concrete plugins of `base` defined in `package`, sorted by name."""
+    """All concrete plugins of `base` defined in `package` or in a target family folder, sorted by name."""
     _import_package(package)
-    found = [c for c in _subclasses(base) if getattr(c, "name", "") and c.__module__.startswith(package + ".")]
+    _import_package(FAMILIES)
+    found = [c for c in _subclasses(base)
+             if getattr(c, "name", "") and c.__module__.startswith((package + ".", FAMILIES + "."))]
     names = [c.name for c in found]  # type: ignore[attr-defined]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:

@@ -15,7 +15,7 @@ BUILTIN_DIR = Path(__file__).parent
 @lru_cache(maxsize=1)
 def _builtin_raw() -> dict[str, RawProfile]:
     raws: dict[str, RawProfile] = {}
-    for path in sorted(BUILTIN_DIR.glob("*.toml")):
+    for path in sorted([*BUILTIN_DIR.glob("*.toml"), *BUILTIN_DIR.glob("*/profiles.toml")]):  # + family folders
         for raw in read_profile_file(path):
             if raw.name in raws:
                 raise UsageError(f"profile '{raw.name}' is defined in {raws[raw.name].source} and {path}", "rename one")
