@@ -1,0 +1,91 @@
+"""Keras / TensorFlow model definitions for the corpus: keras.applications architectures with weights=None (nothing is
+downloaded), a Keras-2-era model built with tf_keras (saved as .h5), a functional model exported as a SavedModel with a
+serving signature, and a subclassed model. Every function imports TensorFlow lazily."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def keras_app(name: str, size: int, seed: int = 0, **kwargs):
+    """keras.applications.<name> with random weights (weights=None), 10 classes, logits out (no softmax)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    factory = getattr(keras.applications, name)
+    return factory(input_shape=(size, size, 3), weights=None, classes=10, classifier_activation=None, **kwargs)
+
+
+def tf_keras_digits_cnn(x, y, epochs: int = 6, seed: int = 0):
+    """A Keras-2-era Sequential CNN (tf_keras): Conv-BN-ReLU, MaxPool, Dropout, Flatten, Dense softmax; NHWC 16x16x1."""
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(seed)
+    L = tf_keras.layers
+    model = tf_keras.Sequential([
+        L.InputLayer(input_shape=x.shape[1:], name="image"),
+        L.Conv2D(16, 3, padding="same"), L.BatchNormalization(), L.Activation("relu"),
+        L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(),
+        L.Dropout(0.25), L.Flatten(), L.Dense(64, activation="relu"), L.Dense(10, activation="softmax"),
+    ], name="digits_tf_keras")
+    model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+def functional_residual(x, y, epochs: int = 10, seed: int = 0):
+    """Keras 3 functional CNN with separable convs, residual adds, GAP; trained briefly on digits (NHWC 32x32x3)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    inp = keras.Input(x.shape[1:], name="image")
+    h = L.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)
+    for _ in range(2):
+        r = L.SeparableConv2D(16, 3, padding="same")(h)
+        r = L.BatchNormalization(momentum=0.9)(r)  # settles within a short training
+        h = L.Add()([h, L.Activation("relu")(r)])
+    h = L.Conv2D(32, 3, strides=2, padding="same", activation="relu")(h)
+    h = L.GlobalAveragePooling2D()(h)
+    out = L.Dense(10, name="logits")(h)
+    model = keras.Model(inp, out, name="residual_sm")
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+def subclassed(x, y, epochs: int = 12, seed: int = 0):
+    """A subclassed keras.Model (custom call with a residual and a custom layer-normalised head), trained briefly."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+    @keras.saving.register_keras_serializable(package="edgeconv_corpus")
+    class Subclassed(keras.Model):
+        def __init__(self, classes: int = 10, **kwargs):
+            super().__init__(**kwargs)
+            self.classes = classes
+            self.c1 = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")
+            self.c2 = keras.layers.Conv2D(32, 3, padding="same")
+            self.pool = keras.layers.MaxPooling2D()
+            self.gap = keras.layers.GlobalAveragePooling2D()
+            self.norm = keras.layers.LayerNormalization()
+            self.head = keras.layers.Dense(classes)
+
+        def call(self, image):
+            h = self.c1(image)
+            h = keras.ops.relu(h + self.c2(h))
+            h = self.gap(self.pool(h))
+            return self.head(self.norm(h))
+
+        def get_config(self):
+            return {**super().get_config(), "classes": self.classes}
+
+    model = Subclassed()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    return model
