@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 EXTRAS := all,test$(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo ,tensorrt)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench docs clean
+.PHONY: setup demo test test-fast bench matrix docs clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,12 @@ test-fast: setup
 
 bench: setup
 	for b in bench/bench_*.py; do TF_CPP_MIN_LOG_LEVEL=3 $(PY) $$b || exit 1; done
+
+# Route matrix: every corpus model (tests/corpus) x every target its source reaches -> docs/coverage.md (resumable;
+# results in bench/results/matrix.json). Hours for all of it: narrow with MATRIX_ARGS="--targets onnx,tflite-int8 --models resnet"
+MATRIX_ARGS ?=
+matrix: setup
+	TF_CPP_MIN_LOG_LEVEL=3 HF_HUB_OFFLINE=1 nice -n 10 $(PY) bench/matrix.py $(MATRIX_ARGS)
 
 docs: setup
 	$(PY) -m edgeconv.cli.docgen > docs/cli.md

@@ -1,0 +1,367 @@
+"""Route matrix: convert every corpus model (tests/corpus) to every target its source format can reach, each
+(model, target) as its own `edgeconv convert ... --json` subprocess with the model's local --calib / --eval folders, and
+write docs/coverage.md (per cell: ✓ with SNR / top-1 agreement / size ratio, or the exit code and the one-line reason).
+
+    .venv/bin/python bench/matrix.py                                  # everything (hours)
+    .venv/bin/python bench/matrix.py --targets onnx,cpu-int8 --models resnet,unet --jobs 2
+    make matrix MATRIX_ARGS="--targets tflite-int8"
+
+Which targets a model gets is asked of edgeconv (`edgeconv targets --json` for the profiles usable here, the converter
+graph for what a source format reaches), never listed here. Resumable: cells already in the results JSON
+(bench/results/matrix.json) are skipped unless --rerun (all) or --rerun-failed. The table is rewritten after every cell,
+so an interrupted run still leaves a correct partial table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.corpus import registry  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "matrix.json"
+CORPUS_ROOT = REPO / "bench" / "results" / "corpus"
+OUT_ROOT = REPO / "bench" / "results" / "out"
+COVERAGE = REPO / "docs" / "coverage.md"
+EDGECONV = [sys.executable, "-m", "edgeconv"]
+
+# Failures whose cause is known and being fixed elsewhere: matched on the error message, labelled in the table.
+KNOWN = (
+    (r"uses opset 1[89].*takes at most opset", "known: exporter opset above the profile's (profiles get an opset range)"),
+    (r"(?i)prelu.*rank|rank.*prelu", "known: Core ML PReLU on rank-2 input"),
+    (r"(?i)math domain error", "known: math domain error (hexagon-int16)"),
+    (r"(?i)onnxslim.*(If|Loop)|(If|Loop).*onnxslim", "known: onnxslim on If/Loop"),
+    (r"(?i)softmax.*transpose|transpose.*softmax", "known: onnx2tf softmax after transpose"),
+)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    return env
+
+
+def edgeconv_targets() -> list[dict]:
+    """The profiles edgeconv knows, with availability here (`edgeconv targets --json`)."""
+    proc = subprocess.run([*EDGECONV, "targets", "--json"], capture_output=True, text=True, env=_env(), cwd=REPO)
+    return json.loads(proc.stdout)["targets"]
+
+
+def reachable_targets(source: Path, targets: list[dict]) -> list[tuple[str, bool, str]]:
+    """[(target, static_shapes, why_not)] for the usable targets; why_not is '' when the source's format reaches the
+    target's primary format through edgeconv's converter graph, else the reason it is skipped."""
+    from edgeconv.formats import detect
+    from edgeconv.targets import resolve
+
+    try:
+        from edgeconv.pipeline import reachable
+    except ImportError:  # the API moved: let edgeconv itself say no, per cell
+        reachable = None
+    fmt = detect(source).format
+    reach = reachable(fmt) | {fmt.value} if reachable else None
+    out = []
+    for t in targets:
+        if not t.get("available", True):
+            out.append((t["name"], False, f"not usable here: {t.get('note', '')}"))
+            continue
+        try:
+            profile = resolve(t["name"])
+        except Exception as exc:  # noqa: BLE001 - report, do not stop the matrix
+            out.append((t["name"], False, f"profile: {exc}"))
+            continue
+        static = bool(getattr(getattr(profile, "shapes", None), "static", False))
+        primary = profile.primary_format.value
+        if reach is not None and primary not in reach:
+            out.append((t["name"], static, f"no route from {fmt.value} to {primary}"))
+        else:
+            out.append((t["name"], static, ""))
+    return out
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def known_label(message: str) -> str:
+    for pattern, label in KNOWN:
+        if re.search(pattern, message):
+            return label
+    return ""
+
+
+def run_cell(model: str, target: str, static: bool, timeout: float, keep: bool) -> dict:
+    out = OUT_ROOT / model / target
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [*EDGECONV, "convert", *registry.cli_args(CORPUS_ROOT, model, static=static), "-t", target, "-o", str(out),
+           "--force", "--json"]
+    cell: dict = {"model": model, "target": target, "command": " ".join(cmd[2:]).replace(str(REPO) + "/", ""),
+                  "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    t0 = time.time()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(), cwd=REPO)
+        rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        rc, stdout, stderr = "timeout", "", (exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+    cell["seconds"] = round(time.time() - t0, 1)
+    cell["rc"] = rc
+    try:
+        doc = json.loads(stdout) if stdout.strip() else None
+    except ValueError:
+        doc = None
+    if rc == "timeout":
+        cell.update(status="timeout", message=f"no result after {timeout:.0f} s")
+    elif doc is None:
+        tail = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+        cell.update(status="fail", message=one_line(tail[-1] if tail else f"exit {rc}, no JSON on stdout"),
+                    stderr_tail=stderr[-3000:])
+    elif "error" in doc:
+        err = doc["error"]
+        cell.update(status="fail", kind=err.get("kind", ""), message=one_line(err.get("message", "")),
+                    hint=one_line(err.get("hint", "") or ""), details=err.get("details"))
+        if rc == 1:
+            cell["stderr_tail"] = stderr[-3000:]
+    else:
+        cell.update(_summarise(doc, target))
+        cell["status"] = "ok" if rc == 0 else "fail"
+    if cell["status"] != "ok":
+        cell["known"] = known_label(cell.get("message", "") + " " + cell.get("hint", ""))
+    if not keep:
+        shutil.rmtree(out, ignore_errors=True)
+    return cell
+
+
+def _summarise(manifest: dict, target: str) -> dict:
+    rec = next((t for t in manifest.get("targets", []) if t.get("target") == target), {})
+    val = rec.get("validation", {}) or {}
+    metrics = {k: v for k, v in (val.get("metrics") or {}).items() if k != "outputs"}
+    outputs = (val.get("metrics") or {}).get("outputs") or []
+    artifacts = rec.get("artifacts", [])
+    model_art = next((a for a in artifacts if a.get("role") == "model"), artifacts[0] if artifacts else {})
+    src_bytes = manifest.get("source", {}).get("bytes") or 0
+    fallback = (rec.get("notes", {}).get("quantize") or {}).get("fallback") or {}
+    return {
+        "validation": val.get("kind", ""), "passed": val.get("passed"), "metrics": metrics,
+        "outputs": [{k: v for k, v in o.items()} for o in outputs],
+        "gate": val.get("gate"), "failures": val.get("failures"), "validation_note": one_line(val.get("note", "")),
+        "artifact": model_art.get("path", ""), "artifact_bytes": model_art.get("bytes"), "source_bytes": src_bytes,
+        "size_ratio": round(model_art["bytes"] / src_bytes, 3) if src_bytes and model_art.get("bytes") else None,
+        "warnings": [one_line(w if isinstance(w, str) else json.dumps(w)) for w in rec.get("warnings", [])],
+        "fallback_nodes": len(fallback.get("nodes") or []),
+        "steps": [f"{s.get('name')} {s.get('seconds')}s" for s in rec.get("steps", [])],
+    }
+
+
+# ------------------------------------------------------------------------------------------------------ report
+def _fmt(v, spec: str) -> str:
+    return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else "–"
+
+
+def _ok_text(c: dict, short: bool) -> str:
+    m = c.get("metrics") or {}
+    parts = []
+    if c.get("validation") == "structural":
+        parts.append("structural")
+    else:
+        if "snr_db" in m:
+            parts.append(f"{_fmt(m['snr_db'], '.1f')} dB")
+        elif "cosine" in m:
+            parts.append(f"cos {_fmt(m['cosine'], '.4f')}")
+        if "top1_agreement" in m and not short:
+            parts.append(f"top1 {_fmt(m['top1_agreement'] * 100, '.0f')}%")
+        if "exact_match" in m and not short:
+            parts.append(f"exact {_fmt(m['exact_match'] * 100, '.0f')}%")
+    if c.get("size_ratio") and not short:
+        parts.append(f"{c['size_ratio']:.2f}x")
+    return "✓ " + " · ".join(parts) if parts else "✓"
+
+
+def write_coverage(results: dict, models: list[str], targets: list[str], args_line: str, skipped: dict) -> None:
+    cells = results["cells"]
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    used_targets = [t for t in targets if any(f"{m}|{t}" in cells or (m, t) in skipped for m in models)]
+    done = [c for c in cells.values() if c["model"] in models and c["target"] in used_targets]
+    ok = sum(c["status"] == "ok" for c in done)
+    planned = sum(1 for m in models for t in used_targets if (m, t) not in skipped)
+    lines = [
+        "# Route coverage: the corpus × targets",
+        "",
+        f"Generated by `bench/matrix.py` (`make matrix`) — last update {date}, edgeconv commit {results.get('commit', '?')}.",
+        f"Command: `{args_line}`.",
+        "",
+        f"**Targets run:** {', '.join(used_targets)}.  ",
+        f"**Models run:** {', '.join(models)}.  ",
+        f"**Cells:** {len(done)} of {planned} run, {ok} ✓, {len(done) - ok} ✗."
+        + ("" if len(done) >= planned else " **Partial table: the run is not finished (or was stopped); empty cells "
+                                           "were not run.**"),
+        "",
+        "Each cell is one `edgeconv convert MODEL -t TARGET --calib … --eval … --json` subprocess on this Linux x86-64 "
+        "CPU machine (corpus models: tests/corpus, built from definitions, no downloaded weights). ✓ = exit 0, with the "
+        "validation SNR of the target's output against the source model on held-out samples (Core ML: structural check "
+        "only, no runtime on Linux; TensorRT: engine not built without a GPU, its ONNX is validated). ✗N = exit code N "
+        "(2 usage, 3 invalid input, 4 unsupported, 5 accuracy gate, 1 internal error); [k] points to the reason below. "
+        "`—` = the target's format is not reachable from this source format (edgeconv has no route).",
+        "",
+        "## Matrix",
+        "",
+        "| model | source | " + " | ".join(used_targets) + " |",
+        "|---|---|" + "---|" * len(used_targets),
+    ]
+    failures: list[dict] = []
+    for m in models:
+        e = registry.BY_NAME[m]
+        row = [f"`{m}`", e.source]
+        for t in used_targets:
+            c = cells.get(f"{m}|{t}")
+            if (m, t) in skipped and not c:
+                row.append("—")
+            elif not c:
+                row.append("")
+            elif c["status"] == "ok":
+                row.append(_ok_text(c, short=True))
+            else:
+                failures.append(c)
+                code = c["rc"] if c["rc"] != "timeout" else "T"
+                row.append(f"✗{code} [{len(failures)}]" + (" (known)" if c.get("known") else ""))
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## Failures", "", "Exit code, error kind and edgeconv's one-line message (the hint follows when it "
+              "adds something). \"known\" = a cause already being fixed.", ""]
+    for i, c in enumerate(failures, 1):
+        msg = c.get("message", "")
+        hint = f" — hint: {c['hint']}" if c.get("hint") else ""
+        known = f" **[{c['known']}]**" if c.get("known") else ""
+        lines.append(f"{i}. `{c['model']}` × `{c['target']}`: exit {c['rc']} {c.get('kind', '')}{known} — {msg}{hint}")
+    lines += ["", "## Passing cells", "",
+              "| model | target | validation | SNR dB | cosine | top-1 | size ratio | fallback nodes | seconds |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        for t in used_targets:
+            c = cells.get(f"{m}|{t}")
+            if c and c["status"] == "ok":
+                mm = c.get("metrics") or {}
+                top1 = mm.get("top1_agreement")
+                lines.append(f"| `{m}` | {t} | {c.get('validation', '')} | {_fmt(mm.get('snr_db'), '.1f')} | "
+                             f"{_fmt(mm.get('cosine'), '.5f')} | {_fmt(top1 * 100 if isinstance(top1, float) else None, '.0f')}"
+                             f"{'%' if isinstance(top1, float) else ''} | {_fmt(c.get('size_ratio'), '.3f')} | "
+                             f"{c.get('fallback_nodes', 0)} | {c.get('seconds')} |")
+    lines += ["", "## Corpus", "", "| model | family | source form | features | trained on |", "|---|---|---|---|---|"]
+    for m in models:
+        e = registry.BY_NAME[m]
+        lines.append(f"| `{m}` | {e.family} | {e.source} | {e.features} | {e.trained or 'random init'} |")
+    if results.get("build_errors"):
+        lines += ["", "## Corpus build failures", ""]
+        for m, err in results["build_errors"].items():
+            lines.append(f"- `{m}`: {one_line(err.strip().splitlines()[-1] if err.strip() else err)}")
+    COVERAGE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = COVERAGE.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, COVERAGE)
+
+
+def save_results(results: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+    os.replace(tmp, RESULTS)
+
+
+def main() -> int:
+    global RESULTS, COVERAGE, CORPUS_ROOT, OUT_ROOT
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="", help="comma-separated corpus model names (default: all)")
+    ap.add_argument("--targets", default="", help="comma-separated target names (default: every usable target)")
+    ap.add_argument("--jobs", type=int, default=1, help="cells converted at once (default 1)")
+    ap.add_argument("--timeout", type=float, default=1200, help="seconds per cell before it counts as a timeout")
+    ap.add_argument("--rerun", action="store_true", help="rerun cells already in the results JSON")
+    ap.add_argument("--rerun-failed", action="store_true", help="rerun the cells that failed last time")
+    ap.add_argument("--keep-outputs", action="store_true", help="keep each cell's OUTDIR under bench/results/out")
+    ap.add_argument("--report-only", action="store_true", help="rewrite docs/coverage.md from the results JSON")
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--coverage", type=Path, default=COVERAGE)
+    ap.add_argument("--corpus-root", type=Path, default=CORPUS_ROOT)
+    args = ap.parse_args()
+    RESULTS, COVERAGE, CORPUS_ROOT = args.results, args.coverage, args.corpus_root
+    OUT_ROOT = RESULTS.parent / "out"
+    args_line = "bench/matrix.py " + " ".join(sys.argv[1:])
+
+    models = [m for m in args.models.split(",") if m] or [e.name for e in registry.CORPUS]
+    unknown = [m for m in models if m not in registry.BY_NAME]
+    if unknown:
+        print(f"unknown models {unknown}; corpus: {', '.join(registry.BY_NAME)}", file=sys.stderr)
+        return 2
+    all_targets = edgeconv_targets()
+    names = [t["name"] for t in all_targets]
+    wanted = [t for t in args.targets.split(",") if t] or names
+    missing = [t for t in wanted if t not in names]
+    if missing:
+        print(f"unknown targets {missing}; edgeconv knows: {', '.join(names)}", file=sys.stderr)
+        return 2
+    targets = [t for t in all_targets if t["name"] in wanted]
+    targets.sort(key=lambda t: wanted.index(t["name"]))
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"cells": {}}
+    results["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                       cwd=REPO).stdout.strip()
+    if not args.report_only:
+        print(f"building corpus models under {CORPUS_ROOT} (cached) ...", flush=True)
+        errors = registry.ensure(CORPUS_ROOT, models)
+        results.setdefault("build_errors", {}).update(errors)
+        for m in models:
+            if m not in errors:
+                results["build_errors"].pop(m, None)
+    built = [m for m in models if registry.is_built(CORPUS_ROOT, m)]
+
+    skipped: dict[tuple[str, str], str] = {}
+    todo: list[tuple[str, str, bool]] = []
+    for m in built:
+        meta = registry.read_meta(CORPUS_ROOT / m)
+        for t, static, why_not in reachable_targets(CORPUS_ROOT / m / meta["file"], targets):
+            key = f"{m}|{t}"
+            if why_not:
+                skipped[(m, t)] = why_not
+                continue
+            prev = results["cells"].get(key)
+            if prev and not args.rerun and not (args.rerun_failed and prev["status"] != "ok"):
+                continue
+            todo.append((m, t, static))
+    lock = threading.Lock()
+    write_coverage(results, models, [t["name"] for t in targets], args_line, skipped)
+    if args.report_only:
+        return 0
+    print(f"{len(todo)} cells to run ({len(skipped)} unreachable)", flush=True)
+
+    def work(item):
+        m, t, static = item
+        cell = run_cell(m, t, static, args.timeout, args.keep_outputs)
+        with lock:
+            results["cells"][f"{m}|{t}"] = cell
+            save_results(results)
+            write_coverage(results, models, [x["name"] for x in targets], args_line, skipped)
+            status = "ok " + _ok_text(cell, short=False) if cell["status"] == "ok" else \
+                f"FAIL exit {cell['rc']}: {cell.get('message', '')}"
+            print(f"[{cell['seconds']:6.1f}s] {m} × {t}: {status}", flush=True)
+
+    with cf.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        list(pool.map(work, todo))
+    save_results(results)
+    write_coverage(results, models, [t["name"] for t in targets], args_line, skipped)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
