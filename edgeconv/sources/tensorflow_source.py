@@ -115,8 +115,8 @@ class TensorFlowSourceLoader(SourceLoader):
     def _load_savedmodel(self, artifact: Artifact, trust_code: bool) -> SavedModelFunction:
         from edgeconv.sources.savedmodel_safety import check_savedmodel
 
+        check_savedmodel(artifact.path, trust_code)  # the proto only, decoded without TensorFlow: before it loads
         tf = quiet_tensorflow()
-        check_savedmodel(artifact.path, trust_code)  # the proto only: before tf.saved_model.load
         try:
             loaded = tf.saved_model.load(str(artifact.path))
         except Exception as e:
