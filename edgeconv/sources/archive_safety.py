@@ -40,7 +40,7 @@ def check_zip(path: Path) -> list[zipfile.ZipInfo]:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
         raise InvalidInputError(f"{path} starts like a zip archive but is damaged ({e})",
                                 "the file is truncated or corrupt; export it again") from e
     if len(infos) > MAX_MEMBERS:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import InvalidInputError, SafetyError, first_line
+from edgeconv.errors import EdgeconvError, InvalidInputError, SafetyError, first_line
 
 CODE_LAYERS = frozenset({"Lambda", "TorchModuleWrapper", "JaxLayer", "FlaxLayer", "TFSMLayer"})
 # dotted-name parts of a tf_keras TFOpLambda `function` (a tf.* symbol) that reach files, Python or the process
@@ -51,7 +51,9 @@ def keras_v3_config(path: Path) -> Any:
     try:
         with zipfile.ZipFile(path) as zf:
             data = read_member(zf, "config.json")
-    except (zipfile.BadZipFile, KeyError, OSError) as e:
+    except EdgeconvError:
+        raise
+    except Exception as e:  # BadZipFile (CRC), zlib.error, KeyError, NotImplementedError (compression): damaged
         raise InvalidInputError(f"cannot read config.json of {path}: {first_line(e)}", "the file is damaged; save the model again") from e
     try:
         return json.loads(data)

@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import InvalidInputError, SafetyError, first_line
+from edgeconv.errors import EdgeconvError, InvalidInputError, SafetyError, first_line
 
 LEGACY_PICKLES = ("serialized_state_dict.json", "serialized_constants.json", "serialized_example_inputs.json")
 MAX_PICKLE_BYTES = 4 << 30
@@ -131,7 +131,13 @@ def check_exported_program(path: Path, trust_code: bool) -> None:
     """Refuse (exit 7) a .pt2 whose loading would run code from the file, unless trusted."""
     if trust_code:
         return
-    found = pickle_findings(path)
+    try:
+        found = pickle_findings(path)
+    except EdgeconvError:
+        raise
+    except Exception as e:  # zlib.error, BadZipFile (CRC), NotImplementedError (compression): a damaged archive
+        raise InvalidInputError(f"cannot read the torch.export archive {path}: {first_line(e)}",
+                                "the archive is damaged; save it again with torch.export.save") from e
     if found:
         shown = "; ".join(found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
         raise SafetyError(
