@@ -70,12 +70,12 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def disk_full_cause(e: BaseException) -> OSError | None:
-    """The ENOSPC / EDQUOT error behind `e` (itself, or in its cause/context chain), if any."""
+    """The ENOSPC / EDQUOT / EFBIG (file size limit) error behind `e` (itself, or in its cause/context chain), if any."""
     seen: set[int] = set()
     current: BaseException | None = e
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             return current
         current = current.__cause__ or current.__context__
     return None
@@ -85,6 +85,9 @@ def io_error(e: OSError, what: str) -> OutputError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return OutputError(f"disk full while {what} ({e.filename or 'no space left on device'})",
                            "free some space or write elsewhere with -o")
+    if e.errno == errno.EFBIG:  # RLIMIT_FSIZE (`ulimit -f`) or the file system's largest file
+        return OutputError(f"file size limit reached while {what} ({e.filename or 'file too large'})",
+                           "raise the limit (ulimit -f), or write elsewhere with -o")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"permission denied while {what}: {e.filename}", "choose a writable output directory with -o")
     return OutputError(f"I/O error while {what}: {e.strerror} ({e.filename})", "check the output location")

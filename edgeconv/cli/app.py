@@ -153,6 +153,11 @@ def main(argv: list[str] | None = None) -> None:
     ensure_std_streams()
     args = list(sys.argv[1:] if argv is None else argv)
     tmpdir = _private_tmpdir()
+    import os
+
+    # ONNX Runtime (1.2x+) keeps a telemetry device id and event store in ~/.cache/Microsoft/DeveloperTools on every
+    # session unless told not to: a conversion writes nothing outside OUTDIR (and sends nothing anywhere)
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     UI.json_mode = "--json" in args
     if UI.json_mode:
         UI.protect_stdout()

@@ -176,12 +176,13 @@ def test_missing_backend_names_pip_extra(digits, ws: Path, tmp_path: Path, hidde
     runner_file.write_text(HIDING_RUNNER)
 
     def runner(*args: Any, **kwargs: Any) -> CliResult:
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO), "EDGECONV_TEST_HIDE": hidden}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO), "EDGECONV_TEST_HIDE": hidden,
+               **kwargs.get("env", {})}
         proc = subprocess.run([sys.executable, str(runner_file), *map(str, args)], capture_output=True, text=True,
-                              env=env, cwd=REPO, timeout=300)
+                              env=env, cwd=kwargs.get("cwd", REPO), timeout=300)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     failure = expect_failure(["convert", getattr(digits, source), "-t", target, "--eval", digits.eval, "-o", ws / "out"],
-                             4, f"pip install 'edgeconv[{extra}]'", workspace=ws, runner=runner, json_too=source == "onnx")
-    assert failure.error.get("kind", "missing-backend") == "missing-backend"
+                             4, f"pip install 'edgeconv[{extra}]'", workspace=ws, runner=runner)
+    assert failure.error["kind"] == "missing-backend" and failure.error["details"]["extras"] == [extra], failure.error
     assert "missing optional backend" in failure.text.stderr

@@ -84,6 +84,96 @@ def test_read_only_parent_fails_before_any_work(digits, tmp_path: Path, inputs: 
         ro.chmod(0o755)
 
 
+READ_ONLY_RUNNER = textwrap.dedent("""
+    # Run edgeconv as if EDGECONV_TEST_RO were on a read-only file system (works unprivileged, and as root, where a
+    # mode bit refuses nothing): os.access says no, and every write, mkdir or rename under it fails with EROFS.
+    import builtins, errno, os, sys
+    ro = os.path.realpath(os.environ["EDGECONV_TEST_RO"])
+    def under(path):
+        try:
+            p = os.path.realpath(os.fsdecode(path))
+        except (TypeError, ValueError):
+            return False
+        return p == ro or p.startswith(ro + os.sep)
+    def refuse(path):
+        raise OSError(errno.EROFS, "Read-only file system", os.fsdecode(path))
+    real_access, real_open, real_mkdir, real_rename, real_builtin_open = os.access, os.open, os.mkdir, os.rename, builtins.open
+    def access(path, mode, *a, **k):
+        if under(path) and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *a, **k)
+    def os_open(path, flags, *a, **k):
+        if under(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            refuse(path)
+        return real_open(path, flags, *a, **k)
+    def mkdir(path, *a, **k):
+        if under(path):
+            refuse(path)
+        return real_mkdir(path, *a, **k)
+    def rename(src, dst, *a, **k):
+        if under(src) or under(dst):
+            refuse(dst)
+        return real_rename(src, dst, *a, **k)
+    def builtin_open(file, mode="r", *a, **k):
+        if isinstance(file, (str, bytes, os.PathLike)) and under(file) and any(c in mode for c in "wax+"):
+            refuse(file)
+        return real_builtin_open(file, mode, *a, **k)
+    os.access, os.open, os.mkdir, os.rename, builtins.open = access, os_open, mkdir, rename, builtin_open
+    from edgeconv.cli.app import main
+    main(sys.argv[1:])
+""")
+
+
+def script_runner(script: Path, extra_env: dict[str, str] | None = None, preexec: Any = None) -> Any:
+    """A runner for expect_failure: `python SCRIPT ARGS` (a script that patches something, then runs the CLI)."""
+    def runner(*args: Any, **kwargs: Any) -> CliResult:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO), **(extra_env or {}),
+               **kwargs.get("env", {})}
+        proc = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, env=env,
+                              cwd=kwargs.get("cwd", REPO), timeout=300, preexec_fn=preexec)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    return runner
+
+
+def test_read_only_parent_injected(digits, tmp_path: Path, inputs: Path) -> None:
+    """The same as on a read-only mount, without mounting anything (so it never skips): exit 6 before any work."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "keep.txt").write_text("not edgeconv's")
+    empty = inputs / "empty.onnx"
+    empty.write_bytes(b"")  # exit 3 once read: exit 6 proves the output was checked first
+    script = tmp_path / "cwd" / "ro_edgeconv.py"
+    script.write_text(READ_ONLY_RUNNER)
+    runner = script_runner(script, {"EDGECONV_TEST_RO": str(ro)})
+    expect_failure(["convert", empty, "-t", "onnx", "-o", ro / "out"], 6, "cannot write", str(ro), workspace=ro,
+                   runner=runner)
+    expect_failure(["convert", empty, "-t", "onnx", "-o", ro / "a" / "b" / "out"], 6, "cannot write", workspace=ro,
+                   runner=runner)
+
+
+def _file_size_limit(limit: int) -> Any:
+    def preexec() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return preexec
+
+
+def test_file_size_limit_keeps_previous_output(cli, digits, ws: Path, tmp_path: Path) -> None:
+    """`ulimit -f` below the model's size (RLIMIT_FSIZE, unprivileged, never skips): exit 6, the previous OUTDIR intact,
+    nothing left behind; like a disk that fills up."""
+    out = ws / "out"
+    assert cli("convert", digits.onnx, "-t", "onnx", "--eval", digits.eval, "-o", out).code == 0
+    previous = tree(out)
+    script = tmp_path / "cwd" / "plain_edgeconv.py"
+    script.write_text("import sys\nfrom edgeconv.cli.app import main\nmain(sys.argv[1:])\n")
+    limit = digits.onnx.stat().st_size // 2
+    expect_failure(["convert", digits.onnx, "-t", "onnx", "--eval", digits.eval, "-o", out, "--force"], 6,
+                   "file size limit", "ulimit -f", workspace=ws, runner=script_runner(script, preexec=_file_size_limit(limit)))
+    assert tree(out) == previous
+
+
 def test_existing_output_needs_force(digits, ws: Path) -> None:
     out = ws / "out"
     out.mkdir()
@@ -178,9 +268,9 @@ def test_disk_full_injected_keeps_previous_output(cli, digits, ws: Path, tmp_pat
     runner_file.write_text(ENOSPC_RUNNER)
 
     def runner(*args: Any, **kwargs: Any) -> CliResult:
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO), **kwargs.get("env", {})}
         proc = subprocess.run([sys.executable, str(runner_file), *map(str, args)], capture_output=True, text=True,
-                              env=env, cwd=REPO, timeout=300)
+                              env=env, cwd=kwargs.get("cwd", REPO), timeout=300)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     out = ws / "out"
