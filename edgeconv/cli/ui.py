@@ -166,4 +166,6 @@ class RichReporter:
 
     def warn(self, message: str) -> None:
         if not self.ui.json_mode:
-            self.ui.err.print(f"[yellow]warning:[/yellow] {message}")
+            from rich.markup import escape
+
+            self.ui.err.print(f"[yellow]warning:[/yellow] {escape(message)}")  # "[quantize.options]" is text, not markup

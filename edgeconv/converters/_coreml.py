@@ -38,7 +38,11 @@ def coremltools() -> Any:
         return sys.modules["coremltools"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # coremltools imports TensorFlow when it is installed
     with quiet(), _native_stderr_silenced():
-        return require("coremltools", "coreml", purpose="Core ML conversion")
+        module = require("coremltools", "coreml", purpose="Core ML conversion")
+    from edgeconv.converters import _coreml_torch_ops
+
+    _coreml_torch_ops.install()  # its PyTorch front end's fixes for real models' patterns
+    return module
 
 
 @contextlib.contextmanager

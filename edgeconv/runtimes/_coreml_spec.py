@@ -110,11 +110,13 @@ def inspect_package(path: Path) -> PackageInfo:
     ops = list(function.block_specializations[function.opset].operations)
     producer = {out.name: op for op in ops for out in op.outputs}
     consumers: dict[str, list[Any]] = collections.defaultdict(list)
+    roles: dict[str, set[str]] = collections.defaultdict(set)  # tensor → the input names it is consumed as
     for op in ops:
-        for arg in op.inputs.values():
+        for key, arg in op.inputs.items():
             for binding in arg.arguments:
                 if binding.name:
                     consumers[binding.name].append(op)
+                    roles[binding.name].add(key)
 
     def arg_dtype(op: Any, key: str) -> str | None:
         if key in op.inputs:  # iOS17+: packed data comes from a const op (or inline)
@@ -152,7 +154,8 @@ def inspect_package(path: Path) -> PackageInfo:
             if dtype.startswith(("FLOAT", "BFLOAT")) and len(dims) >= 1 and math.prod(dims) >= 16 \
                     and not any(u in COMPRESSION_OPS for u in users):
                 weights.append({"name": op.outputs[0].name, "compression": None, "op": "const", "storage": dtype,
-                                "dtype": dtype, "shape": dims, "elements": math.prod(dims), "used_by": users})
+                                "dtype": dtype, "shape": dims, "elements": math.prod(dims), "used_by": users,
+                                "used_as": sorted(roles[op.outputs[0].name])})
         elif op.type not in ("cast", "quantize", "dequantize"):
             compute[dtype] += 1
     info = PackageInfo(int(spec.specificationVersion), function.opset, [_feature(f) for f in spec.description.input],

@@ -124,6 +124,14 @@ def _leaky_relu(a: dict[str, Any]) -> np.ndarray:
     return np.where(x >= 0, x, x * float(a.get("alpha", 0.01)))
 
 
+@_op("prelu")
+def _prelu(a: dict[str, Any]) -> np.ndarray:
+    """Core ML's prelu: rank-4 (or 3 / 5) x, one alpha per channel (axis 1)."""
+    x = _f(a["x"])
+    alpha = _f(a["alpha"]).reshape([1, -1] + [1] * (x.ndim - 2))
+    return np.where(x >= 0, x, x * alpha)
+
+
 @_op("gelu")
 def _gelu(a: dict[str, Any]) -> np.ndarray:
     x, mode = _f(a["x"]), str(a.get("mode") or "EXACT")

@@ -99,14 +99,9 @@ class CoremlRuntime(Runtime):
         checks["ane_unsupported_ops"] = info.ane_unsupported
         checks["ane_notes"] = info.ane_notes
         checks["ane_op_list"] = "heuristic allow-list (Apple publishes none): edgeconv/runtimes/_coreml_spec.py"
+        checks["ane_placement"] = placement = neural_engine_placement(info)
         if _wants_neural_engine(ctx) and (info.ane_unsupported or info.ane_notes):
-            listed = ", ".join(f"{op} ×{n}" for op, n in sorted(info.ane_unsupported.items()))
-            message = "; ".join(([f"ops not known to run on the Neural Engine: {listed}"] if listed else []) + info.ane_notes)
-            if not ctx.options.allow_cpu_fallback:
-                raise UnsupportedError(f"{ctx.profile.name}: {message}",
-                                       "pass --allow-cpu-fallback to accept CPU/GPU fallback for them, or rewrite those ops",
-                                       details={"ane_unsupported_ops": info.ane_unsupported, "ane_notes": info.ane_notes})
-            ctx.warn(f"{ctx.profile.name}: {message} (accepted: --allow-cpu-fallback)")
+            _judge_placement(info, placement, ctx)
         reference, failures = _reference_check(artifact, ctx)
         checks["mil_reference"] = reference
         problems += failures
@@ -145,6 +140,40 @@ def _reference_check(artifact: Artifact, ctx: StepContext) -> tuple[dict[str, ob
                                  "metrics": metrics.to_json(), "samples": samples.describe(), "passed": result.passed}
     failures = [f"MIL reference execution vs source: {f}" for f in result.failures]
     return record, failures
+
+
+def neural_engine_placement(info: Any) -> dict[str, Any]:
+    """How much of the program is expected on the Neural Engine (by the heuristic op list): compute ops are the ops that
+    are not constants, casts or weight decompression."""
+    from edgeconv.runtimes._coreml_spec import COMPRESSION_OPS
+
+    free = {"const", "cast", *COMPRESSION_OPS}
+    total = sum(n for op, n in info.ops.items() if op not in free)
+    elsewhere = {op: n for op, n in info.ane_unsupported.items() if op not in free}
+    on_ane = total - sum(elsewhere.values())
+    return {"compute_ops": total, "on_neural_engine": on_ane, "share": round(on_ane / total, 4) if total else 1.0,
+            "elsewhere": elsewhere}
+
+
+def _judge_placement(info: Any, placement: dict[str, Any], ctx: StepContext) -> None:
+    """Core ML runs the ops the Neural Engine lacks on the GPU / CPU, so a few of them are a placement fact, not a
+    failure: a program with at least `[compiler] min_neural_engine_share` (default 0.8) of its compute ops on the
+    Neural Engine, and nothing that moves the whole program off it (float32 compute, flexible shapes), is kept with a
+    warning. Less than that is exit 4 unless --allow-cpu-fallback."""
+    share = float(ctx.profile.compiler.get("min_neural_engine_share", 0.8))
+    listed = ", ".join(f"{op} ×{n}" for op, n in sorted(placement["elsewhere"].items()))
+    where = (f"{placement['on_neural_engine']} of {placement['compute_ops']} compute ops "
+             f"({100 * placement['share']:.0f}%) on the Neural Engine" + (f"; on GPU/CPU: {listed}" if listed else ""))
+    message = "; ".join([where, *info.ane_notes])
+    if (placement["share"] >= share and not info.ane_notes) or ctx.options.allow_cpu_fallback:
+        accepted = "accepted: --allow-cpu-fallback" if placement["share"] < share or info.ane_notes else \
+            f"at least {100 * share:.0f}% on the Neural Engine"
+        ctx.warn(f"{ctx.profile.name}: {message} ({accepted})")
+        return
+    raise UnsupportedError(f"{ctx.profile.name}: {message}",
+                           f"pass --allow-cpu-fallback to accept it, set compiler.min_neural_engine_share, or rewrite "
+                           f"those ops (the profile asks for {100 * share:.0f}% on the Neural Engine)",
+                           details={"ane_placement": placement, "ane_notes": info.ane_notes})
 
 
 def _wants_neural_engine(ctx: StepContext) -> bool:
@@ -189,11 +218,16 @@ def _check_weights(info: Any, ctx: StepContext) -> list[str]:
         return problems
     kind, storages = EXPECTED_STORAGE[scheme.precision]
     threshold = weight_threshold(scheme)
-    missed = [w["name"] for w in floats if w["elements"] > threshold and set(w["used_by"]) & COMPRESSIBLE_USERS]
+    # coremltools compresses the weights of conv / linear / matmul, never a bias (small, and added in float anyway)
+    eligible = [w for w in floats if set(w["used_by"]) & COMPRESSIBLE_USERS and set(w.get("used_as", ["weight"])) - {"bias"}]
+    missed = [w["name"] for w in eligible if w["elements"] > threshold]
     if missed:
         problems.append(f"{len(missed)} weight(s) of > {threshold} elements left uncompressed: {', '.join(missed[:5])}")
     compressed = [w for w in info.weights if w["compression"]]
-    if not compressed:
+    if not compressed and not missed:  # every weight is below the threshold: nothing to compress is not a failure
+        ctx.warn(f"{ctx.profile.name}: no weight has more than {threshold} elements, so none was compressed "
+                 f"({scheme.precision}); lower [quantize.options] weight_threshold to compress smaller layers")
+    elif not compressed:
         problems.append(f"no {kind} weights found (precision {scheme.precision})")
     bad = [f"{w['name']} ({w['compression']}/{w['storage']})" for w in compressed
            if w["compression"] != kind or w["storage"] not in storages]

@@ -173,3 +173,77 @@ def test_fill_default_args_lets_coremltools_read_exported_max_pool() -> None:
         model = ct.convert(program, convert_to="mlprogram", skip_model_load=True, minimum_deployment_target=ct.target.iOS17)
     f = model.get_spec().mlProgram.functions["main"]
     assert "max_pool" in {op.type for op in f.block_specializations[f.opset].operations}
+
+
+def _build_onet(folder: Path) -> None:
+    """MTCNN O-net style: conv → per-channel PReLU → x.view(x.shape[0], -1) → Linear → per-channel PReLU (rank 2) →
+    softmax class head and box head. Saved as .pt2 and as a TorchScript trace (the trace keeps the shape arithmetic)."""
+    import torch
+    from torch import nn
+
+    class ONet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.prelu1 = nn.Conv2d(3, 8, 3), nn.PReLU(8)
+            self.fc, self.prelu2 = nn.Linear(8 * 14 * 14, 32), nn.PReLU(32)
+            self.cls, self.box = nn.Linear(32, 2), nn.Linear(32, 4)
+
+        def forward(self, x):
+            x = self.prelu1(self.conv(x))
+            x = self.prelu2(self.fc(x.view(x.shape[0], -1)))
+            return torch.softmax(self.cls(x), dim=1), self.box(x)
+
+    torch.manual_seed(0)
+    model = ONet().eval()
+    with torch.no_grad():  # trained PReLUs: one slope per channel (equal slopes would become one leaky_relu)
+        model.prelu1.weight.uniform_(0.05, 0.5)
+        model.prelu2.weight.uniform_(0.05, 0.5)
+    x = torch.rand(1, 3, 16, 16)
+    torch.export.save(torch.export.export(model, (x,)), str(folder / "onet.pt2"))
+    torch.jit.save(torch.jit.trace(model, (x,)), str(folder / "onet.ts.pt"))
+
+
+@pytest.fixture(scope="module")
+def onet() -> Path:
+    from tests.conftest import cached
+
+    return cached("coreml-onet", _build_onet)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ON_MACOS, reason="asserts the Linux reference execution")
+@pytest.mark.parametrize("name", ["onet.pt2", "onet.ts.pt"])
+def test_mtcnn_style_prelu_after_linear_and_traced_shape_arithmetic(onet: Path, tmp_path: Path, name: str) -> None:
+    """coremltools refused per-channel PReLU on the rank-2 Linear output, and the traced x.view(x.shape[0], -1) failed
+    in its `int` op under NumPy 2 (converters/_coreml_torch_ops.py fixes both in its front end)."""
+    manifest = convert(onet / name, ["coreml-fp32", "ane-fp16"], tmp_path / "out", input_shapes={"x": (1, 3, 16, 16)},
+                       calib="random")
+    fp32, fp16 = (check(manifest, n) for n in ("coreml-fp32", "ane-fp16"))
+    assert {"relu", "minimum"} <= set(fp32["ops"]) and fp32["ops"].get("prelu") == 1  # rank 2 decomposed, rank 4 kept
+    assert reference(fp32)["snr_db"] > 100 and reference(fp16)["snr_db"] > 50
+    assert fp16["ane_placement"]["share"] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ON_MACOS, reason="asserts the Linux structural check")
+def test_w8_bias_and_small_weights_are_not_failures(tmp_path: Path) -> None:
+    """coreml-w8 failed on a Linear's 512-element bias ("left uncompressed": coremltools never compresses a bias) and on
+    a model whose weights are all below the threshold ("no linear weights found"), both with 75 dB on the reference."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    wide = nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 10)).eval()
+    small = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 3)).eval()
+    for name, model, dims in (("wide", wide, (1, 64)), ("small", small, (1, 8))):
+        path = tmp_path / f"{name}.pt2"
+        torch.export.save(torch.export.export(model, (torch.randn(*dims),)), str(path))
+        manifest = convert(path, ["coreml-w8"], tmp_path / name, calib="random")
+        checks = check(manifest, "coreml-w8")
+        assert reference(checks)["snr_db"] > 30
+        compressed = {k: v for k, v in checks["weights"].items() if "/" in k}
+        record = target_record(manifest, "coreml-w8")
+        if name == "wide":
+            assert compressed == {"linear/INT8": 2}
+        else:
+            assert not compressed and any("none was compressed" in w for w in record["warnings"])
