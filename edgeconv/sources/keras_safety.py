@@ -26,8 +26,9 @@ RISKY_TF_SYMBOL_PARTS = frozenset({"io", "gfile", "py_function", "numpy_function
 
 def h5_model_config(path: Path) -> Any:
     """The `model_config` JSON of a Keras `.h5` file, or None (a weights-only file)."""
-    import h5py
+    from edgeconv.deps import require
 
+    h5py = require("h5py", "tf", purpose="checking Keras .h5 files")
     try:
         with h5py.File(path, "r") as f:
             raw = f.attrs.get("model_config")

@@ -37,13 +37,16 @@ def _where(e: BaseException, module_name: str) -> str:
     neither edgeconv's nor importlib's."""
     if isinstance(e, SyntaxError) and e.filename:
         return f" ({e.filename}:{e.lineno})"
+    import sysconfig
+
     suffixes = (module_name.replace(".", "/") + ".py", module_name.replace(".", "/") + "/__init__.py")
+    skipped = (str(Path(__file__).parent), sysconfig.get_paths()["stdlib"], "<frozen ")
     tb, in_module, other = e.__traceback__, "", ""
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if filename.replace("\\", "/").endswith(suffixes):
             in_module = f" ({filename}:{tb.tb_lineno})"
-        elif "importlib" not in filename and str(Path(__file__).parent) not in filename:
+        elif not filename.startswith(skipped):
             other = f" ({filename}:{tb.tb_lineno})"
         tb = tb.tb_next
     return in_module or other

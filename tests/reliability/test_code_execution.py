@@ -178,3 +178,38 @@ def test_malformed_factory_spec_is_usage(ws: Path, spec: str) -> None:
     expect_failure(["convert", "--model", spec, "-t", "onnx", "-o", ws / "out"], 2, "bad --model", "package.module:function",
                    workspace=ws)
 
+
+
+# --- ONNX inputs edgeconv cannot feed (exit 1 before: numpy did not know 'onnx-type-4') ------------------------------
+
+
+def _identity_onnx(path: Path, elem: int) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    out_type = TensorProto.FLOAT if elem != TensorProto.STRING else elem
+    node = helper.make_node("Cast", ["x"], ["y"], to=out_type) if out_type != elem else helper.make_node("Identity", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", elem, [1, 4])],
+                              [helper.make_tensor_value_info("y", out_type, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_string_input_is_unsupported(ws: Path, inputs: Path) -> None:
+    from onnx import TensorProto
+
+    path = _identity_onnx(inputs / "text.onnx", TensorProto.STRING)
+    failure = expect_failure(["convert", path, "-t", "onnx", "-o", ws / "out"], 4, "unsupported input dtype", "x (string)",
+                             workspace=ws)
+    assert failure.error["details"]["inputs"] == ["x (string)"]
+
+
+@pytest.mark.parametrize("elem", ["UINT16", "UINT32"])
+def test_unsigned_inputs_convert(tmp_path: Path, elem: str) -> None:
+    from onnx import TensorProto
+
+    path = _identity_onnx(tmp_path / "u.onnx", getattr(TensorProto, elem))
+    result = run_cli("convert", path, "-t", "onnx", "-o", tmp_path / "out")
+    assert result.code == 0, result.stderr[-3000:]
