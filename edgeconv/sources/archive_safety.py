@@ -6,7 +6,8 @@ A zip archive (.keras, .pt2, TorchScript, pickled torch zip) is refused (exit 7)
 than MAX_RATIO times). Only the central directory is read; nothing is decompressed.
 
 A directory model (SavedModel, .mlpackage) is refused (exit 7) when any symlink inside it points outside the folder:
-the same rule as ONNX external data (sources/onnx_source.py).
+the same rule as ONNX external data (sources/onnx_source.py). So is an HDF5 file (Keras .h5, a .keras archive's
+weights) with external links, external-file datasets or virtual datasets mapping other files.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from edgeconv.errors import InvalidInputError, SafetyError
 
@@ -102,3 +104,53 @@ def check_tree(root: Path) -> None:
                     "copy the files into the model's folder instead of linking them; do not load models from "
                     "untrusted sources",
                 )
+
+
+def hdf5_external_references(h5: Any) -> list[str]:
+    """Every place an open h5py File reaches outside itself: external links, datasets stored in external raw files
+    (HDF5 reads their bytes from any path, e.g. a weight backed by a file in /etc), virtual datasets mapping other files.
+    Walks the hard-link tree once (cycles cut); reads no data."""
+    import h5py
+
+    found: list[str] = []
+    seen: set[int] = set()
+    stack = [("", h5)]
+    while stack:
+        prefix, group = stack.pop()
+        for name in group:
+            path = f"{prefix}/{name}"
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                found.append(f"{path} (external link to {link.filename}:{link.path})")
+                continue
+            if isinstance(link, h5py.SoftLink):
+                continue  # a path inside this file: its target is visited where it lives
+            obj = group.get(name)
+            if obj is None:
+                continue
+            address = h5py.h5o.get_info(obj.id).addr
+            if address in seen:
+                continue
+            seen.add(address)
+            if isinstance(obj, h5py.Group):
+                stack.append((path, obj))
+            elif isinstance(obj, h5py.Dataset):
+                plist = obj.id.get_create_plist()
+                for i in range(plist.get_external_count()):
+                    found.append(f"{path} (stored in external file {plist.get_external(i)[0].decode(errors='replace')})")
+                if obj.is_virtual:
+                    files = sorted({s.file_name for s in obj.virtual_sources() if s.file_name != "."})
+                    found.extend(f"{path} (virtual dataset mapping {f})" for f in files)
+    return found
+
+
+def check_hdf5(h5: Any, where: Path) -> None:
+    """Refuse (exit 7) an HDF5 file (a Keras .h5, or the weights inside a .keras) reaching files outside itself."""
+    found = hdf5_external_references(h5)
+    if found:
+        raise SafetyError(
+            f"{where} reads data from outside the file: {'; '.join(found[:5])}"
+            + (f"; and {len(found) - 5} more" if len(found) > 5 else ""),
+            "save the model again with its weights inside the file; do not load models from untrusted sources",
+            details={"external": found},
+        )

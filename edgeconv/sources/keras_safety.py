@@ -4,7 +4,9 @@ A `Lambda` layer holds Python bytecode (tf_keras `.h5`: marshalled in `function`
 object) that runs as soon as the model is rebuilt; TorchModuleWrapper unpickles a torch module, JaxLayer / FlaxLayer
 wrap Python callables, TFSMLayer loads another SavedModel from a path, and a tf_keras TFOpLambda calling a file-system
 or Python op (`io.write_file`, `py_function`, ...) touches files when the model runs. The config is read with h5py
-(`model_config` attribute) or from the zip (`config.json`); nested models are walked too.
+(`model_config` attribute) or from the zip (`config.json`); nested models are walked too. The HDF5 file (the `.h5`,
+or a `.keras` archive's `model.weights.h5`) is also checked for data read from outside it (archive_safety.check_hdf5:
+exit 7 even with --trust-code, like a symlink leaving a model's folder).
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ RISKY_TF_SYMBOL_PARTS = frozenset({"io", "gfile", "py_function", "numpy_function
 def h5_model_config(path: Path) -> Any:
     """The `model_config` JSON of a Keras `.h5` file, or None (a weights-only file)."""
     from edgeconv.deps import require
+    from edgeconv.sources.archive_safety import check_hdf5
 
     h5py = require("h5py", "tf", purpose="checking Keras .h5 files")
     try:
         with h5py.File(path, "r") as f:
+            check_hdf5(f, path)  # external links / external-file datasets: exit 7, trusted or not
             raw = f.attrs.get("model_config")
+    except EdgeconvError:
+        raise
     except Exception as e:  # h5py raises OSError / ValueError / KeyError for damaged files
         raise InvalidInputError(f"cannot read HDF5 file {path}: {first_line(e)}", "the file is damaged; save the model again") from e
     if raw is None:
@@ -52,6 +58,8 @@ def keras_v3_config(path: Path) -> Any:
     try:
         with zipfile.ZipFile(path) as zf:
             data = read_member(zf, "config.json")
+            if "model.weights.h5" in zf.namelist():
+                _check_weights_member(zf, path)
     except EdgeconvError:
         raise
     except Exception as e:  # BadZipFile (CRC), zlib.error, KeyError, NotImplementedError (compression): damaged
@@ -60,6 +68,21 @@ def keras_v3_config(path: Path) -> Any:
         return json.loads(data)
     except ValueError as e:
         raise InvalidInputError(f"{path}: config.json is not JSON ({first_line(e)})", "the file is damaged; save the model again") from e
+
+
+def _check_weights_member(zf: zipfile.ZipFile, path: Path) -> None:
+    """The .keras weights file (HDF5, read by Keras straight from the zip) must not reach files outside itself."""
+    import h5py
+
+    from edgeconv.sources.archive_safety import check_hdf5
+
+    with zf.open("model.weights.h5") as member:
+        try:
+            h5 = h5py.File(member, "r")
+        except Exception:  # not HDF5: Keras reports the damaged file itself (exit 3)
+            return
+        with h5:
+            check_hdf5(h5, path)
 
 
 def _objects(node: Any) -> Iterator[dict[str, Any]]:
@@ -102,9 +125,9 @@ def check_keras_file(path: Path, variant: str, trust_code: bool) -> None:
     """Refuse (exit 7) a Keras file whose config carries code, unless trusted."""
     from edgeconv.formats import KERAS_H5
 
+    config = h5_model_config(path) if variant == KERAS_H5 else keras_v3_config(path)  # + the HDF5 external checks
     if trust_code:
         return
-    config = h5_model_config(path) if variant == KERAS_H5 else keras_v3_config(path)
     found = code_carrying_layers(config) if config is not None else []
     if found:
         shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")

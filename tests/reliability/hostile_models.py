@@ -156,3 +156,26 @@ def keras_zip_bomb(path: Path, inflated: int = 256 << 20) -> Path:
             for _ in range(inflated // len(chunk)):
                 f.write(chunk)
     return path
+
+
+def h5_with_external_weights(plain_h5: Path, dest: Path, secret: Path) -> Path:
+    """A copy of a Keras .h5 whose dense kernel is an HDF5 dataset stored in an external raw file (`secret`, outside
+    the model's folder): loading the model reads that file's bytes as weights."""
+    import h5py
+    import numpy as np
+
+    shutil.copy(plain_h5, dest)
+    with h5py.File(dest, "r+") as f:
+        name = next(n for n in _datasets(f["model_weights"]) if n.endswith("kernel:0"))
+        full = f"model_weights/{name}"
+        shape, dtype = f[full].shape, f[full].dtype
+        secret.write_bytes(np.arange(int(np.prod(shape)), dtype=dtype).tobytes())
+        del f[full]
+        f.create_dataset(full, shape=shape, dtype=dtype, external=[(str(secret), 0, secret.stat().st_size)])
+    return dest
+
+
+def _datasets(group) -> list[str]:  # type: ignore[no-untyped-def]
+    names: list[str] = []
+    group.visititems(lambda name, obj: names.append(name) if hasattr(obj, "shape") else None)
+    return names

@@ -46,6 +46,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     (root / "elsewhere").mkdir()
     H.savedmodel_with_linked_variables(root / "plain_savedmodel", root / "linked_variables", root / "elsewhere" / "vars")
     H.keras_zip_bomb(root / "bomb.keras")
+    H.h5_with_external_weights(root / "plain.h5", root / "external_weights.h5", root / "elsewhere" / "secret.bin")
     for sentinel in sentinels.iterdir():  # building a Lambda model calls it once
         sentinel.unlink()
     return made
@@ -60,7 +61,10 @@ HOSTILE = {
     "savedmodel-write-file": ("writes_file", "savedmodel-write-file", ("WriteFile in __inference_serve", "--trust-code")),
     "savedmodel-linked-variables": ("linked_variables", None, ("variables is a link", "outside the model's folder")),
     "keras-zip-bomb": ("bomb.keras", None, ("zip bomb", "model.weights.h5")),
+    "h5-external-weights": ("external_weights.h5", None, ("kernel:0 (stored in external file", "secret.bin")),
 }
+# refused even with --trust-code: they are not code, but paths out of the model (like ONNX external data)
+NOT_LIFTED = ("savedmodel-linked-variables", "keras-zip-bomb", "h5-external-weights")
 
 
 def _args(command: str, model: Path, ws: Path, *extra: str) -> list[object]:
@@ -130,6 +134,22 @@ def test_linked_variables_would_load_silently(files: Files) -> None:
     assert (path / "variables").is_symlink()
     loaded = tf.saved_model.load(str(path))
     assert "serving_default" in loaded.signatures
+
+
+@pytest.mark.parametrize("case", NOT_LIFTED)
+def test_trust_code_does_not_lift_path_checks(files: Files, ws: Path, case: str) -> None:
+    name, _, needles = HOSTILE[case]
+    expect_failure(_args("inspect", files.root / name, ws, "--trust-code"), 7, *needles, workspace=ws, json_too=False)
+
+
+def test_external_weights_would_be_read(files: Files) -> None:
+    """The .h5 is really hostile: tf_keras loads it, its kernel the bytes of a file outside the model's folder."""
+    import numpy as np
+    import tf_keras
+
+    model = tf_keras.models.load_model(files.root / "external_weights.h5", compile=False)
+    kernel = model.get_weights()[0]
+    assert np.array_equal(kernel.ravel(), np.arange(kernel.size, dtype=kernel.dtype))
 
 
 def test_zip_bomb_is_one(files: Files) -> None:

@@ -117,6 +117,43 @@ def test_check_tree_through_a_linked_parent(tmp_path: Path) -> None:
     archive_safety.check_tree(tmp_path / "alias" / "model")
 
 
+def test_hdf5_external_references(tmp_path: Path) -> None:
+    import h5py
+
+    (tmp_path / "raw.bin").write_bytes(bytes(16))
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("plain/w", data=[1.0, 2.0])
+        f["plain/alias"] = h5py.SoftLink("/plain/w")
+        f.create_dataset("ext/w", shape=(4,), dtype="f4", external=[(str(tmp_path / "raw.bin"), 0, 16)])
+        f["other"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/")
+        layout = h5py.VirtualLayout(shape=(4,), dtype="f4")
+        layout[:] = h5py.VirtualSource(str(tmp_path / "other.h5"), "d", shape=(4,))
+        f.create_virtual_dataset("virt", layout)
+    with h5py.File(path, "r") as f:
+        found = archive_safety.hdf5_external_references(f)
+        assert any(x.startswith("/ext/w (stored in external file") for x in found), found
+        assert any(x.startswith("/other (external link") for x in found), found
+        assert any(x.startswith("/virt (virtual dataset mapping") for x in found), found
+        assert not any("plain" in x for x in found)
+        with pytest.raises(SafetyError, match="reads data from outside the file"):
+            archive_safety.check_hdf5(f, path)
+
+
+def test_keras_v3_weights_member_checked_even_when_trusted(tmp_path: Path) -> None:
+    import h5py
+
+    from edgeconv.formats import KERAS_V3
+
+    weights = tmp_path / "w.h5"
+    (tmp_path / "raw.bin").write_bytes(bytes(16))
+    with h5py.File(weights, "w") as f:
+        f.create_dataset("layers/dense/vars/0", shape=(4,), dtype="f4", external=[(str(tmp_path / "raw.bin"), 0, 16)])
+    path = _zip(tmp_path / "m.keras", {"config.json": b"{}", "metadata.json": b"{}", "model.weights.h5": weights.read_bytes()})
+    with pytest.raises(SafetyError, match="vars/0 \\(stored in external file"):
+        keras_safety.check_keras_file(path, KERAS_V3, trust_code=True)
+
+
 # --- Keras configs ----------------------------------------------------------------------------------------------------
 
 
@@ -342,6 +379,25 @@ def test_ops_outside_the_saver(pb2, tmp_path: Path, op: str, attrs: dict, refuse
         assert {"op": op, "node": "extra", "function": "__inference_serve_3"} in info.value.details["ops"]
     else:
         savedmodel_safety.check_savedmodel(path, trust_code=False)
+
+
+def test_tf1_saver_scope(pb2, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """TF1 SavedModels keep the saver's ops in the graph, under the scope of its filename tensor."""
+    proto = pb2.SavedModel()
+    mg = proto.meta_graphs.add()
+    mg.saver_def.filename_tensor_name = "save/Const:0"
+    mg.saver_def.save_tensor_name = "save/control_dependency:0"
+    mg.saver_def.restore_op_name = "save/restore_all"
+    for name, op in (("save/Const", "Const"), ("save/SaveV2", "SaveV2"), ("save/RestoreV2", "RestoreV2"), ("dense/MatMul", "MatMul")):
+        mg.graph_def.node.add(name=name, op=op)
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "saved_model.pb").write_bytes(proto.SerializeToString())
+    savedmodel_safety.check_savedmodel(tmp_path / "ok", trust_code=False)
+    mg.graph_def.node.add(name="serving/SaveV2", op="SaveV2")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "saved_model.pb").write_bytes(proto.SerializeToString())
+    with pytest.raises(SafetyError, match="SaveV2 in graph"):
+        savedmodel_safety.check_savedmodel(tmp_path / "bad", trust_code=False)
 
 
 def test_damaged_saved_model_pb_is_invalid(tmp_path: Path) -> None:
