@@ -157,6 +157,15 @@ class TorchSourceLoader(SourceLoader):
         if not isinstance(module, torch.nn.Module):
             raise InvalidInputError(f"--model {options.model_factory} returned {type(module).__name__}, not an nn.Module", "")
         if options.weights is not None:
+            from edgeconv.formats import ZIP_MAGIC
+            from edgeconv.sources.archive_safety import check_zip
+
+            weights = Path(options.weights)
+            if weights.is_file():
+                with weights.open("rb") as f:
+                    is_zip = f.read(4) == ZIP_MAGIC
+                if is_zip:
+                    check_zip(weights)  # escaping names, symlink members, zip bombs: exit 7, as for model archives
             try:
                 state = torch.load(str(options.weights), map_location="cpu", weights_only=True)
             except Exception as e:

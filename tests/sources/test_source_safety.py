@@ -434,6 +434,25 @@ def test_factory_import_failures_name_module_and_line(tmp_path: Path, monkeypatc
         import_factory("missing_dep_mod:f")
 
 
+def test_weights_zip_bomb_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from edgeconv.context import ConvertOptions
+    from edgeconv.formats import TORCH_FACTORY, Artifact, Format
+    from edgeconv.sources.torch_source import TorchSourceLoader
+
+    (tmp_path / "tiny_factory_mod.py").write_text("import torch\n\n\ndef build():\n    return torch.nn.Linear(2, 2)\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    monkeypatch.setattr(archive_safety, "RATIO_FLOOR_BYTES", 1 << 16)
+    weights = _zip(tmp_path / "state.pt", {"archive/data.pkl": bytes(4 << 20)}, zipfile.ZIP_DEFLATED)
+    options = ConvertOptions(model_factory="tiny_factory_mod:build", weights=weights)
+    with pytest.raises(SafetyError, match="zip bomb"):
+        TorchSourceLoader()._build_factory(Artifact(weights, Format.TORCH, TORCH_FACTORY), options)
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "ok.pt")  # a real state_dict zip passes the check
+    ok = ConvertOptions(model_factory="tiny_factory_mod:build", weights=tmp_path / "ok.pt")
+    TorchSourceLoader()._build_factory(Artifact(tmp_path / "ok.pt", Format.TORCH, TORCH_FACTORY), ok)
+
+
 def test_keyboard_interrupt_in_a_factory_is_not_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeconv.sources.torch_source import import_factory
 
