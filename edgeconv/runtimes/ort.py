@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from edgeconv.context import StepContext
@@ -17,7 +19,35 @@ def cpu_session(path: str, threads: int = 0) -> object:
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(utf8_path(path), options, providers=["CPUExecutionProvider"])
+
+
+def utf8_path(path: str) -> str:
+    """ONNX Runtime takes paths as UTF-8 strings only; Linux paths may hold any bytes (`model\\xff.onnx`). Such a model
+    is opened through a folder of symlinks with UTF-8 names (the model, and its folder's files for external data)."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    import os
+    import tempfile
+
+    real = Path(path)
+    try:
+        name = real.name.encode("utf-8") and real.name
+    except UnicodeEncodeError:
+        name = "edgeconv-utf8-model.onnx"
+    links = Path(tempfile.mkdtemp(prefix="ort-utf8-"))  # in the run's private TMPDIR, removed at exit
+    for entry in real.parent.iterdir():
+        try:
+            entry.name.encode("utf-8")
+        except UnicodeEncodeError:
+            continue
+        if entry.name != name:
+            os.symlink(entry, links / entry.name)
+    os.symlink(real, links / name)
+    return str(links / name)
 
 
 class OrtSession(Session):

@@ -185,8 +185,10 @@ PROFILE_KEYS = ["name", "extends", "family", "description", "produces", "opset",
                 "quantize", "validate", "shapes", "doc"]
 SECTION_KEYS = ["precision", "stage", "calibration_samples", "exclude_op_types", "per_channel", "options", "runtime",
                 "samples", "gate", "static", "defaults", "min_snr_db", "max_fallback"]
-scalars = st.one_of(st.integers(-5, 10**6), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
-                    st.sampled_from(["onnx", "int8", "fp32", "onnxruntime", "x", "", "onnx-fp16", "../etc"]))
+NASTY_NAMES = ["../etc", "../../X", "/etc", "/tmp/x", ".work", ".logs", "manifest.json", "Manifest.JSON", "a/b", "a\\b",
+               "a\0b", "..", ".", "", " ", "a b", "x" * 65, "-x", "ok-name", "a..b", "con", "\u00e9t\u00e9", "a\nb"]
+scalars = st.one_of(st.integers(-5, 10**6), st.booleans(), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from(["onnx", "int8", "fp32", "onnxruntime", "x", "", "onnx-fp16", *NASTY_NAMES]))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                          st.dictionaries(st.sampled_from(SECTION_KEYS), inner, max_size=3)),
                       max_leaves=6)
@@ -195,7 +197,8 @@ values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=
 @settings(max_examples=150, deadline=timedelta(seconds=15), derandomize=True, database=None)
 @given(st.dictionaries(st.sampled_from(PROFILE_KEYS), values, max_size=6))
 def test_fuzz_profile_files(doc: dict) -> None:
-    """Any TOML profile file, however wrong its keys, types and values: a UsageError (exit 2), or a profile."""
+    """Any TOML profile file, however wrong its keys, types and values: a UsageError (exit 2), or a profile whose name is
+    a safe folder name and whose numbers are in range (so its outputs land inside OUTDIR)."""
     from edgeconv.errors import UsageError
     from edgeconv.targets import resolve
 
@@ -204,9 +207,81 @@ def test_fuzz_profile_files(doc: dict) -> None:
         path = Path(folder) / "fuzz.toml"
         path.write_text(text)
         try:
-            resolve(str(path))
+            profile = resolve(str(path))
         except UsageError:
-            pass
+            return
+        assert_safe(profile)
+
+
+def assert_safe(profile: object) -> None:
+    """What a profile that resolved may hold: a name that is one plain folder inside OUTDIR and not one edgeconv writes
+    itself, finite numbers, validation that runs (samples >= 1)."""
+    import math
+    import os
+
+    from edgeconv.targets.schema import RESERVED_NAMES, name_problem
+
+    name = profile.name  # type: ignore[attr-defined]
+    assert name_problem(name) is None, name
+    outdir = "/OUTDIR"
+    dest = os.path.normpath(os.path.join(outdir, name))
+    assert os.path.dirname(dest) == outdir and name.lower() not in RESERVED_NAMES and "\0" not in name, name
+    validate = profile.validate  # type: ignore[attr-defined]
+    assert validate.samples >= 1 and profile.quantize.calibration_samples >= 1  # type: ignore[attr-defined]
+    for bound in vars(validate.gate).values():
+        assert bound is None or math.isfinite(bound), validate.gate
+
+
+@settings(max_examples=100, deadline=timedelta(seconds=15), derandomize=True, database=None)
+@given(name=st.one_of(st.sampled_from(NASTY_NAMES), st.text(max_size=70)),
+       where=st.sampled_from(["top", "table", "table-key", "set"]))
+def test_fuzz_profile_names(name: str, where: str) -> None:
+    """Whatever the name, wherever it is set: exit 2, or a safe folder name."""
+    import json
+
+    from edgeconv.errors import UsageError
+    from edgeconv.targets import resolve
+    from edgeconv.targets.schema import apply_overrides
+
+    quoted = json.dumps(name)  # a TOML basic string (\uXXXX escapes for control characters)
+    text = {"top": f'name = {quoted}\nextends = "onnx"\n',
+            "table": f'[profiles.{quoted}]\nextends = "onnx"\n',
+            "table-key": f'[profiles.ok]\nextends = "onnx"\nname = {quoted}\n',
+            "set": 'name = "base"\nextends = "onnx"\n'}[where]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.toml"
+        path.write_text(text)
+        try:
+            profile = resolve(str(path))
+            if where == "set":
+                profile = apply_overrides(profile, [f"name={quoted}"])
+        except UsageError:
+            return
+        assert_safe(profile)
+
+
+@settings(max_examples=40, deadline=timedelta(seconds=15), derandomize=True, database=None)
+@given(depth=st.integers(1, 6000), kind=st.sampled_from(["array", "table"]),
+       key=st.sampled_from(["compiler.x", "quantize.options", "validate.gate", "shapes.defaults", "description", "opset"]))
+def test_fuzz_deep_nesting(depth: int, kind: str, key: str) -> None:
+    """Arrays / inline tables nested 1 to 6000 deep, in a file and in --set: a UsageError or a profile, never a
+    RecursionError (which would be exit 1)."""
+    from edgeconv.errors import UsageError
+    from edgeconv.targets import resolve
+    from edgeconv.targets.schema import apply_overrides
+
+    value = "[" * depth + "1" + "]" * depth if kind == "array" else "{ a = " * depth + "1" + " }" * depth
+    section, _, leaf = key.rpartition(".")
+    body = f"[{section}]\n{leaf} = {value}\n" if section else f"{leaf} = {value}\n"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "deep.toml"
+        path.write_text('name = "deep"\nextends = "onnx"\n' + body)
+        for attempt in ("file", "set"):
+            try:
+                profile = resolve(str(path)) if attempt == "file" else apply_overrides(resolve("onnx"), [f"{key}={value}"])
+            except UsageError:
+                continue
+            assert_safe(profile)
 
 
 @settings(max_examples=150, deadline=timedelta(seconds=15), derandomize=True, database=None)
@@ -220,6 +295,7 @@ def test_fuzz_set_overrides(items: list) -> None:
     from edgeconv.targets.schema import apply_overrides
 
     try:
-        apply_overrides(resolve("onnx-int8-qdq"), [f"{key}={_toml(value)}" for key, value in items])
+        profile = apply_overrides(resolve("onnx-int8-qdq"), [f"{key}={_toml(value)}" for key, value in items])
     except UsageError:
-        pass
+        return
+    assert_safe(profile)
