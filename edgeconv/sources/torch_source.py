@@ -33,8 +33,8 @@ def parse_factory_spec(spec: str) -> tuple[str, str]:
 
 
 def _where(e: BaseException, module_name: str) -> str:
-    """' (FILE:LINE)': the deepest frame of the traceback in the factory's module, else the deepest one that is
-    neither edgeconv's nor importlib's."""
+    """' (FILE:LINE)': the deepest frame of the traceback in the factory's module, else the deepest one outside
+    edgeconv and the standard library (importlib, _sitebuiltins for `builtins:exit`)."""
     if isinstance(e, SyntaxError) and e.filename:
         return f" ({e.filename}:{e.lineno})"
     import sysconfig
