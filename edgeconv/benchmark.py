@@ -73,6 +73,10 @@ def _own_io(artifact: Artifact) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]
         from edgeconv.targets.openvino.runtime import ir_io
 
         return ir_io(artifact)
+    elif artifact.format == Format.EXECUTORCH:
+        from edgeconv.targets.executorch.runtime import pte_io
+
+        return pte_io(artifact)
     else:
         raise UnsupportedError(f"cannot run a {artifact.format} artifact on its own here",
                                "pass the output of `edgeconv convert` (its manifest.json names the inputs)")

@@ -28,6 +28,8 @@ BACKENDS: dict[str, str] = {
     "tensorrt": "tensorrt",
     "openvino": "openvino",
     "nncf": "nncf",
+    "executorch": "executorch",
+    "torchao": "torchao",
     "numpy": "numpy",
     "protobuf": "google.protobuf",
 }

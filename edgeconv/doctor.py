@@ -24,6 +24,7 @@ EXTRA_OF: dict[str, str] = {
     "torch": "torch", "onnxscript": "torch", "tensorflow": "tf", "keras": "tf", "tf_keras": "tf", "tf2onnx": "tf",
     "onnx2tf": "tflite", "ai-edge-litert": "tflite", "coremltools": "coreml", "onnxruntime-qnn": "qnn",
     "tensorrt": "tensorrt", "openvino": "openvino", "nncf": "openvino",
+    "executorch": "executorch", "torchao": "executorch",
 }
 # packages whose version every backend constrains; a mismatch here breaks imports
 WATCHED = ("numpy", "protobuf")

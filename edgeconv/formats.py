@@ -30,6 +30,7 @@ class Format(str, Enum):
     DLC = "dlc"  # Qualcomm DLC archive
     TENSORRT_ENGINE = "tensorrt-engine"
     OPENVINO = "openvino"  # OpenVINO IR: model.xml (topology) + model.bin (weights, a companion)
+    EXECUTORCH = "executorch"  # ExecuTorch program (.pte flatbuffer)
 
     def __str__(self) -> str:
         return self.value
@@ -44,6 +45,7 @@ FILE_SUFFIXES: dict[Format, str] = {
     Format.DLC: ".dlc",
     Format.TENSORRT_ENGINE: ".engine",
     Format.OPENVINO: ".xml",
+    Format.EXECUTORCH: ".pte",
     Format.KERAS: ".keras",
 }
 
@@ -124,6 +126,8 @@ def detect(path: Path) -> Artifact:
     if len(head) >= 8 and head[4:8] == TFLITE_IDENTIFIER:
         _check_flatbuffer(path, size)
         return Artifact(path, Format.TFLITE)
+    if len(head) >= 8 and head[4:6] == b"ET" and head[6:8].isdigit():  # ExecuTorch flatbuffer identifier "ET12"
+        return Artifact(path, Format.EXECUTORCH)
     if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a bare pickle (legacy torch.save)
         return Artifact(path, Format.TORCH, TORCH_PICKLE)
     if head.lstrip().startswith((b"<?xml", b"<net")) and b"<net" in _read_head(path, 512):

@@ -1,4 +1,4 @@
-"""Small models for the OpenVINO tests that the shared fixtures lack: a detector-shaped CNN (a strided backbone and
+"""Small models for the OpenVINO and ExecuTorch tests that the shared fixtures lack: a detector-shaped CNN (a strided backbone and
 two heads: per-anchor box regression and class scores, as SSD / YOLO heads are)."""
 
 from __future__ import annotations
@@ -56,3 +56,13 @@ def build_detector(folder: Path) -> Path:
         for i, image in enumerate(images):
             np.save(folder / name / f"{i:04d}.npy", np.clip(image, 0, 1)[None].astype(np.float32))
     return folder / "detector.onnx"
+
+
+def build_detector_pt2(folder: Path) -> Path:
+    """The same detector as a torch.export program (detector.pt2, input `image` [1, 3, 32, 32]) beside its ONNX."""
+    import torch
+
+    onnx = build_detector(folder)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.export.save(torch.export.export(tiny_detector(), (x,)), str(folder / "detector.pt2"))
+    return onnx.with_suffix(".pt2")

@@ -142,11 +142,13 @@ def test_unknown_compiler_key_fails_while_planning(digits, tmp_path: Path) -> No
         build_plan(detect(digits.onnx), [resolve(str(profile))], ConvertOptions())
 
 
-def test_discovery_and_help_do_not_import_openvino() -> None:
+def test_discovery_and_help_do_not_import_openvino_or_executorch() -> None:
     code = ("import sys, edgeconv.cli.app, edgeconv.converters as c, edgeconv.runtimes as r, edgeconv.targets as t; "
             "names = [x.name for x in c.all_converters()] + [x.name for x in r.all_runtimes()]; "
             "assert 'onnx_to_openvino' in names and 'openvino' in names, names; "
             "assert {'openvino-fp32', 'openvino-fp16', 'openvino-w8', 'openvino-int8'} <= set(t.profile_names()); "
-            "heavy = [m for m in ('openvino', 'nncf', 'torch') if m in sys.modules]; print(heavy); sys.exit(bool(heavy))")
+            "assert {'executorch-fp32', 'executorch-int8'} <= set(t.profile_names()); "
+            "heavy = [m for m in ('openvino', 'nncf', 'torch', 'executorch', 'torchao') if m in sys.modules]; "
+            "print(heavy); sys.exit(bool(heavy))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,182 @@
+"""PyTorch → ExecuTorch .pte: torch.export (a .pt2 program as is; an eager module exported with the source's input
+shapes) → `to_edge_transform_and_lower(partitioner=[XnnpackPartitioner()])` → `to_executorch()`.
+
+int8: PT2E post-training quantization with XNNPACKQuantizer (symmetric int8, per-channel weights, static activations):
+`prepare_pt2e` on the program's module, calibrated on edgeconv's calibration data (quantizers/calibration.py),
+`convert_pt2e`, exported again, then lowered like fp32 (XNNPACK takes the quantized patterns).
+
+Delegate coverage: `executorch.devtools.backend_debug.get_delegation_info` on the lowered graph: how many nodes XNNPACK
+took, how many stay on the portable CPU kernels, and which op types those are (notes.executorch.delegation).
+TorchScript archives cannot be torch.exported: exit 4 with the way out (torch.export.save the model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from typing import Any, Iterator
+
+from edgeconv.context import StepContext
+from edgeconv.converters.base import Converter
+from edgeconv.deps import require, version_of
+from edgeconv.errors import UnsupportedError, first_line
+from edgeconv.formats import Artifact, Format
+from edgeconv.targets.executorch.options import ExecuTorchOptions, parse
+from edgeconv.targets.executorch.runtime import native_output_silenced
+
+log = logging.getLogger(__name__)
+PRECISIONS = ("fp32", "int8")
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """torchao logs CUDA kernels it cannot load and torch warns about deprecated pytree APIs: keep them at -vv."""
+    sink = io.StringIO()
+    # torch.utils._pytree warns once per torchao enum it registers, through a handler torch made at import time
+    loggers = [logging.getLogger(n) for n in ("torchao", "root", "executorch", "torch.utils._pytree")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings(), \
+                native_output_silenced():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def exported_program(handle: Any, args: tuple) -> Any:
+    torch = require("torch", "torch")
+    if isinstance(handle, torch.jit.ScriptModule):
+        raise UnsupportedError("ExecuTorch needs a torch.export program; a TorchScript archive cannot be exported",
+                               "save the model with torch.export.save(torch.export.export(model, args), 'model.pt2') "
+                               "and convert the .pt2, or pass --model pkg.module:factory")
+    if hasattr(handle, "program"):
+        return handle.program
+    try:
+        return torch.export.export(handle, args)
+    except Exception as e:
+        raise UnsupportedError(f"torch.export cannot capture the model: {first_line(e)}",
+                               "ExecuTorch needs torch.export; see docs/targets/executorch.md") from e
+
+
+def contiguous_inputs(program: Any) -> int:
+    """A program exported with a slice of a batch records a non-contiguous example (strides of size-1 dims are
+    arbitrary: (64, 1, 8, 1) for [1, 1, 8, 8]); ExecuTorch takes that dim order for the input, and XNNPACK then refuses
+    every contiguous tensor ("Propagating input shapes failed"). Record a contiguous example instead."""
+    torch = require("torch", "torch")
+    user_inputs = set(program.graph_signature.user_inputs)
+    fixed = 0
+    for node in program.graph_module.graph.nodes:
+        val = node.meta.get("val") if node.op == "placeholder" and node.name in user_inputs else None
+        if isinstance(val, torch.Tensor) and val.dim() and val.dim_order() != tuple(range(val.dim())):
+            node.meta["val"] = val.clone(memory_format=torch.contiguous_format)
+            fixed += 1
+    return fixed
+
+
+def quantize_int8(program: Any, args: tuple, ctx: StepContext, options: ExecuTorchOptions) -> Any:
+    torch = require("torch", "torch")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                         get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgeconv.quantizers.calibration import samples_for
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=options.per_channel))
+    try:
+        prepared = prepare_pt2e(program.module(), quantizer)
+    except Exception as e:
+        raise UnsupportedError(f"PT2E cannot prepare the program for XNNPACK int8: {first_line(e)}",
+                               "use executorch-fp32; see docs/targets/executorch.md") from e
+    samples = samples_for(ctx)
+    with torch.no_grad():
+        for feeds in samples:
+            prepared(*(torch.from_numpy(feeds[s.name]) for s in ctx.source.inputs))
+    converted = convert_pt2e(prepared)
+    ctx.notes.setdefault("executorch", {})["pt2e"] = {
+        "quantizer": "XNNPACKQuantizer", "config": "symmetric int8, " + ("per-channel" if options.per_channel else
+                                                                         "per-tensor") + " weights, static activations",
+        "calibration_samples": len(samples), "torchao": version_of("torchao")}
+    return torch.export.export(converted, args)
+
+
+def delegation(edge: Any) -> dict[str, Any]:
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(edge.exported_program().graph_module)
+    rows = info.get_operator_delegation_dataframe().to_dict("records")
+    # `getitem` only unpacks a delegate's outputs and "Total" is the table's sum row: neither is an op left behind
+    left = {r["op_type"]: int(r["occurrences_in_non_delegated_graphs"]) for r in rows
+            if r["occurrences_in_non_delegated_graphs"] and r["op_type"] not in ("getitem", "Total")}
+    delegated, non_delegated = int(info.num_delegated_nodes), sum(left.values())
+    total = delegated + non_delegated
+    return {"delegated_subgraphs": int(info.num_delegated_subgraphs), "delegated_nodes": delegated,
+            "non_delegated_nodes": non_delegated, "coverage": round(delegated / total, 4) if total else 0.0,
+            "non_delegated_ops": left}
+
+
+class TorchToExecutorch(Converter):
+    name = "torch_to_executorch"
+    source = Format.TORCH
+    target = Format.EXECUTORCH
+    extra = "executorch"
+    requires = ("torch", "executorch")
+    cost = 5  # direct: the only route
+    stage = "compile"
+
+    def refuses(self, artifact: Artifact, profile: Any) -> str | None:
+        if profile.family == "executorch":
+            parse(profile)  # a bad [compiler] key: exit 2 while planning
+            if profile.quantize.precision not in PRECISIONS:
+                return f"ExecuTorch profiles take precision {', '.join(PRECISIONS)}"
+        return None
+
+    def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
+        require("torch", "torch", purpose="PyTorch → ExecuTorch")
+        with quiet():
+            require("executorch", "executorch", purpose="PyTorch → ExecuTorch")
+            from executorch.exir import to_edge_transform_and_lower
+
+        from edgeconv.converters.torch_to_onnx import example_inputs
+
+        options = parse(ctx.profile)
+        precision = ctx.profile.quantize.precision
+        if precision not in PRECISIONS:
+            raise UnsupportedError(f"ExecuTorch profiles take precision {', '.join(PRECISIONS)}, not {precision}",
+                                   "see docs/targets/executorch.md")
+        args = example_inputs(ctx)
+        with quiet():
+            program = exported_program(ctx.source.handle(), args)
+            if precision == "int8":
+                program = quantize_int8(program, args, ctx, options)
+            contiguous_inputs(program)
+            partitioner = []
+            if options.delegate == "xnnpack":
+                from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+                partitioner = [XnnpackPartitioner()]
+            try:
+                edge = to_edge_transform_and_lower(program, partitioner=partitioner)
+                coverage = delegation(edge)
+                buffer = edge.to_executorch().buffer
+            except Exception as e:
+                raise UnsupportedError(f"ExecuTorch cannot lower the program: {first_line(e)}",
+                                       "the message names the op; see docs/targets/executorch.md") from e
+        notes = ctx.notes.setdefault("executorch", {})
+        notes.update({"route": f"torch.export → to_edge_transform_and_lower({options.delegate}) → to_executorch "
+                               f"(executorch {version_of('executorch')})", "delegate": options.delegate,
+                      "delegation": coverage})
+        if coverage["coverage"] < options.min_delegated:
+            raise UnsupportedError(f"XNNPACK took {coverage['coverage']:.0%} of the graph's nodes, less than "
+                                   f"compiler.min_delegated = {options.min_delegated:.0%}; left on portable kernels: "
+                                   f"{', '.join(coverage['non_delegated_ops'])}",
+                                   "see notes.executorch.delegation; lower min_delegated to accept it")
+        path = artifact.path
+        out = ctx.work_dir / f"{(path.stem if path.suffix else path.name) or 'model'}.pte"
+        out.write_bytes(buffer)
+        return Artifact(out, Format.EXECUTORCH)
