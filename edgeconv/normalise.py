@@ -215,6 +215,7 @@ def normalise(src: Artifact, out: Path, opset: OpsetRange | int, shapes: dict[st
     notes: list[str] = []
     model = convert_opset(model, src.path, opset, notes)
     fixed = set_input_shapes(model, shapes)
+    _run_passes(model, notes, before_slim=True)
     slim_shapes = [f"{name}:{','.join(map(str, dims))}" for name, dims in shapes.items()]
     buffer = io.StringIO()
     warnings: list[str] = []
@@ -232,6 +233,7 @@ def normalise(src: Artifact, out: Path, opset: OpsetRange | int, shapes: dict[st
     moved = constants_to_initializers(model)
     if moved:
         notes.append(f"{moved} Constant nodes moved to initializers")
+    _run_passes(model, notes)
     fused = _fuse(model, fuse, notes)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
@@ -286,6 +288,26 @@ def _normalise_large(model: Any, src: Artifact, out: Path, opset: OpsetRange, sh
     after = _counts(model)
     report = _report(opset_before, default_opset(model), before, after, fixed, notes, fused)
     return Artifact(out, Format.ONNX, companions=tuple(companions)), report
+
+
+def _run_passes(model: Any, notes: list[str], before_slim: bool = False) -> None:
+    """The graph passes every normalised graph gets (edgeconv/passes/): those that let onnxslim fold more before it,
+    the others after it, once constants are initializers."""
+    from edgeconv.passes.castlike import castlike_to_cast
+    from edgeconv.passes.conv_affine import fold_conv_affine
+    from edgeconv.passes.gemm_bias import expand_scalar_gemm_bias
+    from edgeconv.passes.hardswish import fuse_hardswish
+
+    # after onnxslim: its constant folding leaves the patterns' constants as initializers; hard-swish first, so that
+    # the `+ 3` of an SE gate is not folded into the Conv before it is recognised
+    passes = (("CastLike → Cast", castlike_to_cast),) if before_slim else (
+        ("scalar Gemm bias expanded", expand_scalar_gemm_bias),
+        ("hard-swish / hard-sigmoid fused", fuse_hardswish),
+        ("Conv affine ops folded", fold_conv_affine))
+    for name, apply in passes:
+        count = apply(model)
+        if count:
+            notes.append(f"{name}: {count}")
 
 
 def _fuse(model: Any, fuse: tuple[str, ...], notes: list[str]) -> dict[str, int]:

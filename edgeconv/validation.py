@@ -33,11 +33,12 @@ class OutputMetrics:
     top1_agreement: float | None = None
     kind: str = "float"  # float | integer | bool
     exact_match: float | None = None  # integer / bool outputs
+    nonfinite: int = 0  # NaN / Inf values in the converted model's output where the source's are finite
 
     def to_json(self) -> dict[str, float | str | None]:
         return {"name": self.name, "kind": self.kind, "snr_db": self.snr_db, "cosine": self.cosine,
                 "max_abs": self.max_abs, "mean_abs": self.mean_abs, "top1_agreement": self.top1_agreement,
-                "exact_match": self.exact_match}
+                "exact_match": self.exact_match, "nonfinite": self.nonfinite}
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,9 @@ def output_metrics(name: str, references: Sequence[np.ndarray], actuals: Sequenc
     if ref.shape != act.shape:
         raise InvalidInputError(f"output {name}: converted model gives {act.size} values, source gives {ref.size}",
                                 "the conversion changed the output shape")
+    nonfinite = int(np.count_nonzero(~np.isfinite(act) & np.isfinite(ref)))
+    if nonfinite:  # NaN would make SNR "identical" (min(300, nan) is 300) and argmax meaningless: score it as lost
+        act = np.where(np.isfinite(act), act, 0.0)
     diff = np.abs(ref - act)
     kind = output_kind(np.asarray(references[0])) if references else "float"
     top1 = exact = None
@@ -106,8 +110,9 @@ def output_metrics(name: str, references: Sequence[np.ndarray], actuals: Sequenc
     elif references and looks_like_class_scores(np.asarray(references[0])):
         agree = [np.argmax(np.asarray(r), axis=-1) == np.argmax(np.asarray(a), axis=-1) for r, a in zip(references, actuals)]
         top1 = float(np.mean(np.concatenate([np.atleast_1d(x) for x in agree])))
+    snr = -SNR_CAP_DB if nonfinite else snr_db(ref, act)
     return OutputMetrics(name, float(diff.max()) if diff.size else 0.0, float(diff.mean()) if diff.size else 0.0,
-                         cosine(ref, act), snr_db(ref, act), top1, kind, exact)
+                         cosine(ref, act), snr, top1, kind, exact, nonfinite)
 
 
 def compare(names: Sequence[str], references: Iterable[Sequence[np.ndarray]], actuals: Iterable[Sequence[np.ndarray]]) -> Metrics:
@@ -153,6 +158,8 @@ def check_gate(metrics: Metrics, gate: Gate) -> GateResult:
     exact_bound = gate.min_exact_match if gate.min_exact_match is not None else gate.min_top1_agreement
     for out in outputs:
         where = f"output {out.name}: " if len(outputs) > 1 else ""
+        if out.nonfinite:
+            failures.append(f"{where}{out.nonfinite} NaN/Inf value(s) where the source's are finite")
         if out.kind != "float":
             if exact_bound is not None and out.exact_match is not None and out.exact_match < exact_bound:
                 failures.append(f"{where}exact match {out.exact_match:.3f} < {exact_bound} ({out.kind} output)")

@@ -29,6 +29,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import model_zoo  # noqa: E402
 
+# TensorFlow imported after the QNN execution provider loaded Qualcomm's libraries crashes the process (SIGSEGV, see
+# edgeconv/native_libs.py). A CLI run orders them itself; a test process runs many conversions, so it imports
+# TensorFlow first whenever both are installed, whatever order the tests come in.
+from edgeconv.deps import is_installed  # noqa: E402
+from edgeconv.native_libs import QNN_MODULES  # noqa: E402
+
+if is_installed("tensorflow") and any(is_installed(m) for m in QNN_MODULES):
+    import tensorflow  # noqa: E402,F401
+
 REPO = Path(__file__).resolve().parents[1]
 ZOO_HASH = hashlib.sha256(Path(model_zoo.__file__).read_bytes()).hexdigest()[:12]
 CACHE = Path(tempfile.gettempdir()) / f"edgeconv-test-models-{ZOO_HASH}"

@@ -78,3 +78,13 @@ def test_bool_outputs_exact_match() -> None:
     assert metrics.outputs[0].kind == "bool" and metrics.exact_match == pytest.approx(15 / 16)
     assert check_gate(metrics, Gate(min_exact_match=0.9)).passed
     assert not check_gate(metrics, Gate(min_exact_match=0.95)).passed
+
+
+def test_nan_in_the_converted_output_fails_whatever_the_gate() -> None:
+    """min(300, nan) is 300: a NaN output used to score the SNR cap and pass an SNR-only gate."""
+    refs = [[np.array([[0.1, 0.7, 0.2]], np.float32)] for _ in range(3)]
+    acts = [[np.array([[np.nan, 0.7, 0.2]], np.float32)]] + refs[1:]
+    metrics = compare(["scores"], refs, acts)
+    assert metrics.outputs[0].nonfinite == 1 and metrics.snr_db == -SNR_CAP_DB
+    result = check_gate(metrics, Gate(min_snr_db=None))
+    assert not result.passed and result.failures == ("1 NaN/Inf value(s) where the source's are finite",)

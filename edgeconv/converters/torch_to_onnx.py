@@ -1,4 +1,9 @@
-"""PyTorch → ONNX with torch.onnx (the torch.export-based exporter; TorchScript modules use the TorchScript exporter)."""
+"""PyTorch → ONNX with torch.onnx (the torch.export-based exporter; TorchScript modules use the TorchScript exporter).
+
+The dynamo exporter runs without its own optimiser (`optimize=False`): onnxscript's rewriter matches constants with an
+absolute tolerance of 1e-8, so it takes `x + 1e-10` for `x + 0` and deletes the Add, and a log-mel front end's
+`log(power + 1e-10)` becomes log(0) = -inf on silence (NaN at the output). Normalisation (onnxslim) folds what the
+optimiser would have, exactly."""
 
 from __future__ import annotations
 
@@ -87,7 +92,7 @@ class TorchToOnnx(Converter):
                                       dynamo=False, do_constant_folding=True)
                 else:
                     torch.onnx.export(module, args, str(out), input_names=names, output_names=output_names, opset_version=ctx.profile.opset.preferred,
-                                      dynamo=True, external_data=n_bytes > EXTERNAL_DATA_THRESHOLD, optimize=True)
+                                      dynamo=True, external_data=n_bytes > EXTERNAL_DATA_THRESHOLD, optimize=False)
         except Exception as e:
             log.debug("exporter output:\n%s", buffer.getvalue())
             raise UnsupportedError(

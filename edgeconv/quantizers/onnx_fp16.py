@@ -44,8 +44,11 @@ def to_fp16(model: Any, *, keep_io_types: bool, op_block_list: list[str] | None 
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     blocked = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(op_block_list or ()))
+    from edgeconv.quantizers.fp16_islands import drop_cast_round_trips
+
     fp16 = convert_float_to_float16(model, keep_io_types=keep_io_types, op_block_list=blocked,
                                     node_block_list=node_block_list or None)
+    drop_cast_round_trips(fp16)
     return toposort(fp16)
 
 
@@ -63,6 +66,8 @@ class OnnxFp16(Quantizer):
         scheme = ctx.profile.quantize
         model = onnx.load_model(str(artifact.path))
         nodes = list(scheme.options.get("nodes_to_exclude", ()))
+        islands = self._islands(model, ctx) if scheme.options.get("fp16_islands", True) else []
+        nodes += [i.node for i in islands if i.node not in nodes]
         try:
             fp16 = to_fp16(model, keep_io_types=scheme.keep_io_types, op_block_list=list(scheme.exclude_op_types),
                            node_block_list=nodes)
@@ -73,5 +78,20 @@ class OnnxFp16(Quantizer):
         onnx.save_model(fp16, str(out))
         check = check_quantized(artifact.path, out, integer_weights=False)
         ctx.notes["quantize"] = {"quantizer": self.name, "keep_io_types": scheme.keep_io_types, "check": check.to_json(),
-                                 "excluded_op_types": list(scheme.exclude_op_types), "excluded_nodes": nodes}
+                                 "excluded_op_types": list(scheme.exclude_op_types), "excluded_nodes": nodes,
+                                 "fp32_islands": [i.to_json() for i in islands]}
+        if islands:
+            ops = sorted({i.op_type for i in islands})
+            ctx.warn(f"float16: {len(islands)} overflow-prone node(s) kept in float32 ({', '.join(ops)}); see "
+                     "notes.quantize.fp32_islands")
         return Artifact(out, Format.ONNX)
+
+    @staticmethod
+    def _islands(model: Any, ctx: StepContext) -> list[Any]:
+        """Measured on the validation samples (--eval, else --calib, else generated): what float16 cannot hold."""
+        from edgeconv.quantizers.fp16_islands import DEFAULT_MAX_ABS, name_unnamed_nodes, overflow_prone_nodes
+        from edgeconv.validation_stage import validation_samples
+
+        name_unnamed_nodes(model)
+        limit = float(ctx.profile.quantize.options.get("fp16_max_abs", DEFAULT_MAX_ABS))
+        return overflow_prone_nodes(model, validation_samples(ctx), limit)
