@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 from edgeconv.errors import UsageError
+from edgeconv.targets.openvino._offline import no_telemetry
 from model_zoo import accuracy
 from tests.converters.openvino_models import build_detector
 from tests.helpers import convert, model_path, target_record
 
+no_telemetry()  # before openvino / nncf are imported: importing them writes ~/intel/ and counts usage otherwise
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
@@ -152,3 +154,17 @@ def test_discovery_and_help_do_not_import_openvino_or_executorch() -> None:
             "print(heavy); sys.exit(bool(heavy))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_no_telemetry_nothing_written_outside_outdir(digits, tmp_path: Path, cli) -> None:
+    """OVC and NNCF count a missing consent file as consent: they would write ~/intel/openvino_ga_cid and stats and
+    try to send usage data. A conversion and a bench write nothing into HOME."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home)}
+    result = cli("convert", digits.onnx, "-t", "openvino-int8", "-t", "openvino-w8", "--calib", digits.calib,
+                 "-o", tmp_path / "out", env=env)
+    assert result.code == 0, result.stderr
+    assert cli("bench", tmp_path / "out" / "openvino-int8" / "digits_cnn.xml", "-n", "3", env=env).code == 0
+    assert list(home.iterdir()) == []

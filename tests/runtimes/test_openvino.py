@@ -11,7 +11,9 @@ import pytest
 
 from edgeconv.errors import InvalidInputError
 from edgeconv.formats import Format, detect
+from edgeconv.targets.openvino._offline import no_telemetry
 
+no_telemetry()  # before openvino is imported: importing it writes ~/intel/ and counts usage otherwise
 ov = pytest.importorskip("openvino")
 
 

@@ -32,6 +32,7 @@ from edgeconv.deps import require, version_of
 from edgeconv.errors import UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
 from edgeconv.targets.schema import Profile
+from edgeconv.targets.openvino._offline import no_telemetry
 from edgeconv.targets.openvino.options import OpenVinoOptions, parse
 from edgeconv.targets.openvino.runtime import OpenVinoSession, compile_model, core, match_inputs
 
@@ -292,6 +293,7 @@ class OnnxToOpenvino(Converter):
         return None
 
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
+        no_telemetry()  # before openvino.tools.ovc and nncf are imported
         ov = require("openvino", "openvino", purpose="ONNX → OpenVINO IR")
         options = parse(ctx.profile)
         precision = ctx.profile.quantize.precision

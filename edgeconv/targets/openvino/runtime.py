@@ -13,6 +13,7 @@ from edgeconv.deps import require
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format, TensorSpec
 from edgeconv.runtimes.base import Runtime, Session
+from edgeconv.targets.openvino._offline import no_telemetry
 from edgeconv.targets.openvino.options import OpenVinoOptions, parse
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 @lru_cache(maxsize=1)
 def core() -> Any:
+    no_telemetry()
     ov = require("openvino", "openvino", purpose="OpenVINO IR")
     return ov.Core()
 
