@@ -122,6 +122,20 @@ def test_two_profile_files_with_one_name(digits, ws: Path, inputs: Path) -> None
                    workspace=ws)
 
 
+def test_two_targets_whose_names_differ_in_case(digits, ws: Path, inputs: Path) -> None:
+    """`Fast` and `fast` are one folder on a case-insensitive file system (macOS, Windows, a mounted share)."""
+    for name, parent in (("Fast", "onnx"), ("fast", "onnx-fp16")):
+        (inputs / f"{name}-profile.toml").write_text(profile_text(f'name = "{name}"', extends=parent))
+    expect_failure(["convert", digits.onnx, "-t", inputs / "Fast-profile.toml", "-t", inputs / "fast-profile.toml",
+                    "--eval", digits.eval, "-o", ws / "out"], 2, "two targets are named", workspace=ws)
+
+
+def test_set_name_clashing_with_another_target(digits, ws: Path) -> None:
+    """--set applies to every -t: renaming one builtin into the other's name is the same clash."""
+    expect_failure(["convert", digits.onnx, "-t", "onnx-fp16", "--eval", digits.eval, "-o", ws / "out", "--set",
+                    "name=onnx", "-t", "onnx"], 2, "two targets are named 'onnx'", workspace=ws)
+
+
 # ---------------------------------------------------------------- 6. --force and inputs inside OUTDIR
 def test_force_never_deletes_a_profile_file_inside_outdir(digits, ws: Path) -> None:
     out = ws / "out"
@@ -167,17 +181,18 @@ def write_batch(folder: Path, digits: Any, body: str) -> Path:
     return config
 
 
-def test_batch_two_profile_files_with_one_stem(digits, ws: Path) -> None:
-    for sub in ("a", "b"):
+@pytest.mark.parametrize("stems", [("fast", "fast"), ("Fast", "fast")], ids=["same", "case"])
+def test_batch_two_profile_files_with_one_stem(digits, ws: Path, stems: tuple[str, str]) -> None:
+    for sub, stem in zip(("a", "b"), stems):
         (ws / "proj" / sub).mkdir(parents=True)
-        (ws / "proj" / sub / "fast.toml").write_text(profile_text(f'name = "fast-{sub}"'))
-    config = write_batch(ws / "proj", digits, """
+        (ws / "proj" / sub / f"{stem}.toml").write_text(profile_text(f'name = "fast-{sub}"'))
+    config = write_batch(ws / "proj", digits, f"""
         [models.m]
         source = "@ONNX@"
         eval = "@EVAL@"
-        targets = ["a/fast.toml", "b/fast.toml"]
+        targets = ["a/{stems[0]}.toml", "b/{stems[1]}.toml"]
     """)
-    expect_failure(["batch", config], 2, "a/fast.toml", "b/fast.toml", "would both write", workspace=ws)
+    expect_failure(["batch", config], 2, f"a/{stems[0]}.toml", f"b/{stems[1]}.toml", "would both write", workspace=ws)
     assert not (ws / "proj" / "OUTPUT").exists()
 
 
