@@ -294,14 +294,18 @@ def _run_passes(model: Any, notes: list[str], before_slim: bool = False) -> None
     """The graph passes every normalised graph gets (edgeconv/passes/): those that let onnxslim fold more before it,
     the others after it, once constants are initializers."""
     from edgeconv.passes.castlike import castlike_to_cast
+    from edgeconv.passes.constant_values import constant_values_to_tensors
     from edgeconv.passes.conv_affine import fold_conv_affine
+    from edgeconv.passes.gathernd import gathernd_to_gather
     from edgeconv.passes.gemm_bias import expand_scalar_gemm_bias
     from edgeconv.passes.hardswish import fuse_hardswish
 
     # after onnxslim: its constant folding leaves the patterns' constants as initializers; hard-swish first, so that
     # the `+ 3` of an SE gate is not folded into the Conv before it is recognised
-    passes = (("CastLike → Cast", castlike_to_cast),) if before_slim else (
+    passes = (("list-form Constants → tensors", constant_values_to_tensors),
+              ("CastLike → Cast", castlike_to_cast)) if before_slim else (
         ("scalar Gemm bias expanded", expand_scalar_gemm_bias),
+        ("constant GatherND → Gather", gathernd_to_gather),
         ("hard-swish / hard-sigmoid fused", fuse_hardswish),
         ("Conv affine ops folded", fold_conv_affine))
     for name, apply in passes:
