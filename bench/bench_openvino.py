@@ -1,5 +1,6 @@
 """OpenVINO targets: per model, size and OpenVINO CPU latency of openvino-int8 vs openvino-fp32 (one run, ratios),
-next to edgeconv's cpu-int8 vs onnx (ONNX Runtime CPU) on the same samples.
+next to edgeconv's cpu-int8 vs onnx (ONNX Runtime CPU) on the same samples, and executorch-int8 vs executorch-fp32
+(ExecuTorch with XNNPACK) for the PyTorch models.
 
     .venv/bin/python bench/bench_openvino.py [--runs 200]
 
@@ -27,7 +28,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import numpy as np  # noqa: E402
 
-PAIRS = [("OpenVINO CPU", "openvino-fp32", "openvino-int8"), ("ONNX Runtime CPU", "onnx", "cpu-int8")]
+PAIRS = [("OpenVINO CPU", "openvino-fp32", "openvino-int8"), ("ONNX Runtime CPU", "onnx", "cpu-int8"),
+         ("ExecuTorch XNNPACK", "executorch-fp32", "executorch-int8")]  # ExecuTorch: PyTorch sources only
 
 
 def separable_net(seed: int = 0):
@@ -98,13 +100,14 @@ def main() -> None:
     rows = []
     for m in build_models(root):
         out = Path(tempfile.mkdtemp(dir=root)) / "out"
-        targets = [t for _, *pair in PAIRS for t in pair]
+        pairs = [p for p in PAIRS if m["path"].suffix == ".pt2" or not p[1].startswith("executorch")]
+        targets = [t for _, *pair in pairs for t in pair]
         try:
             manifest = convert(m["path"], targets, out, calib=str(m["calib"]), eval=str(m["eval"]) if m["eval"] else None)
         except EdgeconvError as e:
             rows.append(f"| {m['name']} | – | failed (exit {e.exit_code}): {e.message[:100]} | | | | | | | |")
             continue
-        for runtime, fp32, int8 in PAIRS:
+        for runtime, fp32, int8 in pairs:
             sizes = {t: size_of(manifest, t, out) for t in (fp32, int8)}
             weights = {t: size_of(manifest, t, out, weights_only=True) for t in (fp32, int8)}
             lat = {t: benchmark(model_path(manifest, out, t), runs=args.runs, warmup=10).latency_ms["p50"]
