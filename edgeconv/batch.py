@@ -114,8 +114,8 @@ def _hash_path(path: Path, digest: Any) -> None:
     digest.update(sha256_of(path).encode() if path.exists() else b"<missing>")
 
 
-def pair_key(model: ModelEntry, target: str) -> str:
-    """Content hash of everything that decides a pair's result."""
+def pair_key(model: ModelEntry, target: str, root: Path | None = None) -> str:
+    """Content hash of everything that decides a pair's result (`root`: the config's folder, where the runs start)."""
     from edgeconv import __version__
     from edgeconv.targets import resolve
     from edgeconv.targets.schema import _profile_to_dict
@@ -131,7 +131,7 @@ def pair_key(model: ModelEntry, target: str) -> str:
         _hash_path(Path(target), digest)
     factory = model.options.get("model")
     if isinstance(factory, str):
-        module_file = _factory_file(factory)
+        module_file = _factory_file(factory, root)
         if module_file is not None:
             _hash_path(module_file, digest)
     settings = {"target": target, "profile": profile, "options": model.options, "edgeconv": __version__,
@@ -147,14 +147,21 @@ def _versions() -> dict[str, str]:
     return installed_versions()
 
 
-def _factory_file(spec: str) -> Path | None:
-    import importlib.util
-
-    try:
-        found = importlib.util.find_spec(spec.split(":")[0])
-    except (ImportError, ValueError):
+def _factory_file(spec: str, root: Path | None = None) -> Path | None:
+    """The file of a `--model pkg.module:function` factory, found on disk without importing anything (find_spec would
+    import `pkg`, running its __init__.py in the batch process before any run could refuse it)."""
+    parts = spec.split(":")[0].split(".")
+    if not all(part.isidentifier() for part in parts):
         return None
-    return Path(found.origin) if found is not None and found.origin and os.path.isfile(found.origin) else None
+    for entry in dict.fromkeys([str(root) if root else os.getcwd(), *(p or os.getcwd() for p in sys.path if isinstance(p, str))]):
+        base = Path(entry).joinpath(*parts)
+        for candidate in (base.with_name(base.name + ".py"), base / "__init__.py"):
+            try:
+                if candidate.is_file():
+                    return candidate
+            except OSError:
+                continue
+    return None
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
@@ -303,7 +310,7 @@ def run_batch(config: BatchConfig, *, jobs: int | None = None, force: bool = Fal
     results: list[PairResult] = []
     todo: list[tuple[ModelEntry, str, str]] = []
     for model, target in pairs:
-        key = pair_key(model, target)
+        key = pair_key(model, target, config.root)
         outdir = pair_dir(config, model, target)
         entry = cache.get(f"{model.name}/{target}")
         if not force and entry and entry.get("key") == key and entry.get("exit_code") == 0 and _outputs_intact(outdir):

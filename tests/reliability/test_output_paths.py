@@ -286,3 +286,25 @@ def test_env_is_inside_the_sandbox(sandbox: Path) -> None:
     env = sandbox_env(sandbox, True)
     assert all(Path(env[k]).is_relative_to(sandbox) for k in ("HOME", "TMPDIR", "EDGECONV_CACHE_DIR"))
     assert os.environ.get("HOME") != env["HOME"]
+
+
+def test_batch_cache_key_never_imports_a_factory(digits, ws: Path) -> None:
+    """The batch hashes a `--model pkg.module:function` factory's file for its cache key: found on disk, never imported
+    (importlib's find_spec imported `pkg`, running its __init__.py in the batch process, before any run could refuse)."""
+    project = ws / "proj"
+    (project / "evilpkg").mkdir(parents=True)
+    (project / "evilpkg" / "__init__.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('RAN').write_text('imported')\n")
+    (project / "evilpkg" / "nets.py").write_text("def build():\n    raise SystemExit('not reached')\n")
+    config = write_batch(project, digits, """
+        [models.m]
+        model = "evilpkg.nets:build"
+        targets = ["onnx"]
+    """)
+    result = run_cli("batch", config, "--dry-run", "--json", cwd=project)
+    assert result.code == 0, result.stderr
+    assert not (project / "evilpkg" / "RAN").exists(), "the factory's package was imported by the batch"
+    key = json.loads(result.stdout)["runs"][0]["key"]
+    (project / "evilpkg" / "nets.py").write_text("def build():\n    raise SystemExit('changed')\n")
+    again = json.loads(run_cli("batch", config, "--dry-run", "--json", cwd=project).stdout)["runs"][0]["key"]
+    assert again != key, "the factory's file is part of the cache key"
