@@ -184,6 +184,9 @@ def quantize_int8(model_factory: Any, float_model: Any, ctx: StepContext, option
     notes["model_type"] = "transformer" if transformer else "default"
     notes["attempts"] = attempts
     assert best is not None
+    if not passed:  # the validate stage fails the gate (exit 5); say what was tried, which its error cannot
+        log.warning("OpenVINO int8: no attempt met the gate; tried %s",
+                    "; ".join(f"{a['attempt']}: SNR {a['snr_db']} dB" for a in attempts))
     return best[1]
 
 
