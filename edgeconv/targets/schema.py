@@ -250,7 +250,12 @@ def _check_type(cls: type, key: str, value: Any, source: str, text: str, where: 
 
 
 def _check_range(cls: type, key: str, value: Any, source: str, text: str, where: str) -> None:
-    """NaN / inf anywhere, and numbers outside a key's range (samples = -3 would turn validation off), are exit 2."""
+    """NaN / inf anywhere, and numbers outside a key's range (samples = -3 would turn validation off), are exit 2; so are
+    control characters in a string (a description holding terminal escape codes or NUL would reach tables and logs)."""
+    if isinstance(value, str) and any((ord(c) < 32 and c not in "\n\t") or c == "\x7f" for c in value):
+        line = _key_line(text, key)
+        at = f"{source}:{line}" if line else source
+        raise UsageError(f"{at}: {key} = {value!r} in {where} holds control characters", "remove them")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     low, high = _BOUNDS.get((cls.__name__, key), (None, None))

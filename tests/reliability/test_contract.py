@@ -367,3 +367,14 @@ def test_json_error_object_for_every_failure_kind(digits, ws: Path) -> None:
                              "no such option", workspace=ws)
     assert failure.error["kind"] == "usage"
     json.dumps(failure.error)
+
+
+@pytest.mark.parametrize("line", ['description = "\\u001b[31mred\\u001b[0m"', 'description = "a\\u0000b"',
+                                  'layout = "nchw\\u0007"'])
+def test_control_characters_in_profile_strings(digits, ws: Path, inputs: Path, line: str) -> None:
+    """A description with terminal escape codes (or NUL) would reach `edgeconv targets`, tables and logs: exit 2."""
+    profile = inputs / "mine.toml"
+    profile.write_text(f'name = "mine"\nextends = "onnx"\n{line}\n')
+    expect_failure(["convert", digits.onnx, "-t", profile, "-o", ws / "out"], 2, "control characters", workspace=ws)
+    expect_failure(["convert", digits.onnx, "-t", "onnx", "-o", ws / "out", "--set", line.replace(" = ", "=")], 2,
+                   "control characters", workspace=ws)
