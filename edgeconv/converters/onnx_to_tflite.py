@@ -105,6 +105,35 @@ def _offline_onnx2tf(images: np.ndarray) -> Iterator[None]:
         module.download_test_image_data = original  # type: ignore[attr-defined]
 
 
+@contextlib.contextmanager
+def _onnx2tf_numpy2_fixes() -> Iterator[None]:
+    """onnx2tf 1.28's TopK reads its constant K with int(), which NumPy 2 refuses for the 1-element array ONNX specifies
+    ("only 0-dimensional arrays can be converted to Python scalars": every detector with a top-k post-process failed).
+    While onnx2tf converts, its TopK handler sees K as the 0-d array of the same value."""
+    import importlib
+
+    module = importlib.import_module("onnx2tf.ops.TopK")
+    original = module.make_node
+
+    def make_node(*args: Any, **kwargs: Any) -> Any:
+        node = kwargs.get("graph_node", args[0] if args else None)
+        k = node.inputs[1] if node is not None and len(node.inputs) > 1 else None
+        values = getattr(k, "values", None)
+        if not (isinstance(values, np.ndarray) and values.size == 1 and values.ndim):
+            return original(*args, **kwargs)
+        k.values = values.reshape(())
+        try:
+            return original(*args, **kwargs)
+        finally:
+            k.values = values
+
+    module.make_node = make_node
+    try:
+        yield
+    finally:
+        module.make_node = original
+
+
 def _image_stand_in(stacks: list[np.ndarray], tf_layouts: list[bool], seed: int) -> np.ndarray:
     """[n, H, W, 3] float32 images for onnx2tf's test-data hook: the first input's samples when they are 3-channel."""
     if stacks and stacks[0].ndim == 4:
@@ -140,7 +169,7 @@ def run_onnx2tf(artifact: Artifact, ctx: StepContext, onnx_inputs: list[TensorSp
     tf_keras.backend.clear_session()  # else a second conversion in one run names ops model_5/..., and writes other bytes
     log_buffer = _io.StringIO()
     try:
-        with _offline_onnx2tf(_image_stand_in(stacks, transposed, ctx.options.seed)), \
+        with _offline_onnx2tf(_image_stand_in(stacks, transposed, ctx.options.seed)), _onnx2tf_numpy2_fixes(), \
                 contextlib.redirect_stdout(log_buffer), contextlib.redirect_stderr(log_buffer):
             onnx2tf.convert(**kwargs)
     except SystemExit as e:  # onnx2tf calls sys.exit(1) after logging an error

@@ -209,3 +209,17 @@ def test_erf_gelu_from_an_opset_17_export_becomes_tflite_gelu(gelu_transformer: 
         assert "GELU" in record["notes"]["tflite_ops"] and not any("ERF" in op for op in record["notes"]["tflite_ops"])
         assert record["validation"]["metrics"]["snr_db"] > min_snr
     assert target_record(manifest, "tflite-int8")["validation"]["metrics"]["top1_agreement"] >= 0.95
+
+
+@pytest.mark.slow
+def test_detector_with_topk_post_process(tmp_path: Path) -> None:
+    """onnx2tf's TopK read K with int() on a 1-element array, which NumPy 2 refuses ("only 0-dimensional arrays can be
+    converted to Python scalars"): every detector with a top-k post-process failed tflite-* with exit 4."""
+    from tests.cli.test_output_metrics import _build
+    from tests.conftest import cached
+
+    detector = cached("tiny-detector", _build)
+    manifest = convert(detector / "detector.pt2", ["tflite-fp32"], tmp_path / "out", eval=str(detector / "eval"))
+    outputs = target_record(manifest, "tflite-fp32")["validation"]["metrics"]["outputs"]
+    assert [o["kind"] for o in outputs] == ["float", "float", "integer"]
+    assert outputs[0]["snr_db"] > 100 and outputs[2]["exact_match"] == 1.0
