@@ -309,6 +309,11 @@ def _run_target(target: TargetPlan, state: _RunState, validation_cache: dict[str
         if quantized is not None and primary is quantized[1]:
             _add_worst_layers(e, *quantized, ctx)
         raise
+    if quantized is not None and primary is quantized[1] and primary.format == Format.ONNX \
+            and profile.validate.runtime == "onnxruntime" and record.validation.kind == "numerical":
+        from edgeconv.quantizers.latency_check import check_target
+
+        check_target(*quantized, ctx)  # slower than float on ORT CPU: a warning naming the cause, notes.latency
     _write_target(record, primary, extras, not_built, target, state)
     return record
 
