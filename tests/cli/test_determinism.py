@@ -58,6 +58,8 @@ def test_every_target_writes_the_same_bytes_whatever_ran_before_it(cli, digits, 
         model, shape = digits.pt2, "image=1x1x8x8"
         data = ("--calib", digits.calib, "--eval", digits.eval)
     targets = profile_names()
+    if source == "keras":  # the ExecuTorch profiles take PyTorch sources only (torch.export): no route from Keras
+        targets = [t for t in targets if not t.startswith("executorch")]
     forward = _all_targets_hashes(cli, model, tmp_path / "forward", targets, 1, "--input-shape", shape, *data)
     backward = _all_targets_hashes(cli, model, tmp_path / "backward", targets[::-1], 2, "--input-shape", shape, *data)
     assert len(forward) >= 30  # every target wrote its model (and companions); TensorRT engines are "not built" here
