@@ -143,10 +143,29 @@ def _private_tmpdir() -> str | None:
         path = tempfile.mkdtemp(prefix=f"edgeconv-run-{os.getpid()}-")
     except OSError:
         return None
+    _SAVED_TMP[:] = [os.environ.get("TMPDIR"), tempfile.tempdir]
     os.environ["TMPDIR"] = path
     tempfile.tempdir = path
     atexit.register(shutil.rmtree, path, True)
     return path
+
+
+_SAVED_TMP: list[Any] = []  # TMPDIR and tempfile.tempdir before the run (main() may be called in-process)
+
+
+def _remove_private_tmpdir(path: str) -> None:
+    import os
+    import shutil
+    import tempfile
+
+    shutil.rmtree(path, ignore_errors=True)
+    if _SAVED_TMP:
+        env, tempdir = _SAVED_TMP
+        if env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = env
+        tempfile.tempdir = tempdir
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -197,9 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         code = interrupted.exit_code
     code = _exit_code_after_output(code)
     if tmpdir is not None:
-        import shutil
-
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        _remove_private_tmpdir(tmpdir)
     _exit(code)
 
 
