@@ -49,8 +49,11 @@ def resolve(spec: str) -> Profile:
         return build_profile(user[0], known)
     if spec in raws:
         return build_profile(raws[spec], raws)
+    folded = [name for name in raws if name.lower() == spec.lower()]
+    if len(folded) == 1:  # TFLite-INT8 is tflite-int8
+        return build_profile(raws[folded[0]], raws)
     names = list(raws)
-    close = difflib.get_close_matches(spec, names, n=3, cutoff=0.5)
-    close += [n for n in names if n.startswith(spec.split("-")[0][:4]) and n not in close][: 3 - len(close)]
+    close = difflib.get_close_matches(spec.lower(), names, n=3, cutoff=0.5)
+    close += [n for n in names if n.startswith(spec.lower().split("-")[0][:4]) and n not in close][: 3 - len(close)]
     did_you_mean = f"did you mean {' or '.join(close)}? " if close else ""
     raise UsageError(f"unknown target '{spec}'", f"{did_you_mean}known targets: {', '.join(sorted(names))}")

@@ -131,3 +131,9 @@ def test_opset_overrides() -> None:
 def test_opset_range_decides_the_target_opset() -> None:
     ranged = OpsetRange(13, 20, 18)
     assert [ranged.target_for(v) for v in (11, 13, 18, 20, 21, 24)] == [18, 13, 18, 20, 20, 20]
+
+
+def test_target_names_are_case_insensitive() -> None:
+    assert resolve("TFLite-INT8").name == "tflite-int8" and resolve("ONNX").name == "onnx"
+    with pytest.raises(UsageError, match="did you mean"):
+        resolve("TFLite-INT9")
