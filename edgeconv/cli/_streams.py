@@ -22,8 +22,8 @@ def ensure_std_streams() -> None:
         stream = getattr(sys, name)
         if stream is None:
             setattr(sys, name, open(fd, "w", encoding="utf-8", errors="surrogateescape", closefd=False))  # noqa: SIM115
-        elif hasattr(stream, "reconfigure"):
-            try:
+        elif hasattr(stream, "reconfigure") and str(getattr(stream, "encoding", "")).lower().replace("-", "") == "utf8":
+            try:  # only for UTF-8 streams: elsewhere surrogateescape would fail on characters the encoding lacks
                 stream.reconfigure(errors="surrogateescape")
             except (ValueError, OSError):
                 pass
