@@ -106,9 +106,12 @@ def _arguments_table(params: list[Any]) -> list[str]:
 
 
 def _module_doc(module: str) -> str:
+    """A module's USER_GUIDE (text for users), else its docstring; docstrings are for developers, so a module whose
+    docstring speaks of its own functions gives the reference a USER_GUIDE instead."""
     import importlib
 
-    return (importlib.import_module(module).__doc__ or "").strip()
+    imported = importlib.import_module(module)
+    return (getattr(imported, "USER_GUIDE", None) or imported.__doc__ or "").strip()
 
 
 def _command_section(name: str, command: Any, prefix: str) -> list[str]:

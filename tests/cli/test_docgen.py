@@ -54,3 +54,11 @@ def test_help_texts_escape_rich_markup() -> None:
 
     walk(typer.main.get_command(app), "edgeconv")
     assert found == []
+
+
+def test_reference_shows_user_text_not_developer_docstrings() -> None:
+    from edgeconv.cli.docgen import generate
+
+    text = generate()
+    for internal in ("Nothing here prints", "artifact_context", "imports=True", "reads it when it is there"):
+        assert internal not in text, internal
