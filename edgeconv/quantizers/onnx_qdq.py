@@ -227,6 +227,10 @@ def quantize_file(float_path: Path, out_path: Path, samples: SampleSet, settings
                                "try --set quantize.method=minmax, or keep the failing op types in float with "
                                "--set quantize.exclude_op_types=[...]") from e
     except Exception as e:  # onnxruntime's own exception types (Fail, InvalidGraph...)
+        if type(e).__module__.startswith("onnxruntime") and "INVALID_ARGUMENT" in str(e):  # the samples, not the graph
+            raise InvalidInputError(f"ONNX Runtime could not run the model on the calibration samples: {first_line(e)}",
+                                    "check the samples' values against the model (e.g. token ids below the vocabulary "
+                                    "size)") from e
         if type(e).__module__.startswith("onnxruntime"):
             raise UnsupportedError(f"ONNX Runtime could not run the model to calibrate: {first_line(e)}",
                                    "the graph has an op or type ORT's CPU provider lacks") from e

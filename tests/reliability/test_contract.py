@@ -172,6 +172,35 @@ def test_bad_token_samples(token_model: Path, ws: Path, inputs: Path, case: str)
     expect_failure(["convert", token_model, "-t", "onnx", "--eval", folder, "-o", ws / "out"], 3, needle, workspace=ws)
 
 
+@pytest.fixture(scope="module")
+def token_matmul_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`ids` int64 [1, 4] → Gather from a [10, 3] table → MatMul [3, 3] → `out` [1, 4, 3]: something to quantize."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    table = numpy_helper.from_array(rng.uniform(0, 1, (10, 3)).astype(np.float32), "table")
+    weight = numpy_helper.from_array(rng.uniform(0, 1, (3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["emb"]),
+                               helper.make_node("MatMul", ["emb", "w"], ["out"])], "tokens",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 4])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 3])], [table, weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("tokens-mm") / "tokens.onnx"
+    onnx.save_model(model, str(path))
+    return path
+
+
+def test_out_of_range_token_ids_in_calibration_samples(token_matmul_model: Path, ws: Path, inputs: Path,
+                                                       image_profile: Path) -> None:
+    """Calibration (ORT's calibrator) on ids past the table: the data's fault (exit 3), not an unsupported graph (4)."""
+    calib = save_samples(inputs / "calib", [np.array([[1, 2, 3, 50 + i]], np.int64) for i in range(4)])
+    good = save_samples(inputs / "eval", [np.array([[1, 2, 3, i]], np.int64) for i in range(4)])
+    expect_failure(["convert", token_matmul_model, "-t", image_profile, "--calib", calib, "--eval", good, "-o",
+                    ws / "out"], 3, "calibration samples", "vocabulary", workspace=ws)
+
+
 def test_good_token_samples_convert(token_model: Path, ws: Path, inputs: Path) -> None:
     """The control: the same model with ids inside the table converts."""
     folder = save_samples(inputs / "eval", [np.array([[1, 2, 3, 9]], np.int64)])
