@@ -54,3 +54,18 @@ def test_bench_bare_ir(digits_ir: Path) -> None:
     result = benchmark(digits_ir, runs=5, warmup=1)
     assert result.runtime == "openvino" and result.format == "openvino" and result.inputs == {"image": [1, 1, 8, 8]}
     assert result.latency_ms["p50"] > 0
+
+
+def test_doctor_and_targets_rows() -> None:
+    from edgeconv.availability import availability
+    from edgeconv.doctor import diagnose
+    from edgeconv.targets import resolve
+
+    report = diagnose()
+    backends = {b["name"]: b for b in report.backends}
+    assert backends["openvino"]["extra"] == "openvino" and backends["openvino"]["version"]
+    assert backends["nncf"]["extra"] == "openvino"
+    rows = {t["name"]: t for t in report.targets}
+    for name in ("openvino-fp32", "openvino-fp16", "openvino-w8", "openvino-int8"):
+        assert rows[name]["usable"] and rows[name]["validation"] == "numerical", rows[name]
+        assert availability(resolve(name)).usable
