@@ -112,7 +112,7 @@ class OpenVinoSession(Session):
                 raise InvalidInputError(f"no sample for input '{name}'", f"samples have: {', '.join(feeds)}")
             data[i] = np.ascontiguousarray(feeds[name].astype(self._dtypes[i], copy=False))
         try:
-            result = self.request.infer(data)
+            result = self.request.infer(data, share_inputs=True, share_outputs=True)  # outputs copied below
         except Exception as e:
             raise InvalidInputError(f"OpenVINO failed to run the model: {first_line(e)}",
                                     "check that the samples' shapes match the model's inputs") from e
