@@ -258,19 +258,24 @@ COMMANDS = {
     "convert-error": ["convert", "{missing}", "-t", "onnx", "-o", "{out}"],
     "convert-error-json": ["convert", "{missing}", "-t", "onnx", "-o", "{out}", "--json"],
     "bad-flag": ["convert", "--no-such-flag"],
+    "validate": ["validate", "{onnx}", "{onnx}", "-t", "onnx", "--eval", "{eval}"],
+    "bench": ["bench", "{onnx}", "-n", "3"],
+    "quantize": ["quantize", "{onnx}", "-t", "onnx-int8-qdq", "--calib", "{calib}", "-o", "{out}"],
+    "inspect-accuracy": ["inspect-accuracy", "{onnx}", "{onnx}", "--calib", "{calib}"],
 }
 EXPECTED = {"convert-error": 3, "convert-error-json": 3, "bad-flag": 2}
 
 
 def _expected(name: str, digits: Any, tmp_path: Path) -> int:
     """The command's own exit code with stdout intact (`doctor` exits 4 on a machine whose backends clash)."""
-    if name != "doctor":
+    if name not in ("doctor", "inspect-accuracy", "bench"):
         return EXPECTED.get(name, 0)
     return run_cli(*_argv(name, digits, tmp_path)).code
 
 
 def _argv(name: str, digits: Any, tmp_path: Path) -> list[str]:
-    values = {"onnx": digits.onnx, "eval": digits.eval, "out": tmp_path / "ws" / "out", "missing": tmp_path / "missing.onnx"}
+    values = {"onnx": digits.onnx, "eval": digits.eval, "calib": digits.calib, "out": tmp_path / "ws" / "out",
+              "missing": tmp_path / "missing.onnx"}
     return [a.format(**values) for a in COMMANDS[name]]
 
 
