@@ -134,9 +134,41 @@ def test_near_misses_left_alone(case: str) -> None:
         y = g.op("Div", clipped, g.const(6.0))
         outputs.append(clipped)
     model = g.model(y, *outputs)
-    expect = 1 if case == "other-x" else 0
+    expect = 1 if case in ("other-x", "plus-2") else 0  # clip(x + 2, 0, 6) / 6 is HardSigmoid(beta = 1/3)
     ops = _check(model, expect)
     assert ops["HardSwish"] == 0 and ops["HardSigmoid"] == expect
+
+
+def test_trained_keras_spelling() -> None:
+    """tf2onnx on a trained Keras MobileNetV3 (its transpose optimizer ran): the `+ 3` is a [1, 1, 1, 1] constant, and
+    the SE gate's `+ 3` is folded into the Conv's bias, leaving clip(conv, 0, 6) * (1/6)."""
+    g = G()
+    h = g.op("Conv", "x", g.const(0.1, (8, 8, 1, 1)))
+    added = g.op("Add", h, g.const(3.0, (1, 1, 1, 1)))
+    h = g.op("Mul", h, g.op("Mul", g.op("Clip", added, g.const(0.0), g.const(6.0)), g.const(1 / 6)))
+    s = g.op("Conv", g.op("ReduceMean", h, axes=[2, 3], keepdims=1), g.const(0.3, (8, 8, 1, 1)))
+    y = g.op("Mul", h, g.op("Mul", g.op("Clip", s, g.const(0.0), g.const(6.0)), g.const(1 / 6)))
+    model = g.model(y)
+    ops = _check(model, 2)
+    assert ops == {"Conv": 2, "HardSwish": 1, "ReduceMean": 1, "HardSigmoid": 1, "Mul": 1}
+    gate = next(n for n in model.graph.node if n.op_type == "HardSigmoid")
+    assert {a.name: round(a.f, 6) for a in gate.attribute} == {"alpha": round(1 / 6, 6), "beta": 0.0}
+
+
+def test_ones_constant_longer_than_the_tensor_left_alone() -> None:
+    """x (rank 2) + a [1, 1, 1, 1] constant broadcasts up to rank 4: removing the Add would change the output shape."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "three"], ["a"]), helper.make_node("Clip", ["a", "lo", "hi"], ["c"]),
+         helper.make_node("Div", ["c", "six"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, 3])],
+        [numpy_helper.from_array(np.full((1, 1, 1, 1), 3.0, np.float32), "three"),
+         numpy_helper.from_array(np.array(0.0, np.float32), "lo"), numpy_helper.from_array(np.array(6.0, np.float32), "hi"),
+         numpy_helper.from_array(np.array(6.0, np.float32), "six")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # the Clip of the Add stays; only clip(a, 0, 6) / 6 (offset 0, on the rank-4 sum) may become a HardSigmoid
+    fuse_hardswish(model)
+    assert model.graph.node[0].op_type == "Add"
 
 
 def test_gone_after_normalise(tmp_path: Path) -> None:
