@@ -35,6 +35,7 @@ TOP_KEYS = {"output", "targets", "jobs", "defaults", "models"}
 MODEL_KEYS: dict[str, tuple[str, str]] = {
     "calib": ("--calib", "data"),
     "eval": ("--eval", "data"),
+    "metric": ("--metric", "str"),
     "preprocess": ("--preprocess", "str"),
     "model": ("--model", "str"),
     "weights": ("--weights", "path"),

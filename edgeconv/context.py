@@ -31,6 +31,7 @@ class ConvertOptions:
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     calib: str | None = None  # a folder of .npy/.npz/images, or "random"
     eval: str | None = None
+    metric: str | None = None  # --metric: a built-in task metric (top1, miou, detection...) or pkg.module:function
     preprocess: str | None = None  # image preprocessing spec, see quantizers/calibration.py
     model_factory: str | None = None  # "pkg.module:function"
     weights: Path | None = None  # state_dict for the factory's module (loaded with weights_only=True)

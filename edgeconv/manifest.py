@@ -60,6 +60,7 @@ class ValidationRecord:
     samples: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    task: dict[str, Any] | None = None  # task metric of the source and the artifact (task_metrics.measure), or None
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,36 @@ from edgeconv.formats import Artifact
 from edgeconv.manifest import ValidationRecord
 from edgeconv.quantizers.calibration import RANDOM, SampleSet, open_samples, preprocess_spec
 from edgeconv.runtimes import runtime_for_source, runtime_named
+from edgeconv.task_metrics import check_task_gate
 from edgeconv.validation import check_gate, check_source_outputs, compare
 
 
 def validation_samples(ctx: StepContext) -> SampleSet:
+    """--eval, else --calib, else generated. Labelled data (or a --metric) runs up to validate.task_samples samples,
+    so that a task metric means something; else validate.samples."""
+    from edgeconv.eval_data import has_labels
+
     options = ctx.options
     spec = options.eval or (options.calib if options.calib != RANDOM else None)
-    return open_samples(spec, ctx.source.inputs, ctx.profile.validate.samples, seed=options.seed + 1, purpose="validation",
+    limit = ctx.profile.validate.samples
+    if spec is not None and (options.metric or has_labels(spec)):
+        limit = max(limit, ctx.profile.validate.task_samples)
+    return open_samples(spec, ctx.source.inputs, limit, seed=options.seed + 1, purpose="validation",
                         preprocess=preprocess_spec(ctx))
+
+
+def reuses_calibration(options: Any) -> bool:
+    """The validation samples are (some of) the calibration samples: --eval absent or the same folder as --calib."""
+    from pathlib import Path
+
+    if options.calib in (None, RANDOM):
+        return False
+    if not options.eval:
+        return True
+    try:
+        return Path(options.eval).resolve() == Path(options.calib).resolve()
+    except OSError:
+        return False
 
 
 def source_outputs(samples: SampleSet, ctx: StepContext, cache: dict[str, Any]) -> list[list[Any]]:
@@ -74,16 +96,52 @@ def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any])
         for feeds in samples:
             actuals.append(session.run(feeds))
             task.advance()
-    metrics = compare(ctx.source.output_names or session.output_names, references, actuals)
+    names = ctx.source.output_names or session.output_names
+    metrics = compare(names, references, actuals)
     result = check_gate(metrics, profile.validate.gate)
-    record = ValidationRecord(runtime_cls.name, "numerical", result.passed, metrics.to_json(), gate, result.failures,
-                              samples.describe(), note=note)
+    task = task_result(samples, names, references, actuals, ctx, cache)
+    failures = (*result.failures, *check_task_gate(task, profile.validate.gate.max_task_drop))
+    described = samples.describe()
+    if reuses_calibration(ctx.options) and samples.kind in ("files", "images"):
+        described["reused_calibration"] = True
+        ctx.warn("validated on the calibration samples (no separate --eval): the numbers are optimistic; pass "
+                 "--eval DIR with held-out data")
+    record = ValidationRecord(runtime_cls.name, "numerical", not failures, metrics.to_json(), gate, failures,
+                              described, note=note, task=task)
     if samples.kind == "generated":
         ctx.warn("validated on generated random inputs (no --eval/--calib data given); pass --eval DIR for real numbers")
-    if not result.passed:
+    if failures:
         raise AccuracyGateError(
-            f"{profile.name} failed its accuracy gate: {'; '.join(result.failures)}",
+            f"{profile.name} failed its accuracy gate: {'; '.join(failures)}",
             "pass real --calib data, pick a higher-precision profile, or relax the gate with --set validate.gate.<key>=...",
             details={"target": profile.name, "validation": asdict(record)},
         )
     return record
+
+
+def task_result(samples: SampleSet, names: Any, references: list[list[Any]], actuals: list[list[Any]], ctx: StepContext,
+                cache: dict[str, Any]) -> dict[str, Any] | None:
+    """The task metric (task_metrics.py) of the source and of this artifact, or None when none applies. The labels,
+    the chosen metric and the source's value are computed once per run (cached beside the source outputs)."""
+    from edgeconv.eval_data import sample_labels
+    from edgeconv.task_metrics import choose_metric, measure, parse_metric_spec
+
+    key = f"task:{id(references)}"
+    if key not in cache:
+        labels = sample_labels(samples)
+        spec = parse_metric_spec(ctx.options.metric) if ctx.options.metric else None
+        metric = choose_metric(spec, list(names), references[0], labels) if references else None
+        values = metric.compute(references, labels, references) if metric is not None else None
+        cache[key] = (labels, metric, values)
+        if labels is not None and metric is None:
+            ctx.warn("the --eval samples carry labels, but no built-in task metric fits the outputs "
+                     f"({', '.join(names)}); pass --metric (e.g. top1:output=NAME, or pkg.module:function)")
+    labels, metric, values = cache[key]
+    if metric is None:
+        return None
+    task = measure(metric, references, actuals, labels, values)
+    bound = ctx.profile.validate.gate.max_task_drop
+    if bound is not None and metric.percent and task["samples"] and 100.0 / task["samples"] > bound:
+        ctx.warn(f"one of the {task['samples']} evaluation samples is {100.0 / task['samples']:.2g} points of "
+                 f"{metric.name}, more than max_task_drop {bound:g}: use more --eval samples for a meaningful gate")
+    return task

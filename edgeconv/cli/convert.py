@@ -24,7 +24,8 @@ def convert(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (created atomically)."),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Fix an input's dims: NAME=1x3x224x224 (repeatable)."),
     calib: Optional[str] = typer.Option(None, "--calib", help="Calibration data: folder of .npy/.npz (or images), or 'random'."),
-    eval_data: Optional[str] = typer.Option(None, "--eval", help="Validation samples: folder of .npy/.npz (default: --calib, else generated)."),
+    eval_data: Optional[str] = typer.Option(None, "--eval", help="Validation samples: folder of .npy/.npz (default: --calib, else generated). Labelled data (a folder per class of images, or .npz with a 'label' key) adds a task metric."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Task metric: top1, top5, miou, detection[:boxes=NAME,scores=NAME], or package.module:function(outputs, labels) -> float. Gated by validate.gate.max_task_drop."),
     preprocess: Optional[str] = typer.Option(None, "--preprocess", help="Image preprocessing, e.g. 'resize=224x224,scale=1/255,layout=nchw'."),
     model: Optional[str] = typer.Option(None, "--model", help="PyTorch factory: package.module:function returning an nn.Module."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="state_dict for --model (loaded with weights_only=True)."),
@@ -59,13 +60,17 @@ def convert(
         from edgeconv.sources.torch_source import parse_factory_spec
 
         parse_factory_spec(model)
+    if metric is not None:  # the same for --metric; a plugin is imported now (exit 3), not after the conversion
+        from edgeconv.task_metrics import check_metric_option
+
+        check_metric_option(metric)
     profiles = [resolve(t) for t in dict.fromkeys(target)]
     if soc is not None:  # an unknown part fails now (exit 2, parts listed), not after export and calibration
         from edgeconv.targets.hexagon_socs import resolve_soc
 
         resolve_soc(soc)
     options = ConvertOptions(
-        input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data, preprocess=preprocess,
+        input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data, metric=metric, preprocess=preprocess,
         model_factory=model, weights=weights if weights is not None else (source if model else None),
         trust_code=trust_code, overrides=tuple(set_), soc=soc, allow_cpu_fallback=allow_cpu_fallback,
         shape_ranges=_parse_shape_ranges(shape_range), require_engine=require_engine, max_fallback=max_fallback,

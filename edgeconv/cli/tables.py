@@ -38,15 +38,18 @@ def _with_companion_bytes(artifacts: list[dict[str, Any]]) -> list[dict[str, Any
 
 def manifest_table(manifest: dict[str, Any], outdir: Path) -> Table:
     table = Table(title=f"edgeconv → {outdir}", title_justify="left", caption="size includes companion files (context binaries, external data)")
+    with_task = any((t.get("validation") or {}).get("task") for t in manifest["targets"])
     for col, justify in [("target", "left"), ("artifact", "left"), ("size", "right"), ("validated on", "left"),
-                         ("SNR dB", "right"), ("cosine", "right"), ("top-1", "right"), ("result", "left")]:
+                         ("SNR dB", "right"), ("cosine", "right"), ("top-1", "right"),
+                         *([("task (source → artifact)", "left")] if with_task else []), ("result", "left")]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    reused = False
     integer_outputs = False
     for target in manifest["targets"]:
         if target.get("error"):  # --keep-going: a failed target, nothing written for it
             error = target["error"]
             table.add_row(target["target"], f"[red]{escape(error['message'][:120])}[/red]", "—", "", "", "", "",
-                          f"[red]exit {error['code']}[/red]")
+                          *([""] if with_task else []), f"[red]exit {error['code']}[/red]")
             continue
         models = _with_companion_bytes(target["artifacts"])
         validation = target.get("validation") or {}
@@ -68,8 +71,10 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> Table:
                 _fmt(metrics.get("snr_db"), ".1f") if first else "",
                 _fmt(metrics.get("cosine"), ".6f") if first else "",
                 _fmt(metrics.get("top1_agreement"), ".3f") if first else "",
+                *([_task_cell(validation.get("task")) if first else ""] if with_task else []),
                 status if first else "",
             )
+        reused = reused or bool((validation.get("samples") or {}).get("reused_calibration"))
         outputs = metrics.get("outputs") or []
         if len(outputs) > 1:  # one row per output: which one is weak, and integer outputs by exact match
             for out in outputs:
@@ -77,8 +82,23 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> Table:
                 table.add_row("", f"[dim]↳ {escape(str(out['name']))}[/dim]", "", "",
                               _fmt(out.get("snr_db"), ".1f") if exact is None else "—",
                               _fmt(out.get("cosine"), ".6f") if exact is None else "—",
-                              _fmt(out.get("top1_agreement"), ".3f") if exact is None else f"={exact:.3f}", "")
+                              _fmt(out.get("top1_agreement"), ".3f") if exact is None else f"={exact:.3f}",
+                              *([""] if with_task else []), "")
                 integer_outputs = integer_outputs or exact is not None
     if integer_outputs:
         table.caption = f"{table.caption}; =x.xxx: exact match of an integer / bool output"
+    if reused:
+        table.caption = f"{table.caption}; validated on the calibration samples (no separate --eval): optimistic"
     return table
+
+
+def _task_cell(task: dict[str, Any] | None) -> str:
+    """'top-1 97.8% → 97.6%', with the drop when there is one; '—' without a task metric."""
+    if not task:
+        return "—"
+    from edgeconv.task_metrics import summary
+
+    drop = task.get("drop") or 0.0
+    unit = " pt" if task.get("percent") else ""
+    tail = f" ([red]-{drop:.2g}{unit}[/red])" if drop > 0 else ""
+    return escape(summary(task)) + tail

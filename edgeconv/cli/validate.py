@@ -19,7 +19,8 @@ def validate(
     source: Path = typer.Argument(..., help="The source model (PyTorch / Keras / SavedModel / ONNX)."),
     artifact: Path = typer.Argument(..., help="The converted model, e.g. OUTDIR/onnx-fp16/model.onnx."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Profile whose runtime and gate apply (default: from the manifest beside ARTIFACT)."),
-    eval_data: Optional[str] = typer.Option(None, "--eval", help="Validation samples: folder of .npy/.npz (default: --calib, else generated)."),
+    eval_data: Optional[str] = typer.Option(None, "--eval", help="Validation samples: folder of .npy/.npz (default: --calib, else generated). Labelled data (a folder per class of images, or .npz with a 'label' key) adds a task metric."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Task metric: top1, top5, miou, detection[:boxes=NAME,scores=NAME], or package.module:function(outputs, labels) -> float. Gated by validate.gate.max_task_drop."),
     calib: Optional[str] = typer.Option(None, "--calib", help="Used as validation samples when --eval is not given."),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Fix an input's dims: NAME=1x3x224x224 (repeatable)."),
     samples: Optional[int] = typer.Option(None, "--samples", help="How many samples to compare (default: the profile's)."),
@@ -30,7 +31,11 @@ def validate(
     from edgeconv.context import ConvertOptions, parse_input_shapes
     from edgeconv.revalidate import validate_artifact
 
-    options = ConvertOptions(input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data,
+    if metric is not None:
+        from edgeconv.task_metrics import check_metric_option
+
+        check_metric_option(metric)
+    options = ConvertOptions(input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data, metric=metric,
                              trust_code=trust_code, overrides=tuple(set_))
     result = validate_artifact(source, artifact, options, target=target, samples=samples, reporter=UI.reporter())
     if UI.json_mode:
@@ -53,6 +58,12 @@ def validate(
         samples_info = v.get("samples") or {}
         UI.out.print(f"{samples_info.get('count', '?')} samples ({samples_info.get('kind', '?')}); gate "
                      + ", ".join(f"{k}={val}" for k, val in (v.get("gate") or {}).items() if val is not None))
+        if v.get("task"):
+            from edgeconv.task_metrics import summary
+
+            task = v["task"]
+            UI.out.print(f"task: {escape(summary(task))} (drop {task['drop']:.3g} {task['unit']}, on "
+                         f"{task['samples']} samples against {task['reference']})")
     else:
         UI.out.print(f"{title}: structural check ({v.get('note', '')})")
     UI.out.print("[green]passed[/green]" if v["passed"] else "[red]failed[/red]")

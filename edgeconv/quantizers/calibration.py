@@ -37,6 +37,7 @@ class SampleSet:
     seed: int = 0
     path: Path | None = None
     preprocess: Preprocess | None = None  # images only
+    classes: tuple[str, ...] = ()  # images in a folder per class (eval_data.py): class names in class-id order
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         if self.kind == "files":
@@ -58,6 +59,8 @@ class SampleSet:
         out: dict[str, object] = {"kind": self.kind, "count": self.count, "path": str(self.path) if self.path else None}
         if self.preprocess is not None:
             out["preprocess"] = self.preprocess.to_json()
+        if self.classes:
+            out["classes"] = len(self.classes)
         return out
 
 
@@ -101,6 +104,12 @@ def open_samples(
         images = image_files(folder)
         if images:
             return _image_samples(folder, images, inputs, limit, seed, purpose, preprocess)
+        from edgeconv.eval_data import class_images, class_names
+
+        classes = class_names(folder)  # ImageNet layout: a folder per class
+        if classes:
+            return _image_samples(folder, class_images(folder, classes), inputs, limit, seed, purpose, preprocess,
+                                  tuple(classes))
         raise InvalidInputError(f"{purpose} folder {folder} has no .npy/.npz samples or images",
                                 "put one sample per file in it (.npy/.npz), or image files with --preprocess")
     chosen = tuple(files[: max(1, limit)])
@@ -170,13 +179,13 @@ def conform(array: np.ndarray, spec: TensorSpec, file: Path | str) -> np.ndarray
 
 
 def _image_samples(folder: Path, images: list[Path], inputs: tuple[TensorSpec, ...], limit: int, seed: int,
-                   purpose: str, preprocess: str | dict[str, object] | None) -> SampleSet:
+                   purpose: str, preprocess: str | dict[str, object] | None, classes: tuple[str, ...] = ()) -> SampleSet:
     if len(inputs) != 1:
         raise InvalidInputError(f"{purpose} folder {folder} holds images but the model has {len(inputs)} inputs",
                                 "use .npz files with one key per input name")
     pp = fit_to_input(parse_preprocess(preprocess), inputs[0].shape)
     chosen = tuple(images[: max(1, limit)])
-    samples = SampleSet("images", inputs, len(chosen), chosen, seed, folder, pp)
+    samples = SampleSet("images", inputs, len(chosen), chosen, seed, folder, pp, classes)
     next(iter(samples))  # fail fast on the first image (shape / dtype against the input)
     return samples
 

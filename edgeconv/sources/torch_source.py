@@ -23,12 +23,13 @@ def _torch():
     return require("torch", "torch", purpose="PyTorch sources")
 
 
-def parse_factory_spec(spec: str) -> tuple[str, str]:
-    """`pkg.module:function` → (module, function); anything else is a usage error (exit 2)."""
+def parse_factory_spec(spec: str, flag: str = "--model", example: str = "mypkg.models:build") -> tuple[str, str]:
+    """`pkg.module:function` → (module, function); anything else is a usage error (exit 2). `flag` names the option in
+    messages (--model, --metric)."""
     module_name, sep, fn_name = spec.partition(":")
     if not sep or not all(part.isidentifier() for part in module_name.split(".")) or not fn_name.isidentifier():
-        raise UsageError(f"bad --model {spec!r}: expected package.module:function (a dotted module path, then a "
-                         "function name)", "use e.g. --model mypkg.models:build")
+        raise UsageError(f"bad {flag} {spec!r}: expected package.module:function (a dotted module path, then a "
+                         "function name)", f"use e.g. {flag} {example}")
     return module_name, fn_name
 
 
@@ -60,25 +61,25 @@ def _exit_error(e: BaseException, what: str, module_name: str) -> InvalidInputEr
                              "fix the factory module")
 
 
-def import_factory(spec: str) -> Any:
+def import_factory(spec: str, flag: str = "--model", expects: str = "a function returning an nn.Module") -> Any:
     """`pkg.module:function` → the function. The current directory is importable, as with `python -m`."""
-    module_name, fn_name = parse_factory_spec(spec)
+    module_name, fn_name = parse_factory_spec(spec, flag)
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name and module_name.startswith(e.name) and (module_name == e.name or module_name[len(e.name)] == "."):
-            raise InvalidInputError(f"cannot import {module_name} for --model {spec}: {e}",
+            raise InvalidInputError(f"cannot import {module_name} for {flag} {spec}: {e}",
                                     "check the module path and PYTHONPATH") from e
-        raise _exit_error(e, f"importing {module_name} (--model {spec})", module_name) from e
+        raise _exit_error(e, f"importing {module_name} ({flag} {spec})", module_name) from e
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # SyntaxError, any exception at import, SystemExit: the user's code, not a bug here
-        raise _exit_error(e, f"importing {module_name} (--model {spec})", module_name) from e
+        raise _exit_error(e, f"importing {module_name} ({flag} {spec})", module_name) from e
     fn = getattr(module, fn_name, None)
     if not callable(fn):
-        raise InvalidInputError(f"{module_name} has no callable {fn_name!r}", "--model must name a function returning an nn.Module")
+        raise InvalidInputError(f"{module_name} has no callable {fn_name!r}", f"{flag} must name {expects}")
     return fn
 
 

@@ -36,11 +36,13 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("QuantScheme", "calibration_samples"): (1, 1_000_000),
     ("QuantScheme", "max_fallback"): (0, 100_000),
     ("ValidateSpec", "samples"): (1, 100_000),
+    ("ValidateSpec", "task_samples"): (1, 1_000_000),
     ("Gate", "min_snr_db"): (None, None),
     ("Gate", "min_cosine"): (-1.0, 1.0),
     ("Gate", "max_abs"): (0.0, None),
     ("Gate", "min_top1_agreement"): (0.0, 1.0),
     ("Gate", "min_exact_match"): (0.0, 1.0),
+    ("Gate", "max_task_drop"): (0.0, None),
 }
 
 
@@ -115,12 +117,14 @@ class Gate:
     max_abs: float | None = None
     min_top1_agreement: float | None = None
     min_exact_match: float | None = None  # integer / bool outputs (indices, masks); unset: min_top1_agreement applies
+    max_task_drop: float | None = None  # task metric (task_metrics.py) of the source minus the artifact's, in points
 
 
 @dataclass(frozen=True)
 class ValidateSpec:
     runtime: str = "onnxruntime"
     samples: int = 16
+    task_samples: int = 1000  # labelled --eval data (or --metric): up to this many samples, so a task metric means something
     gate: Gate = field(default_factory=Gate)
 
 
