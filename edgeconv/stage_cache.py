@@ -181,7 +181,8 @@ class StageCache:
         if plugin is not None and not getattr(plugin, "cacheable", True):
             return None
         source = ctx.source
-        if kind == "export" and source.artifact.variant in UNCACHED_SOURCES:
+        # an export, or a direct edge from the source itself (torch → coreml / executorch), of a PyTorch factory or pickle
+        if (kind == "export" or artifact.path == source.artifact.path) and source.artifact.variant in UNCACHED_SOURCES:
             log.debug("stage cache: %s exports a PyTorch %s (code outside the file): not cached", name,
                       source.artifact.variant)
             return None
