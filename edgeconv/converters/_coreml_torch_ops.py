@@ -7,6 +7,11 @@
 - `prelu` on an input of rank 2 (PReLU after a Linear, as in MTCNN-style face nets), 3 or 5 with one alpha per channel:
   Core ML's prelu takes per-channel alpha on rank-4 input only ("rank 3 or rank 5 input is only supported when all the
   values of alpha are same"). Written as max(x, 0) + alpha * min(x, 0) with alpha broadcast on the channel axis (1).
+- ATen names torch.export programs use that only the TorchScript front end knew: `lstm.input` (the LSTM of a CRNN or
+  speaker encoder: "Unsupported fx node lstm") takes the TorchScript `lstm` converter (same schema); `alias`
+  (transformers' masks: "Unsupported fx node alias") is a no-op like `alias_copy`; `new_ones` (transformers' masks:
+  `x.new_ones((), dtype=torch.bool)`) is a constant of ones of the asked (else x's) dtype; `__and__` / `__or__` (the
+  same masks' `&`, `|`) are the bitwise_and / logical_or converters.
 """
 
 from __future__ import annotations
@@ -61,5 +66,33 @@ def install() -> None:
         positive = mb.relu(x=x)
         negative = mb.minimum(x=x, y=np.float32(0.0))
         context.add(mb.add(x=positive, y=mb.mul(x=negative, y=slope), name=node.name), node.name)
+
+    def new_ones(context: Any, node: Any) -> None:
+        from coremltools.converters.mil.frontend.torch.utils import NUM_TO_NUMPY_DTYPE
+        from coremltools.converters.mil.mil import types
+
+        inputs = ops._get_inputs(context, node, min_expected=2)
+        x, shape = inputs[0], inputs[1]
+        dtype = (ops._get_kwinputs(context, node, "dtype", default=[None]) or [None])[0]
+        numpy_dtype = NUM_TO_NUMPY_DTYPE[int(dtype.val)] if dtype is not None and dtype.val is not None \
+            else types.nptype_from_builtin(x.dtype)
+        dims = [int(d.val) for d in shape] if isinstance(shape, list) and all(d.val is not None for d in shape) \
+            else (np.asarray(shape.val).astype(int).tolist() if not isinstance(shape, list) and shape.val is not None else None)
+        if dims is not None:
+            context.add(mb.const(val=np.ones(dims, dtype=numpy_dtype), name=node.name))
+            return
+        dynamic = mb.concat(values=shape, axis=0) if isinstance(shape, list) else shape
+        filled = mb.fill(shape=dynamic, value=1.0)
+        context.add(mb.cast(x=filled, dtype=types.builtin_to_string(types.numpy_type_to_builtin_type(numpy_dtype)),
+                            name=node.name))
+
+    registry = _TORCH_OPS_REGISTRY.name_to_func_mapping
+    registry.setdefault("new_ones", new_ones)
+    # aten.__and__.Tensor sanitises to "__and__" (coremltools strips the dunders only when nothing follows them)
+    for name, same_as in (("lstm.input", "lstm"), ("alias", "noop"), ("__and__", "bitwise_and"),
+                          ("__or__", "logical_or"), ("where.scalarother", "where"), ("where.scalarself", "where"),
+                          ("where.scalar", "where")):
+        if name not in registry and same_as in registry:
+            registry[name] = registry[same_as]
 
     _installed = True

@@ -380,6 +380,13 @@ def _gather(a: dict[str, Any]) -> np.ndarray:
     return np.take(a["x"], np.asarray(a["indices"]).astype(np.int64), axis=int(a.get("axis", 0)))
 
 
+@_op("gather_nd")
+def _gather_nd(a: dict[str, Any]) -> np.ndarray:
+    """MIL gather_nd (batch_dims 0): the last axis of `indices` indexes the leading axes of x."""
+    x, index = np.asarray(a["x"]), np.asarray(a["indices"]).astype(np.int64)
+    return x[tuple(np.moveaxis(index, -1, 0))]
+
+
 @_op("tile")
 def _tile(a: dict[str, Any]) -> np.ndarray:
     return np.tile(a["x"], [int(r) for r in a["reps"]])

@@ -247,3 +247,28 @@ def test_w8_bias_and_small_weights_are_not_failures(tmp_path: Path) -> None:
             assert compressed == {"linear/INT8": 2}
         else:
             assert not compressed and any("none was compressed" in w for w in record["warnings"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ON_MACOS, reason="asserts the Linux reference execution")
+def test_torch_export_bert_and_crnn(tmp_path: Path) -> None:
+    """torch.export programs of real architectures that coremltools' torch.export front end refused: transformers'
+    BERT ("Unsupported fx node alias / new_ones / __and__ / where.ScalarOther", its mask code) and a CRNN's
+    bidirectional LSTM ("Unsupported fx node lstm"); converters/_coreml_torch_ops.py maps them."""
+    pytest.importorskip("transformers")
+    from tests.corpus import registry
+    from tests.corpus.test_route_matrix import ROOT
+
+    assert not registry.ensure(ROOT, ["bert_tiny", "crnn"])
+    bert = ROOT / "bert_tiny"
+    manifest = convert(bert / "bert_tiny.pt2", ["coreml-fp32", "ane-fp16"], tmp_path / "bert",
+                       calib=str(bert / "calib"), eval=str(bert / "eval"))
+    assert reference(check(manifest, "coreml-fp32"))["snr_db"] > 100
+    assert reference(check(manifest, "ane-fp16"))["snr_db"] > 45
+    crnn = ROOT / "crnn"
+    manifest = convert(crnn / "crnn.pt2", ["coreml-fp32"], tmp_path / "crnn", calib=str(crnn / "calib"),
+                       eval=str(crnn / "eval"))
+    checks = check(manifest, "coreml-fp32")
+    assert checks["ops"].get("lstm") == 1
+    # the NumPy reference executor has no LSTM: it says so rather than pass a number it did not measure
+    assert checks["mil_reference"] == {"ran": False, "reason": "the reference executor has no 'lstm' op"}
