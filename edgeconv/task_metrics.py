@@ -347,13 +347,15 @@ def choose_metric(spec: MetricSpec | None, names: Sequence[str], first: Sequence
     if labels is None:
         return _detection(MetricSpec("detection"), names, first, None, False)
     label0 = np.asarray(labels[0])
-    dense = label0.ndim >= 2 and label0.dtype.kind in "iu" and min(np.squeeze(label0).shape or (0,)) > 1
     if spec is None:
-        if dense:
-            return _segmentation(MetricSpec("miou"), names, first, labels[0])
         if label0.dtype.kind in "iu" and label0.ndim <= 1:
             return _classification(MetricSpec("top1"), names, first)
-        return _detection(MetricSpec("detection"), names, first, labels, False)
+        boxes = all(np.asarray(x).ndim == 2 and np.asarray(x).shape[-1] in (4, 5) for x in labels)
+        found = _detection(MetricSpec("detection"), names, first, labels, False) if boxes else None
+        dense = label0.ndim >= 2 and label0.dtype.kind in "iu" and min(np.squeeze(label0).shape or (0,)) > 1
+        if found is None and dense:
+            found = _segmentation(MetricSpec("miou"), names, first, labels[0])
+        return found
     found = _segmentation(spec, names, first, labels[0]) if spec.kind == "miou" else _classification(spec, names, first)
     if found is None:
         raise InvalidInputError(f"--metric {spec.kind}: no output fits ({', '.join(names)})",

@@ -149,3 +149,19 @@ def test_max_task_drop_is_range_checked(tmp_path: Path) -> None:
     profile.write_text('[profiles.mine]\nextends = "cpu-int8"\n[profiles.mine.validate]\ngate = { max_task_drop = -1.0 }\n')
     with pytest.raises(UsageError, match="max_task_drop = -1.0 .* must be a number >= 0"):
         resolve(str(profile))
+
+
+def test_ground_truth_boxes_from_labels_and_calibration_reuse(tmp_path: Path) -> None:
+    from edgeconv.context import ConvertOptions
+    from edgeconv.validation_stage import reuses_calibration
+
+    outs = [[np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32), np.array([0.9, 0.6], np.float32)]]
+    labels = [np.array([[0, 0, 10, 10, 0]], np.float32)]  # one true box: the second detection is a false positive
+    metric = choose_metric(None, ["boxes", "scores"], outs[0], labels)
+    assert metric is not None and metric.reference == "labels"
+    assert measure(metric, outs, outs, labels)["artifact"] == 1.0  # the true box ranks first: AP 1
+    (tmp_path / "c").mkdir()
+    assert reuses_calibration(ConvertOptions(calib=str(tmp_path / "c")))
+    assert reuses_calibration(ConvertOptions(calib=str(tmp_path / "c"), eval=str(tmp_path / "." / "c")))
+    assert not reuses_calibration(ConvertOptions(calib=str(tmp_path / "c"), eval=str(tmp_path / "e")))
+    assert not reuses_calibration(ConvertOptions(calib="random"))
