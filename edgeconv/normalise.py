@@ -192,7 +192,7 @@ def convert_opset(model: Any, path: Path, opset: OpsetRange, notes: list[str]) -
 
 
 def normalise(src: Artifact, out: Path, opset: OpsetRange | int, shapes: dict[str, tuple[int, ...]],
-              fuse: tuple[str, ...] = ()) -> tuple[Artifact, NormaliseReport]:
+              fuse: tuple[str, ...] = (), decompose: tuple[str, ...] = ()) -> tuple[Artifact, NormaliseReport]:
     """`opset`: the target's range (an int: exactly that opset)."""
     if isinstance(opset, int):
         opset = OpsetRange.exactly(opset)
@@ -234,6 +234,7 @@ def normalise(src: Artifact, out: Path, opset: OpsetRange | int, shapes: dict[st
     if moved:
         notes.append(f"{moved} Constant nodes moved to initializers")
     _run_passes(model, notes)
+    _decompose(model, decompose, notes)
     fused = _fuse(model, fuse, notes)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
@@ -312,6 +313,17 @@ def _run_passes(model: Any, notes: list[str], before_slim: bool = False) -> None
         count = apply(model)
         if count:
             notes.append(f"{name}: {count}")
+
+
+def _decompose(model: Any, names: tuple[str, ...], notes: list[str]) -> None:
+    """The rewrites a profile asks for (`[normalise] decompose`): patterns its converter gets wrong, written otherwise."""
+    from edgeconv.passes.maxpool_ceil import maxpool_without_ceil
+
+    passes = {"maxpool_ceil": maxpool_without_ceil}
+    for name in names:
+        count = passes[name](model)
+        if count:
+            notes.append(f"{name} decomposed: {count}")
 
 
 def _fuse(model: Any, fuse: tuple[str, ...], notes: list[str]) -> dict[str, int]:

@@ -118,7 +118,9 @@ def reachable(src: Format) -> set[str]:
 
 def _onnx_steps(profile: Profile) -> list[Step]:
     fuse = profile.normalise.fuse  # in the name: steps (and their caches) with other fusions are other steps
-    steps = [Step("normalise", "normalise" + (f" + fuse {', '.join(fuse)}" if fuse else ""))]
+    decompose = profile.normalise.decompose
+    steps = [Step("normalise", "normalise" + (f" + fuse {', '.join(fuse)}" if fuse else "")
+                  + (f" + decompose {', '.join(decompose)}" if decompose else ""))]
     scheme = profile.quantize
     if scheme.stage == "onnx" and scheme.precision != "fp32":
         quantizer_for(scheme.precision)  # fails early (exit 4) when no quantizer handles it
@@ -243,7 +245,7 @@ def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState
     if step.kind == "normalise":
         shapes = {s.name: tuple(s.shape) for s in ctx.source.inputs if s.is_static}
         result, report = normalise(artifact, step_ctx.work_dir / "model.onnx", ctx.profile.opset, shapes,
-                                   ctx.profile.normalise.fuse)
+                                   ctx.profile.normalise.fuse, ctx.profile.normalise.decompose)
         record.notes["normalise"] = asdict(report)
         for warning in report.warnings:
             ctx.warn(warning)

@@ -24,6 +24,7 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANT_FORMATS = ("qdq", "qoperator")
 QUANT_STAGES = ("onnx", "converter", "none")
 FUSIONS = ("gelu", "layernorm")  # edgeconv/fusions.py
+DECOMPOSITIONS = ("maxpool_ceil",)  # edgeconv/passes/: patterns a target's converter gets wrong, written otherwise
 ALL_OP_TYPES = "all"  # [quantize.options] op_types = "all": every op type in the graph (quantizers/onnx_qdq.py)
 
 # A profile's name is a folder name (OUTDIR/<name>/, batch OUTPUT/<model>/<name>/): one path component, never one of
@@ -134,6 +135,7 @@ class NormaliseSpec:
     `fuse` names ONNX Runtime fusions (edgeconv/fusions.py), e.g. "gelu" for the Erf-GELU the Hexagon HTP refuses."""
 
     fuse: tuple[str, ...] = ()
+    decompose: tuple[str, ...] = ()  # e.g. "maxpool_ceil" (passes/maxpool_ceil.py) for the integer TFLite profiles
 
 
 @dataclass(frozen=True)
@@ -297,7 +299,7 @@ def _build_section(cls: type, data: dict[str, Any], source: str, text: str, wher
                                  'use e.g. defaults = { image = [1, 3, 224, 224] }') from e
             except UsageError as e:
                 raise UsageError(f"{source}:{_key_line(text, 'defaults')}: {e.message}", e.hint) from e
-        elif key in ("exclude_op_types", "fuse"):
+        elif key in ("exclude_op_types", "fuse", "decompose"):
             kwargs[key] = tuple(value)
         else:
             kwargs[key] = value
@@ -314,6 +316,8 @@ def _build_section(cls: type, data: dict[str, Any], source: str, text: str, wher
     if cls is NormaliseSpec:
         for name in obj.fuse:
             _check_choice(source, text, "fuse", name, FUSIONS)
+        for name in obj.decompose:
+            _check_choice(source, text, "decompose", name, DECOMPOSITIONS)
     return obj
 
 

@@ -223,3 +223,21 @@ def test_detector_with_topk_post_process(tmp_path: Path) -> None:
     outputs = target_record(manifest, "tflite-fp32")["validation"]["metrics"]["outputs"]
     assert [o["kind"] for o in outputs] == ["float", "float", "integer"]
     assert outputs[0]["snr_db"] > 100 and outputs[2]["exact_match"] == 1.0
+
+
+@pytest.mark.slow
+def test_mtcnn_ceil_mode_maxpool_full_int8(tmp_path: Path) -> None:
+    """MTCNN R-Net (conv → PReLU → MaxPool(3, 2, ceil_mode=True)): onnx2tf pads the pool with -inf, full-int8
+    calibration lost the tensor's scale, and XNNPACK refused the model at prepare (exit 4; a smaller conv → ceil pool
+    block gave SNR 0 dB). The profile's `decompose = ["maxpool_ceil"]` pads by edge instead."""
+    from tests.corpus import registry
+    from tests.corpus.test_route_matrix import ROOT
+
+    assert not registry.ensure(ROOT, ["mtcnn_rnet"])
+    folder = ROOT / "mtcnn_rnet"
+    manifest = convert(folder / "mtcnn_rnet.pt2", ["tflite-int8"], tmp_path / "out", calib=str(folder / "calib"),
+                       eval=str(folder / "eval"))
+    record = target_record(manifest, "tflite-int8")
+    assert any(n.startswith("maxpool_ceil decomposed") for n in record["notes"]["normalise"]["notes"])
+    metrics = record["validation"]["metrics"]
+    assert metrics["snr_db"] > 30 and metrics["top1_agreement"] == 1.0
