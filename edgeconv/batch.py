@@ -215,7 +215,7 @@ def _summarise_manifest(manifest: dict[str, Any], outdir: Path) -> tuple[list[di
         metrics = v.get("metrics") or {}
         validation = {"runtime": v.get("runtime"), "kind": v.get("kind"), "passed": v.get("passed"),
                       "snr_db": metrics.get("snr_db"), "cosine": metrics.get("cosine"),
-                      "top1_agreement": metrics.get("top1_agreement")}
+                      "top1_agreement": metrics.get("top1_agreement"), "task": v.get("task")}
     return artifacts, validation
 
 

@@ -74,6 +74,10 @@ def _render(summary: Any, dry_run: bool) -> None:
         snr = "—" if v.get("snr_db") is None else f"{v['snr_db']:.1f}"
         top1 = "—" if v.get("top1_agreement") is None else f"{v['top1_agreement']:.3f}"
         note = ""
+        if v.get("task"):  # labelled --eval data: the task metric of the source and of the artifact
+            from edgeconv.task_metrics import summary as task_summary
+
+            note = task_summary(v["task"])
         if r.error:
             note = r.error.get("message", "")
             if r.log:

@@ -167,3 +167,18 @@ def test_validating_on_the_calibration_samples_is_said(cli, digits, tmp_path: Pa
     target = json.loads((tmp_path / "out" / "manifest.json").read_text())["targets"][0]
     assert target["validation"]["samples"]["reused_calibration"] is True
     assert target["validation"]["task"] is None  # .npy samples: no labels, no task metric
+
+
+def test_batch_passes_metric_and_summarises_the_task(tmp_path: Path) -> None:
+    from edgeconv.batch import _summarise_manifest
+    from edgeconv.config import load_config
+
+    (tmp_path / "edgeconv.toml").write_text('targets = ["cpu-int8"]\n[[models]]\nsource = "m.onnx"\neval = "eval"\n'
+                                            'metric = "top5"\n')
+    (model,) = load_config(tmp_path / "edgeconv.toml").models
+    args = model.convert_args("cpu-int8", tmp_path / "o")
+    assert args[args.index("--metric") + 1] == "top5"
+    task = {"metric": "top-1", "source": 0.98, "artifact": 0.97, "drop": 1.0, "percent": True}
+    _, validation = _summarise_manifest({"targets": [{"artifacts": [], "validation": {"passed": True, "task": task}}]},
+                                        tmp_path)
+    assert validation["task"] == task
