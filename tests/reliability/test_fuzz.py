@@ -299,3 +299,36 @@ def test_fuzz_set_overrides(items: list) -> None:
     except UsageError:
         return
     assert_safe(profile)
+
+
+NUMBER_KEYS = ["validate.samples", "quantize.calibration_samples", "quantize.max_fallback", "validate.gate.min_snr_db",
+               "validate.gate.min_cosine", "validate.gate.max_abs", "validate.gate.min_top1_agreement"]
+numbers = st.one_of(st.integers(-10, 10), st.integers(-(10**20), 10**20), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([0, -1, 1e17, 10**17, float("nan"), float("inf"), -float("inf"), 1.5, -0.0]))
+
+
+@settings(max_examples=150, deadline=timedelta(seconds=15), derandomize=True, database=None)
+@given(key=st.sampled_from(NUMBER_KEYS), value=numbers, where=st.sampled_from(["set", "file"]))
+def test_fuzz_profile_numbers(key: str, value: float, where: str) -> None:
+    """Any number for a bounded key, in --set or a file: exit 2, or a profile whose gate and sample counts still mean
+    something (NaN, infinity, samples <= 0 once turned validation off)."""
+    from edgeconv.errors import UsageError
+    from edgeconv.targets import resolve
+    from edgeconv.targets.schema import apply_overrides
+
+    text = _toml(value)
+    section, _, leaf = key.rpartition(".")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "numbers.toml"
+        path.write_text(f'name = "numbers"\nextends = "onnx"\n[{section}]\n{leaf} = {text}\n')
+        try:
+            profile = resolve(str(path)) if where == "file" else apply_overrides(resolve("onnx"), [f"{key}={text}"])
+        except UsageError:
+            return
+        assert_safe(profile)
+        gate = profile.validate.gate
+        assert profile.quantize.max_fallback >= 0
+        assert gate.min_cosine is None or -1 <= gate.min_cosine <= 1
+        assert gate.max_abs is None or gate.max_abs >= 0
+        assert gate.min_top1_agreement is None or 0 <= gate.min_top1_agreement <= 1
+        assert profile.validate.samples <= 100_000
