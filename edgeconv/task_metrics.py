@@ -399,9 +399,16 @@ def check_task_gate(task: dict[str, Any] | None, max_drop: float | None) -> list
     return [f"{summary(task)}: dropped {task['drop']:.3g} {unit} > max_task_drop {max_drop:g}".replace("  ", " ")]
 
 
-def check_metric_option(text: str) -> MetricSpec:
-    """The CLI's early check of --metric: exit 2 when malformed; a plugin is imported (exit 3 when it cannot be)."""
+def check_metric_option(text: str, data: str | None = None) -> MetricSpec:
+    """The CLI's early check of --metric: exit 2 when malformed; a plugin is imported (exit 3 when it cannot be); a
+    metric that needs labels with evaluation `data` (the --eval, else --calib folder) that has none is exit 3."""
     spec = parse_metric_spec(text)
+    if spec.kind in ("top1", "top5", "miou"):
+        from edgeconv.eval_data import has_labels
+
+        if not has_labels(data):
+            raise InvalidInputError(f"--metric {spec.kind} needs labelled evaluation data; {data or 'no --eval'} has no labels",
+                                    "pass --eval with a folder per class of images, or .npz samples with a 'label' key")
     if spec.kind == "plugin":
         from edgeconv.sources.torch_source import import_factory
 

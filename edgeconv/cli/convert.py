@@ -63,7 +63,7 @@ def convert(
     if metric is not None:  # the same for --metric; a plugin is imported now (exit 3), not after the conversion
         from edgeconv.task_metrics import check_metric_option
 
-        check_metric_option(metric)
+        check_metric_option(metric, eval_data or (calib if calib != "random" else None))
     profiles = [resolve(t) for t in dict.fromkeys(target)]
     if soc is not None:  # an unknown part fails now (exit 2, parts listed), not after export and calibration
         from edgeconv.targets.hexagon_socs import resolve_soc

@@ -34,7 +34,7 @@ def validate(
     if metric is not None:
         from edgeconv.task_metrics import check_metric_option
 
-        check_metric_option(metric)
+        check_metric_option(metric, eval_data or (calib if calib != "random" else None))
     options = ConvertOptions(input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data, metric=metric,
                              trust_code=trust_code, overrides=tuple(set_))
     result = validate_artifact(source, artifact, options, target=target, samples=samples, reporter=UI.reporter())

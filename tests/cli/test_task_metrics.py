@@ -182,3 +182,9 @@ def test_batch_passes_metric_and_summarises_the_task(tmp_path: Path) -> None:
     _, validation = _summarise_manifest({"targets": [{"artifacts": [], "validation": {"passed": True, "task": task}}]},
                                         tmp_path)
     assert validation["task"] == task
+
+
+def test_a_metric_that_needs_labels_fails_before_any_work(cli, digits, tmp_path: Path) -> None:
+    result = cli("convert", digits.onnx, "-t", "onnx", "--eval", digits.eval, "--metric", "top1", "-o", tmp_path / "o",
+                 "--json")
+    assert result.code == 3 and "needs labelled evaluation data" in result.stdout, result.stdout
