@@ -60,7 +60,7 @@ def class_images(folder: Path, classes: list[str]) -> list[Path]:
     return [files[i] for i in range(longest) for files in per_class if i < len(files)]
 
 
-def sample_labels(samples: "SampleSet") -> list[Any] | None:
+def sample_labels(samples: SampleSet) -> list[Any] | None:
     """One label per sample (an int, or an array), or None when the samples carry none. A folder where some `.npz`
     files have a label and some do not is invalid input (exit 3)."""
     if samples.kind == "images" and samples.classes:

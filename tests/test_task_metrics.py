@@ -12,8 +12,17 @@ from edgeconv.errors import InvalidInputError, UsageError
 from edgeconv.eval_data import class_images, class_names, sample_labels
 from edgeconv.formats import TensorSpec
 from edgeconv.quantizers.calibration import open_samples
-from edgeconv.task_metrics import (MetricSpec, check_metric_option, check_task_gate, choose_metric, detection_map,
-                                   mean_iou, measure, parse_metric_spec, topk_accuracy)
+from edgeconv.task_metrics import (
+    MetricSpec,
+    check_metric_option,
+    check_task_gate,
+    choose_metric,
+    detection_map,
+    mean_iou,
+    measure,
+    parse_metric_spec,
+    topk_accuracy,
+)
 
 
 def test_topk_accuracy_counts_rows_and_batches() -> None:
