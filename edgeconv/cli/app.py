@@ -15,6 +15,7 @@ import pkgutil
 import signal
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 from edgeconv.cli._streams import ensure_std_streams
@@ -143,11 +144,37 @@ def _private_tmpdir() -> str | None:
         path = tempfile.mkdtemp(prefix=f"edgeconv-run-{os.getpid()}-")
     except OSError:
         return None
+    _remove_stale_tmpdirs(Path(path).parent)
     _SAVED_TMP[:] = [os.environ.get("TMPDIR"), tempfile.tempdir]
     os.environ["TMPDIR"] = path
     tempfile.tempdir = path
-    atexit.register(shutil.rmtree, path, True)
+    owner = os.getpid()  # a forked child that exits through sys.exit must not remove its parent's folder
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(path, True))
     return path
+
+
+def _remove_stale_tmpdirs(base: Path, min_age_s: float = 3600.0) -> None:
+    """Private temp folders of runs that were SIGKILLed or crashed in native code (nothing can clean up after those):
+    removed by a later run once their process is gone and they are an hour old."""
+    import os
+    import shutil
+    import time
+
+    from edgeconv.outputs import _pid_alive
+
+    try:
+        entries = list(base.glob("edgeconv-run-*-*"))
+    except OSError:
+        return
+    for entry in entries:
+        pid_text = entry.name[len("edgeconv-run-"):].split("-")[0]
+        try:
+            old = time.time() - entry.lstat().st_mtime > min_age_s
+        except OSError:
+            continue
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and old and entry.is_dir() and not entry.is_symlink() \
+                and not _pid_alive(int(pid_text)):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 _SAVED_TMP: list[Any] = []  # TMPDIR and tempfile.tempdir before the run (main() may be called in-process)

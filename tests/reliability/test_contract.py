@@ -419,3 +419,21 @@ def test_control_characters_in_profile_strings(digits, ws: Path, inputs: Path, l
     expect_failure(["convert", digits.onnx, "-t", profile, "-o", ws / "out"], 2, "control characters", workspace=ws)
     expect_failure(["convert", digits.onnx, "-t", "onnx", "-o", ws / "out", "--set", line.replace(" = ", "=")], 2,
                    "control characters", workspace=ws)
+
+
+def test_stale_private_tmpdirs_removed(tmp_path: Path) -> None:
+    """A SIGKILLed (or natively crashed) run leaves its $TMPDIR/edgeconv-run-PID-* folder: the next run removes it once
+    its process is gone and it is an hour old; a live run's folder, or a fresh one, stays."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    tmp = tmp_path / "tmp"
+    stale, fresh, alive = (tmp / f"edgeconv-run-{dead_pid}-stale", tmp / f"edgeconv-run-{dead_pid}-fresh",
+                           tmp / f"edgeconv-run-{os.getpid()}-alive")
+    for folder in (stale, fresh, alive):
+        (folder / "torchinductor_root").mkdir(parents=True)
+    for folder in (stale, alive):
+        os.utime(folder, (0, 0))
+    result = run_cli("targets", env=sandbox_env(tmp_path, False), cwd=tmp_path / "cwd")
+    assert result.code == 0, result.stderr
+    assert not stale.exists() and fresh.exists() and alive.exists()
+    assert sorted(p.name for p in tmp.iterdir()) == sorted([fresh.name, alive.name])  # and its own folder went too
