@@ -267,14 +267,13 @@ def _detection(spec: MetricSpec, names: Sequence[str], first: Sequence[np.ndarra
     if b is None:
         return None
     n = _batch(np.asarray(first[b]), 2).shape[0]
-    rest = [name if i != b else "" for i, name in enumerate(names)]
-    s = _named(rest, opts.get("scores"), first, lambda a: a is not first[b] and _vector_of(n, "f")(a), "scores")
+    s = _named(names, opts.get("scores"), first, _vector_of(n, "f"), "scores")  # boxes [N, 4] never pass the test
     if s is None or s == b:
         if explicit:
             raise InvalidInputError(f"detection metric: no scores output of shape [{n}] beside the boxes {names[b]}",
                                     "name it: --metric detection:boxes=NAME,scores=NAME")
         return None
-    c = _named(rest, opts.get("classes"), first, _vector_of(n, "iu"), "classes") if "classes" in opts or any(
+    c = _named(names, opts.get("classes"), first, _vector_of(n, "iu"), "classes") if "classes" in opts or any(
         _vector_of(n, "iu")(np.asarray(o)) for o in first) else None
     iou, score = float(opts.get("iou", 0.5)), float(opts.get("score", 0.5))
     boxes_labels = labels is not None and all(np.asarray(x).ndim == 2 and np.asarray(x).shape[-1] in (4, 5) for x in labels)

@@ -119,7 +119,7 @@ def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any])
     return record
 
 
-def task_result(samples: SampleSet, names: Any, references: list[list[Any]], actuals: list[list[Any]], ctx: StepContext,
+def task_result(samples: SampleSet, names: list[str], references: list[list[Any]], actuals: list[list[Any]], ctx: StepContext,
                 cache: dict[str, Any]) -> dict[str, Any] | None:
     """The task metric (task_metrics.py) of the source and of this artifact, or None when none applies. The labels,
     the chosen metric and the source's value are computed once per run (cached beside the source outputs)."""
@@ -130,7 +130,8 @@ def task_result(samples: SampleSet, names: Any, references: list[list[Any]], act
     if key not in cache:
         labels = sample_labels(samples)
         spec = parse_metric_spec(ctx.options.metric) if ctx.options.metric else None
-        metric = choose_metric(spec, list(names), references[0], labels) if references else None
+        names = [*names, *(f"output_{i}" for i in range(len(names), len(references[0]) if references else 0))]
+        metric = choose_metric(spec, names, references[0], labels) if references else None
         values = metric.compute(references, labels, references) if metric is not None else None
         cache[key] = (labels, metric, values)
         if labels is not None and metric is None:
