@@ -6,9 +6,11 @@
   0-dimensional arrays can be converted to Python scalars"). The constant is read as a scalar first.
 - `prelu` on an input of rank 2 (PReLU after a Linear, as in MTCNN-style face nets), 3 or 5 with one alpha per channel:
   Core ML's prelu takes per-channel alpha on rank-4 input only ("rank 3 or rank 5 input is only supported when all the
-  values of alpha are same"). Written as max(x, 0) + alpha * min(x, 0) with alpha broadcast on the channel axis (1).
+  values of alpha are same"). Rank 2 / 3 become rank 4 around the prelu (expand_dims, squeeze); rank 5 is written as
+  relu(x) + alpha * min(x, 0) with alpha broadcast on the channel axis (1).
 - ATen names torch.export programs use that only the TorchScript front end knew: `lstm.input` (the LSTM of a CRNN or
-  speaker encoder: "Unsupported fx node lstm") takes the TorchScript `lstm` converter (same schema); `alias`
+  speaker encoder: "Unsupported fx node lstm") takes the TorchScript `lstm` converter (same schema; `gru.input` does
+  not fit the `gru` one: still refused); `alias`
   (transformers' masks: "Unsupported fx node alias") is a no-op like `alias_copy`; `new_ones` (transformers' masks:
   `x.new_ones((), dtype=torch.bool)`) is a constant of ones of the asked (else x's) dtype; `__and__` / `__or__` (the
   same masks' `&`, `|`) are the bitwise_and / logical_or converters.
@@ -59,6 +61,12 @@ def install() -> None:
         values = None if alpha.val is None else np.asarray(alpha.val).reshape(-1)
         if x.rank == 4 or values is None or values.size == 1 or np.all(values == values[0]):
             original_prelu(context, node)
+            return
+        if x.rank in (2, 3):  # as [N, C, 1, 1] / [N, C, L, 1]: one prelu op, its slope compressed like any weight
+            axes = [2, 3] if x.rank == 2 else [3]
+            lifted = mb.expand_dims(x=x, axes=axes)
+            activated = mb.prelu(x=lifted, alpha=values.astype(np.float32))
+            context.add(mb.squeeze(x=activated, axes=axes, name=node.name), node.name)
             return
         shape = [1] * x.rank
         shape[1] = values.size  # PyTorch's PReLU: one alpha per channel, channels on axis 1
