@@ -278,6 +278,21 @@ def _ts_scripted(folder: Path) -> dict:
     return {"accuracy": _accuracy(model, x_te, y_te), "input_shapes": {"image": [1, 3, 32, 32]}}
 
 
+@builder("ts_scripted_while")
+def _ts_while(folder: Path) -> dict:
+    import torch
+
+    from tests.corpus.torch_models import WhileScripted
+
+    torch.manual_seed(0)
+    x_tr, y_tr, x_te, y_te = data.digits_rgb(32)
+    model = _train(WhileScripted(), x_tr, y_tr, 6)
+    torch.jit.save(torch.jit.script(model), str(folder / "ts_scripted_while.pt"))
+    data.save_npy(folder / "calib", x_tr[:N_CALIB])
+    data.save_npy(folder / "eval", x_te[:N_EVAL])
+    return {"accuracy": _accuracy(model, x_te, y_te), "input_shapes": {"image": [1, 3, 32, 32]}}
+
+
 @builder("pt2_dynamic_batch")
 def _pt2_dynamic(folder: Path) -> dict:
     import torch

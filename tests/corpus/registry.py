@@ -73,8 +73,12 @@ CORPUS: tuple[Entry, ...] = (
     Entry("ts_traced_flatten", "TorchScript traced", "torch", "TorchScript (torch.jit.trace)", "ts_traced_flatten.pt",
           "traced shape arithmetic x.view(x.shape[0], -1), BatchNorm", "digits 32x32 RGB"),
     Entry("ts_scripted_control", "TorchScript scripted", "torch", "TorchScript (torch.jit.script)",
-          "ts_scripted_control.pt", "data-dependent loop trip count and if on a tensor value (ONNX Loop/If)",
+          "ts_scripted_control.pt", "loop whose trip count is int(tensor.item()) and an if on a tensor value "
+          "(ONNX Loop/If)",
           "digits 32x32 RGB"),
+    Entry("ts_scripted_while", "TorchScript scripted", "torch", "TorchScript (torch.jit.script)",
+          "ts_scripted_while.pt", "while loop on a tensor condition (ONNX Loop, bool condition) and if on a tensor "
+          "value (ONNX If)", "digits 32x32 RGB"),
     Entry("pt2_dynamic_batch", "dynamic-batch .pt2", "torch", "torch.export .pt2 with Dim('batch')",
           "pt2_dynamic_batch.pt2", "symbolic batch dim, depthwise + pointwise residual, adaptive pool, flatten",
           "digits 32x32 RGB"),

@@ -521,3 +521,27 @@ class DynamicBatchCNN(nn.Module):
         x = self.stem(image)
         x = self.down(x + F.relu(self.pw(self.dw(x))))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class WhileScripted(nn.Module):
+    """For torch.jit.script: a `while` on a tensor condition (ONNX Loop with a bool condition, no trip count) and an
+    `if` on a tensor value (ONNX If)."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 32, 3, stride=2, padding=1)
+        self.b1 = nn.BatchNorm2d(32)
+        self.c2 = nn.Conv2d(32, 32, 3, padding=1)
+        self.c3 = nn.Conv2d(32, 64, 3, stride=2, padding=1)
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.b1(self.c1(image)))
+        i = 0
+        while bool(x.mean() < 2.0) and i < 2:
+            x = x + 0.5 * F.relu(self.c2(x))
+            i += 1
+        if bool(x.amax() > 8.0):
+            x = x * 0.5
+        x = F.relu(self.c3(x))
+        return self.fc(x.mean(dim=(2, 3)))
