@@ -103,13 +103,48 @@ def known_label(message: str) -> str:
     return ""
 
 
+def _tree_error() -> str:
+    """'' if every edgeconv source file compiles (others edit the tree while the matrix runs), else the error."""
+    for f in sorted((REPO / "edgeconv").rglob("*.py")):
+        try:
+            compile(f.read_text(), str(f), "exec")
+        except (SyntaxError, ValueError, OSError) as exc:
+            return f"{f.relative_to(REPO)}: {exc}"
+    return ""
+
+
+def wait_for_tree(limit: float = 900) -> None:
+    t0 = time.time()
+    while (err := _tree_error()) and time.time() - t0 < limit:
+        print(f"waiting for the tree to compile: {err}", flush=True)
+        time.sleep(15)
+
+
+def broken_tree(cell: dict) -> bool:
+    return cell.get("rc") == 1 and bool(re.search(r"SyntaxError|IndentationError", cell.get("message", "")))
+
+
 def run_cell(model: str, target: str, static: bool, timeout: float, keep: bool) -> dict:
+    """One cell. A target that needs static shapes answers a dynamic input (a Keras batch dim) with exit 3 and the
+    exact `--input-shape` to add: the cell does what a user would, reruns with it, and records that it had to."""
+    cell = _run_cell(model, target, static, timeout, keep, [])
+    hint = cell.get("hint", "")
+    if cell.get("rc") == 3 and "fix them with --input-shape" in hint:
+        extra = re.findall(r"--input-shape (\S+)", hint)
+        retry = _run_cell(model, target, static, timeout, keep, [a for x in extra for a in ("--input-shape", x)])
+        retry["shapes_from_hint"] = extra
+        retry["first_attempt"] = cell.get("message", "")
+        return retry
+    return cell
+
+
+def _run_cell(model: str, target: str, static: bool, timeout: float, keep: bool, extra: list[str]) -> dict:
     out = OUT_ROOT / model / target
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [*EDGECONV, "convert", *registry.cli_args(CORPUS_ROOT, model, static=static), "-t", target, "-o", str(out),
-           "--force", "--json"]
+    cmd = [*EDGECONV, "convert", *registry.cli_args(CORPUS_ROOT, model, static=static), *extra, "-t", target,
+           "-o", str(out), "--force", "--json"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
     cell: dict = {"model": model, "target": target, "command": " ".join(cmd[2:]).replace(str(REPO) + "/", ""),
                   "commit": commit.strip(),
@@ -194,7 +229,8 @@ def _ok_text(c: dict, short: bool) -> str:
             parts.append(f"exact {_fmt(m['exact_match'] * 100, '.0f')}%")
     if c.get("size_ratio") and not short:
         parts.append(f"{c['size_ratio']:.2f}x")
-    return "✓ " + " · ".join(parts) if parts else "✓"
+    text = "✓ " + " · ".join(parts) if parts else "✓"
+    return text + (" (‡)" if c.get("shapes_from_hint") else "")
 
 
 def _source_bytes(model: str) -> int:
@@ -235,7 +271,9 @@ def write_coverage(results: dict, models: list[str], targets: list[str], args_li
         "validation SNR of the target's output against the source model on held-out samples (Core ML: structural check "
         "only, no runtime on Linux; TensorRT: engine not built without a GPU, its ONNX is validated). ✗N = exit code N "
         "(2 usage, 3 invalid input, 4 unsupported, 5 accuracy gate, 1 internal error); [k] points to the reason below. "
-        "`—` = the target's format is not reachable from this source format (edgeconv has no route).",
+        "`—` = the target's format is not reachable from this source format (edgeconv has no route). "
+        "‡ = the target needs static shapes and the first try stopped with exit 3 naming the `--input-shape` to add; "
+        "the cell is the rerun with it (a Keras batch dim is dynamic).",
         "",
         "## Matrix",
         "",
@@ -307,6 +345,8 @@ def main() -> int:
     ap.add_argument("--targets", default="", help="comma-separated target names (default: every usable target)")
     ap.add_argument("--jobs", type=int, default=1, help="cells converted at once (default 1)")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per cell before it counts as a timeout")
+    ap.add_argument("--order", choices=("models", "targets"), default="models",
+                    help="run row by row (default) or column by column")
     ap.add_argument("--rerun", action="store_true", help="rerun cells already in the results JSON")
     ap.add_argument("--rerun-failed", action="store_true", help="rerun the cells that failed last time")
     ap.add_argument("--keep-outputs", action="store_true", help="keep each cell's OUTDIR under bench/results/out")
@@ -359,6 +399,9 @@ def main() -> int:
             if prev and not args.rerun and not (args.rerun_failed and prev["status"] != "ok"):
                 continue
             todo.append((m, t, static))
+    if args.order == "targets":  # whole columns first (a partial run then has complete targets, not models)
+        order = [t["name"] for t in targets]
+        todo.sort(key=lambda item: order.index(item[1]))
     lock = threading.Lock()
     write_coverage(results, models, [t["name"] for t in targets], args_line, skipped)
     if args.report_only:
@@ -367,7 +410,14 @@ def main() -> int:
 
     def work(item):
         m, t, static = item
+        wait_for_tree()
         cell = run_cell(m, t, static, args.timeout, args.keep_outputs)
+        if broken_tree(cell):  # someone's half-saved edit, not a result: once the tree compiles again, rerun
+            wait_for_tree()
+            cell = run_cell(m, t, static, args.timeout, args.keep_outputs)
+            if broken_tree(cell):
+                print(f"{m} × {t}: not recorded (edgeconv's source does not compile: {cell.get('message')})")
+                return
         with lock:
             results["cells"][f"{m}|{t}"] = cell
             save_results(results)
