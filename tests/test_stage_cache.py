@@ -41,7 +41,8 @@ def _write_profile() -> None:
     """Shared by xdist workers: written whole under a temp name, then renamed into place."""
     PROFILE.parent.mkdir(parents=True, exist_ok=True)
     tmp = PROFILE.with_name(f".{PROFILE.name}.{os.getpid()}")
-    tmp.write_text(f'name = "{QDQ}"\nextends = "onnx-int8-qdq"\nopset = 21\n\n[normalise]\nfuse = ["gelu"]\n')
+    tmp.write_text(f'name = "{QDQ}"\nextends = "onnx-int8-qdq"\nopset = 21\n\n[normalise]\nfuse = ["gelu"]\n'
+                   'decompose = ["maxpool_ceil"]\n')
     os.replace(tmp, PROFILE)
 
 
@@ -128,8 +129,8 @@ def test_cold_run_stores_one_entry_per_step(warm: tuple[Path, dict[str, Any]]) -
     shared = _steps(cold)
     assert shared[(QDQ, "export")]["reused"] and shared[(QDQ, "normalise")]["reused"]
     entries = _by_step(root / STAGES_DIR)
-    assert sorted(entries) == ["compile onnx_to_tflite", "export torch_to_onnx", "normalise normalise + fuse gelu",
-                               "quantize quantize int8"]
+    assert sorted(entries) == ["compile onnx_to_tflite", "export torch_to_onnx",
+                               "normalise normalise + fuse gelu + decompose maxpool_ceil", "quantize quantize int8"]
     assert entries["export torch_to_onnx"]["notes"]["exporter"].startswith("torch.onnx (dynamo)")
     assert set(entries["compile onnx_to_tflite"]["notes"]) >= {"tflite_route", "calibration", "tflite_io", "tflite_ops"}
 
@@ -169,8 +170,8 @@ def test_new_calibration_data_redoes_what_reads_it(digits: Any, warm: tuple[Path
     assert target_record(manifest, QDQ)["notes"]["calibration"]["count"] == 40
     assert _hashes(manifest) != _hashes(warm[1])
     assert sorted(e["step"] for e in _entries(cache)) == [  # the new quantize and compile outputs beside the old ones
-        "compile onnx_to_tflite", "compile onnx_to_tflite", "export torch_to_onnx", "normalise normalise + fuse gelu",
-        "quantize quantize int8", "quantize quantize int8"]
+        "compile onnx_to_tflite", "compile onnx_to_tflite", "export torch_to_onnx",
+        "normalise normalise + fuse gelu + decompose maxpool_ceil", "quantize quantize int8", "quantize quantize int8"]
     again = _convert(digits, tmp_path / "again")  # the original data again: all from the cache
     assert _cached(again) == set(_steps(again)) and _hashes(again) == _hashes(warm[1])
 

@@ -102,12 +102,22 @@ def calibration_feeds(ctx: StepContext, io: IoMap) -> list[dict[str, np.ndarray]
 
 
 def configure(converter: Any, precision: str, ctx: StepContext, representative: Callable[[], Iterator[Any]] | None) -> None:
-    tf = require("tensorflow", "tf")
+    configure_converter(converter, **converter_settings(precision, ctx), representative=representative)
+
+
+def converter_settings(precision: str, ctx: StepContext) -> dict[str, Any]:
+    """What configure_converter needs, as plain data (the full-integer conversion runs in a child process)."""
     scheme = ctx.profile.quantize
+    return {"precision": precision, "per_channel": scheme.per_channel, "keep_io_types": scheme.keep_io_types}
+
+
+def configure_converter(converter: Any, precision: str, per_channel: bool, keep_io_types: bool,
+                        representative: Callable[[], Iterator[Any]] | None) -> None:
+    tf = require("tensorflow", "tf")
     if precision == "fp32":
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if not scheme.per_channel:
+    if not per_channel:
         converter._experimental_disable_per_channel = True
     if precision == "fp16":
         converter.target_spec.supported_types = [tf.float16]
@@ -119,7 +129,7 @@ def configure(converter: Any, precision: str, ctx: StepContext, representative: 
         else:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
             io_type = tf.int16
-        if not scheme.keep_io_types:
+        if not keep_io_types:
             converter.inference_input_type = io_type
             converter.inference_output_type = io_type
 
@@ -127,30 +137,40 @@ def configure(converter: Any, precision: str, ctx: StepContext, representative: 
 _OP_IN_ERROR = re.compile(r"'(tf\.[A-Za-z0-9_]+|tfl\.[A-Za-z0-9_]+)'")
 
 
+def _converter_error(text: str, ctx: StepContext) -> UnsupportedError:
+    ops = sorted(set(_OP_IN_ERROR.findall(text)))
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return UnsupportedError(
+        f"TFLiteConverter cannot convert the model for {ctx.profile.name}: {lines[0][:300] if lines else 'no message'}",
+        "the listed ops have no TFLite builtin kernel; replace them in the model (Flex/select TF ops are not "
+        "used because edge runtimes lack them)",
+        details={"ops": ops},
+    )
+
+
 def convert_saved_model(saved_model: Path, io: IoMap, ctx: StepContext, out: Path) -> Artifact:
     """TFLiteConverter.from_saved_model with the profile's precision, op check, write `out`."""
     tf = require("tensorflow", "tf", purpose="TFLite conversion")
     precision = check_precision(ctx)
-    representative = None
-    if precision in FULL_INTEGER:
-        feeds = calibration_feeds(ctx, io)
+    if precision in FULL_INTEGER:  # calibration can crash TensorFlow: in a child process (_tflite_isolated.py)
+        from edgeconv.converters._tflite_isolated import convert_in_child
 
-        def representative() -> Iterator[dict[str, np.ndarray]]:
-            yield from feeds
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[io.signature])
-    configure(converter, precision, ctx, representative)
-    try:
-        model_bytes = converter.convert()
-    except Exception as e:  # ConverterError: ops without a TFLite builtin kernel, and friends
-        text = str(e)
-        ops = sorted(set(_OP_IN_ERROR.findall(text)))
-        raise UnsupportedError(
-            f"TFLiteConverter cannot convert the model for {ctx.profile.name}: {first_line(e)}",
-            "the listed ops have no TFLite builtin kernel; replace them in the model (Flex/select TF ops are not "
-            "used because edge runtimes lack them)",
-            details={"ops": ops},
-        ) from e
+        try:
+            model_bytes, refused = convert_in_child(saved_model, io.signature, converter_settings(precision, ctx),
+                                                    calibration_feeds(ctx, io), ctx.work_dir / "tflite_converter")
+        except ChildProcessError as e:
+            raise UnsupportedError(f"{ctx.profile.name}: {e} (a TensorFlow bug on this graph; nothing was written)",
+                                   "use tflite-dynamic or tflite-fp16 for this model, or an ONNX Runtime / Hexagon "
+                                   "int8 target") from e
+        if model_bytes is None:
+            raise _converter_error(refused, ctx)
+    else:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[io.signature])
+        configure(converter, precision, ctx, None)
+        try:
+            model_bytes = converter.convert()
+        except Exception as e:  # ConverterError: ops without a TFLite builtin kernel, and friends
+            raise _converter_error(str(e), ctx) from e
     check_ops(model_bytes, precision, ctx)
     check_prepares(model_bytes, ctx)
     out.write_bytes(model_bytes)

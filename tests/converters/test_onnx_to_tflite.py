@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ def test_torch_digits_to_tflite(digits, tmp_path: Path, no_network: list[str]) -
     manifest = convert(digits.pt2, targets, out, calib=str(digits.calib), eval=str(digits.eval))
     for v in targets:
         record = target_record(manifest, v)
-        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise + fuse gelu", "onnx_to_tflite"]
+        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise + fuse gelu + decompose maxpool_ceil",
+                                                        "onnx_to_tflite"]
         io = record["notes"]["tflite_io"]
         assert io["layout"] == "nhwc" and io["inputs"][0]["perm"] == [0, 2, 3, 1]  # NCHW source → NHWC .tflite
     assert target_record(manifest, "tflite-fp32")["validation"]["metrics"]["snr_db"] > 100
@@ -241,3 +243,22 @@ def test_mtcnn_ceil_mode_maxpool_full_int8(tmp_path: Path) -> None:
     assert any(n.startswith("maxpool_ceil decomposed") for n in record["notes"]["normalise"]["notes"])
     metrics = record["validation"]["metrics"]
     assert metrics["snr_db"] > 30 and metrics["top1_agreement"] == 1.0
+
+
+@pytest.mark.slow
+def test_converter_crash_is_one_targets_exit_4(cli, tmp_path: Path) -> None:
+    """TFLiteConverter's calibrator dies with SIGSEGV on the CRNN's bidirectional LSTM (TensorFlow 2.21). It ran in
+    the edgeconv process, so the whole run ended with exit 139 and no JSON; it now runs in a child process: the int8
+    target fails with exit 4 and the reason, the float target of the same run is written (--keep-going)."""
+    from tests.corpus import registry
+    from tests.corpus.test_route_matrix import ROOT
+
+    assert not registry.ensure(ROOT, ["crnn"])
+    folder = ROOT / "crnn"
+    result = cli("convert", folder / "crnn.pt2", "-t", "tflite-fp32", "-t", "tflite-int8", "--calib", folder / "calib",
+                 "--eval", folder / "eval", "-o", tmp_path / "out", "-k", "--json")
+    error = json.loads(result.stdout)["error"]
+    assert result.code == 4 and error["kind"] == "targets-failed", result.stderr[-2000:]
+    targets = {t["target"]: t for t in error["details"]["manifest"]["targets"]}
+    assert "crashed (SIGSEGV) calibrating the model" in targets["tflite-int8"]["error"]["message"]
+    assert targets["tflite-fp32"]["validation"]["metrics"]["snr_db"] > 100
