@@ -16,6 +16,13 @@ from edgeconv.errors import UnsupportedError
 from pathlib import Path
 
 
+def _pip_extras() -> set[str]:
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    return set(project["optional-dependencies"])
+
+
 def test_converters_are_complete() -> None:
     converters = all_converters()
     assert {"torch_to_onnx", "keras_to_onnx", "savedmodel_to_onnx"} <= {c.name for c in converters}
@@ -23,7 +30,8 @@ def test_converters_are_complete() -> None:
         assert isinstance(conv.source, Format) and isinstance(conv.target, Format) and conv.source != conv.target
         assert conv.stage in ("export", "compile") and conv.cost > 0
         assert conv.__module__.endswith(conv.name), f"{conv.name} must live in converters/{conv.name}.py"
-        assert not conv.available() or conv.extra is not None
+        assert conv.extra in _pip_extras(), f"{conv.name}: extra {conv.extra!r} is not an extra in pyproject.toml"
+        assert conv.requires, f"{conv.name} must declare the modules it imports (requires)"
 
 
 def test_runtimes_and_quantizers_are_complete() -> None:
@@ -49,7 +57,11 @@ def test_every_profile_is_reachable(profile) -> None:
         assert routes, f"{profile.name}: nothing converts to {fmt}"
     if profile.quantize.stage == "onnx" and profile.quantize.precision != "fp32":
         assert any(profile.quantize.precision in q.precisions for q in all_quantizers())
-    assert availability(profile).usable or availability(profile).reason
+    usable = availability(profile)
+    if not usable.usable:  # it names what to install
+        assert "pip install" in usable.reason or "edgeconv[" in usable.reason, usable
+    else:  # a reason exactly when the validation here is less than the real runtime (Core ML off macOS, no GPU)
+        assert bool(usable.reason) == (usable.validation != "numerical"), usable
 
 
 def test_plugin_modules_import_no_heavy_framework() -> None:
