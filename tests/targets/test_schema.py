@@ -138,3 +138,21 @@ def test_target_names_are_case_insensitive() -> None:
     with pytest.raises(UsageError) as info:
         resolve("TFLite-INT9")
     assert info.value.hint.startswith("did you mean tflite-int8")
+
+
+@pytest.mark.parametrize("target, item, needle", [
+    ("tensorrt-fp32", "compiler.workspace_mb=4096", "did you mean 'workspace_mib'"),  # was accepted and ignored
+    ("tensorrt-fp16", "compiler.tf32=1", "compiler.tf32 = 1 in profile 'tensorrt-fp16' must be bool"),
+    ("coreml-fp32", "compiler.compute_units=3", "must be str"),
+    ("ane-fp16", "compiler.min_neural_engine_share=2.0", "min_neural_engine_share"),
+    ("onnx", "compiler.threads=4", "onnx profiles take no [compiler] keys"),
+])
+def test_compiler_keys_are_checked_when_the_profile_loads(target: str, item: str, needle: str) -> None:
+    with pytest.raises(UsageError) as info:
+        apply_overrides(resolve(target), [item])
+    assert needle in f"{info.value.message} {info.value.hint}"
+
+
+def test_hexagon_compiler_keys_pass_through() -> None:
+    """Hexagon's [compiler] keys go to the QNN execution provider as provider options: an open set."""
+    assert apply_overrides(resolve("hexagon-int8"), ["compiler.htp_graph_finalization_optimization_mode=3"])
