@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 EXTRAS := all,test$(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo ,tensorrt)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench matrix docs clean
+.PHONY: setup demo test test-fast lint bench matrix docs clean
 
 setup: $(STAMP)
 
@@ -23,8 +23,11 @@ demo: setup
 		$(shell cat examples/demo-targets.txt | sed 's/^/--target /') \
 		--calib examples/digits_calib --eval examples/digits_eval -o out/demo --force
 
-test: setup
+test: setup lint
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check edgeconv
 
 test-fast: setup
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)

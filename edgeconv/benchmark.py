@@ -8,15 +8,6 @@ artifact is fed exactly as the validation stage fed it. A bare artifact is run w
 
 from __future__ import annotations
 
-USER_GUIDE = """\
-`edgeconv bench` times an artifact on the runtime this machine has for it: ONNX Runtime for .onnx, LiteRT for .tflite,
-the QNN HTP simulator for Hexagon context models, OpenVINO's CPU plugin for .xml (a Core ML package or a TensorRT
-engine needs macOS or an NVIDIA GPU).
-
-An artifact written by `edgeconv convert` sits beside its manifest.json, which names its target, the source model's
-inputs (names, layout) and how the converted model's inputs map to them (e.g. the TFLite layout and int8 scales): bench
-and validate read it, so the artifact is fed exactly as it was during validation. A bare artifact (no manifest) is
-run with its own inputs, on random data of the declared shapes."""
 
 import json
 import tempfile
@@ -29,6 +20,16 @@ import numpy as np
 
 from edgeconv.errors import InvalidInputError, UnsupportedError, UsageError
 from edgeconv.formats import Artifact, Format, TensorSpec, detect
+
+USER_GUIDE = """\
+`edgeconv bench` times an artifact on the runtime this machine has for it: ONNX Runtime for .onnx, LiteRT for .tflite,
+the QNN HTP simulator for Hexagon context models, OpenVINO's CPU plugin for .xml (a Core ML package or a TensorRT
+engine needs macOS or an NVIDIA GPU).
+
+An artifact written by `edgeconv convert` sits beside its manifest.json, which names its target, the source model's
+inputs (names, layout) and how the converted model's inputs map to them (e.g. the TFLite layout and int8 scales): bench
+and validate read it, so the artifact is fed exactly as it was during validation. A bare artifact (no manifest) is
+run with its own inputs, on random data of the declared shapes."""
 
 
 @dataclass

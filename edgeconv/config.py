@@ -236,7 +236,7 @@ def load_config(path: Path) -> BatchConfig:
         if doc is None:
             raise UsageError(f"{path} has no [tool.edgeconv] table", f"add one, or write an {CONFIG_NAME}")
         if not isinstance(doc, dict):
-            raise UsageError(f"{path}: [tool.edgeconv] must be a table", f"see docs/cli.md#edgeconv-batch")
+            raise UsageError(f"{path}: [tool.edgeconv] must be a table", "see docs/cli.md#edgeconv-batch")
     for key in doc:
         if key not in TOP_KEYS:
             raise _unknown(key, TOP_KEYS, "the top level", path)

@@ -8,12 +8,6 @@ binary incompatibilities (a wheel built against another numpy) that metadata can
 
 from __future__ import annotations
 
-USER_GUIDE = """\
-`edgeconv doctor` lists the installed backends and their versions, which targets are usable here, and dependency
-clashes between the backends (protobuf and numpy above all: TensorFlow, ONNX and coremltools pin them differently,
-and a clash shows up later as an obscure import error). It reads package metadata only; with --imports it also imports
-each backend in a fresh interpreter, which finds binary incompatibilities (a wheel built against another numpy) that
-metadata cannot show."""
 
 import importlib.metadata
 import platform
@@ -24,6 +18,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgeconv.deps import BACKENDS, version_of
+
+USER_GUIDE = """\
+`edgeconv doctor` lists the installed backends and their versions, which targets are usable here, and dependency
+clashes between the backends (protobuf and numpy above all: TensorFlow, ONNX and coremltools pin them differently,
+and a clash shows up later as an obscure import error). It reads package metadata only; with --imports it also imports
+each backend in a fresh interpreter, which finds binary incompatibilities (a wheel built against another numpy) that
+metadata cannot show."""
 
 # the pip extra that brings each backend (pyproject.toml [project.optional-dependencies])
 EXTRA_OF: dict[str, str] = {

@@ -7,11 +7,6 @@ first). Nothing here prints.
 
 from __future__ import annotations
 
-USER_GUIDE = """\
-ONNX models are read without running them (the protobuf only), a .tflite from its flatbuffer; PyTorch and Keras
-sources are opened with their framework to learn their inputs and outputs (an op histogram of those needs an ONNX
-export, which `edgeconv convert -t onnx` makes). The target list says, per target, whether
-this model can go there and, if not, why."""
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -20,6 +15,12 @@ from typing import Any
 
 from edgeconv.errors import EdgeconvError, InvalidInputError
 from edgeconv.formats import Artifact, Format, TensorSpec, detect
+
+USER_GUIDE = """\
+ONNX models are read without running them (the protobuf only), a .tflite from its flatbuffer; PyTorch and Keras
+sources are opened with their framework to learn their inputs and outputs (an op histogram of those needs an ONNX
+export, which `edgeconv convert -t onnx` makes). The target list says, per target, whether
+this model can go there and, if not, why."""
 
 # ONNX TensorProto data types → (name, bytes per element)
 _ONNX_TYPES: dict[int, tuple[str, float]] = {

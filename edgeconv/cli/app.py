@@ -26,7 +26,7 @@ import typer  # noqa: E402
 
 from edgeconv import __version__  # noqa: E402
 from edgeconv.cli.ui import UI, PipeSafe  # noqa: E402
-from edgeconv.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, EdgeconvError, Interrupted, one_line
+from edgeconv.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, EdgeconvError, Interrupted, one_line  # noqa: E402
 
 try:  # typer >= 0.17 vendors click
     from typer._click import exceptions as click_exceptions

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgeconv.context import StepContext
 from edgeconv.deps import require
-from edgeconv.errors import UnsupportedError, first_line
+from edgeconv.errors import UnsupportedError
 from edgeconv.formats import Artifact, Format
 from edgeconv.quantizers.calibration import samples_for
 from edgeconv.converters._tflite_ops import float_ops, op_names

@@ -34,7 +34,7 @@ from edgeconv.formats import Artifact, Format
 from edgeconv.targets.schema import Profile
 from edgeconv.targets.openvino._offline import no_telemetry
 from edgeconv.targets.openvino.options import OpenVinoOptions, parse
-from edgeconv.targets.openvino.runtime import OpenVinoSession, compile_model, core, match_inputs
+from edgeconv.targets.openvino.runtime import compile_model, core, match_inputs
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "w8", "int8")
