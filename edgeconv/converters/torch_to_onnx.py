@@ -24,6 +24,9 @@ EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # bytes of parameters above which weigh
 def example_inputs(ctx: StepContext) -> tuple:
     torch = require("torch", "torch")
     missing = [s for s in ctx.source.inputs if not s.is_static]
+    recorded = _recorded_example_inputs(ctx) if missing else None
+    if recorded is not None:  # a .pt2 with dynamic dims: the program's own example (its dims stay dynamic in the export)
+        return recorded
     if missing:
         names = ", ".join(s.name for s in missing)
         raise InvalidInputError(
@@ -39,6 +42,19 @@ def example_inputs(ctx: StepContext) -> tuple:
         else:
             tensors.append(torch.zeros(spec.shape, dtype=dtype))
     return tuple(tensors)
+
+
+def _recorded_example_inputs(ctx: StepContext) -> tuple | None:
+    """The example inputs a torch.export program was exported with (ExportedProgram.example_inputs), when they fit the
+    source's inputs: what a dynamic-batch .pt2 is exported with when --input-shape does not fix its dims."""
+    program = getattr(ctx.source.handle(), "program", None)
+    recorded = getattr(program, "example_inputs", None)
+    if not recorded or not isinstance(recorded, tuple) or not recorded[0] or recorded[1]:
+        return None
+    args = tuple(recorded[0])
+    if len(args) != len(ctx.source.inputs) or not all(hasattr(a, "shape") for a in args):
+        return None
+    return args
 
 
 @contextlib.contextmanager

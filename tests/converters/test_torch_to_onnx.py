@@ -76,3 +76,28 @@ def test_transformer_block(transformer: Path, tmp_path: Path) -> None:
     assert m16["snr_db"] > 35 and m16["cosine"] > 0.999
     ops = {n.op_type for n in onnx.load(str(model_path(manifest, out, "onnx"))).graph.node}
     assert {"MatMul", "Softmax"} <= ops or "Attention" in ops
+
+
+@pytest.mark.slow
+def test_dynamic_batch_pt2_needs_no_input_shape(tmp_path: Path) -> None:
+    """A .pt2 exported with Dim("batch"): its inputs have no fixed batch, and edgeconv said "the input shape of image is
+    not known" (exit 3). The program records the example it was exported with; the ONNX keeps the batch dynamic."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(5))
+    model(torch.rand(2, 3, 8, 8))
+    program = torch.export.export(model.eval(), (torch.rand(2, 3, 8, 8),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", max=64)},))
+    source = tmp_path / "dynamic.pt2"
+    torch.export.save(program, str(source))
+    manifest = convert(source, ["onnx"], tmp_path / "out", calib="random")
+    onnx_path = model_path(manifest, tmp_path / "out", "onnx")
+    dims = onnx.load(str(onnx_path)).graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, 8, 8]
+    batch = np.random.default_rng(0).uniform(0, 1, (3, 3, 8, 8)).astype(np.float32)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    expected = model(torch.from_numpy(batch)).detach().numpy()
+    np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: batch})[0], expected, atol=1e-5)
