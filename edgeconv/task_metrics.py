@@ -291,10 +291,15 @@ def _detection(spec: MetricSpec, names: Sequence[str], first: Sequence[np.ndarra
             gt = [np.asarray(x, np.float64) for x in labs]
             gt_boxes = [g[:, :4] for g in gt]
             gt_classes = [g[:, 4].astype(np.int64) for g in gt] if all(g.shape[1] == 5 for g in gt) and classes is not None else None
-        else:
+        else:  # agreement with the source's confident detections: the same score threshold on both sides (when
+            # neither detects anything above it, they agree: 100%, not the 0% an empty ground truth would give)
             keep = [np.asarray(x).reshape(-1) >= score for x in col(source, s, 1)]
             gt_boxes = [x.reshape(-1, 4)[k] for x, k in zip(col(source, b, 2), keep)]
             gt_classes = [x.reshape(-1)[k] for x, k in zip(col(source, c, 1), keep)] if c is not None else None
+            confident = [np.asarray(x).reshape(-1) >= score for x in scores]
+            boxes = [x.reshape(-1, 4)[k] for x, k in zip(boxes, confident)]
+            scores = [x.reshape(-1)[k] for x, k in zip(scores, confident)]
+            classes = [x.reshape(-1)[k] for x, k in zip(classes, confident)] if classes is not None else None
         return {f"mAP@{iou:g}": detection_map(boxes, scores, gt_boxes, classes if gt_classes is not None else None,
                                                gt_classes, iou)}
 

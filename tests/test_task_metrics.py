@@ -174,3 +174,14 @@ def test_ground_truth_boxes_from_labels_and_calibration_reuse(tmp_path: Path) ->
     assert reuses_calibration(ConvertOptions(calib=str(tmp_path / "c"), eval=str(tmp_path / "." / "c")))
     assert not reuses_calibration(ConvertOptions(calib=str(tmp_path / "c"), eval=str(tmp_path / "e")))
     assert not reuses_calibration(ConvertOptions(calib="random"))
+
+
+def test_detection_against_the_source_agrees_when_nothing_is_confident() -> None:
+    """An untrained detector: no score reaches 0.5. Source and artifact agree (100%), not 0% for an empty ground truth."""
+    from edgeconv.task_metrics import choose_metric, parse_metric_spec
+
+    rng = np.random.default_rng(0)
+    outs = [[rng.uniform(0, 32, (16, 4)).astype(np.float32), rng.uniform(0, 0.3, 16).astype(np.float32)] for _ in range(4)]
+    metric = choose_metric(parse_metric_spec("detection"), ["boxes", "scores"], outs[0], None)
+    assert metric is not None
+    assert list(metric.compute(outs, None, outs).values()) == [1.0]
