@@ -113,5 +113,5 @@ def test_exact_old_opset_profile_names_the_real_fix(cli, resnet: Path, tmp_path:
     result = cli("convert", resnet / "resnet.pt2", "-t", profile, "-o", tmp_path / "out")
     assert result.code == 4, result.stderr[-2000:]
     assert "uses opset 18, the target takes opset 17, and down-converting to 17 failed" in result.stderr
-    assert "--set opset.max=18" in result.stderr and "opset 17 or lower" not in result.stderr
+    assert "--set opset.max=18" in result.stderr and "export with opset 17 or lower" not in result.stderr  # the old hint
     assert not (tmp_path / "out").exists()
