@@ -85,8 +85,10 @@ TARGET_CELLS = [
     pytest.param("bert_tiny", "coreml-fp32"),  # torch.export front end: alias, new_ones, __and__, where.ScalarOther
     pytest.param("resnet", "openvino-int8"),
     pytest.param("vit_tiny", "openvino-int8"),
+    pytest.param("yolo", "openvino-fp32"),
     pytest.param("resnet", "executorch-int8"),
     pytest.param("yolo", "executorch-fp32"),
+    pytest.param("vit_tiny", "executorch-fp32"),
 ]
 
 
