@@ -146,6 +146,9 @@ def _private_tmpdir() -> str | None:
         return None
     _remove_stale_tmpdirs(Path(path).parent)
     _SAVED_TMP[:] = [os.environ.get("TMPDIR"), tempfile.tempdir]
+    # what must not move from run to run stays in the shared temp folder: the QNN compiler writes its input's path
+    # into the context binary, so its staging folder is fixed (converters/_qnn_compile.py), else no two runs match
+    os.environ.setdefault(SHARED_TMP_ENV, str(Path(path).parent))
     os.environ["TMPDIR"] = path
     tempfile.tempdir = path
     owner = os.getpid()  # a forked child that exits through sys.exit must not remove its parent's folder
@@ -178,6 +181,7 @@ def _remove_stale_tmpdirs(base: Path, min_age_s: float = 3600.0) -> None:
 
 
 _SAVED_TMP: list[Any] = []  # TMPDIR and tempfile.tempdir before the run (main() may be called in-process)
+SHARED_TMP_ENV = "EDGECONV_SHARED_TMPDIR"  # the temp folder above the run's private one
 
 
 def _remove_private_tmpdir(path: str) -> None:

@@ -26,7 +26,8 @@ def staged(model: Path, name: str) -> Iterator[Path]:
     """Copy `model` to TMPDIR/edgeconv-qnn-stage/<name> (exclusive across processes); the folder is emptied after."""
     import fcntl
 
-    root = Path(tempfile.gettempdir())
+    # not the run's private TMPDIR (edgeconv-run-PID-*): the path is written into the context binary
+    root = Path(os.environ.get("EDGECONV_SHARED_TMPDIR") or tempfile.gettempdir())
     with (root / LOCK).open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         folder = root / STAGE
