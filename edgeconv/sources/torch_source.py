@@ -206,11 +206,21 @@ class TorchSourceLoader(SourceLoader):
 
 
 class _ExportedModule:
-    """An ExportedProgram with the nn.Module interface the exporter and runtime use."""
+    """An ExportedProgram with the nn.Module interface the exporter and runtime use.
+
+    `program` is a fresh copy on every access: the converters lower it (torch.onnx's and coremltools' decompositions,
+    ExecuTorch's edge passes) and those passes can rewrite the program they are given, so one target's export changed
+    the next one's (the same .pt2 gave other node names, hence other bytes, depending on the targets before it)."""
 
     def __init__(self, program: Any, module: Any):
-        self.program = program
+        self._program = program
         self.module = module
+
+    @property
+    def program(self) -> Any:
+        import copy
+
+        return copy.deepcopy(self._program)
 
     def __call__(self, *args: Any) -> Any:
         return self.module(*args)
