@@ -34,7 +34,10 @@ def coremltools() -> Any:
     'Failed to load _MLModelProxy' on Linux)."""
     import sys
 
-    if "coremltools" in sys.modules:
+    if "coremltools" in sys.modules:  # imported before (by a test, or another module): the fixes still apply
+        from edgeconv.converters import _coreml_torch_ops
+
+        _coreml_torch_ops.install()
         return sys.modules["coremltools"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # coremltools imports TensorFlow when it is installed
     with quiet(), _native_stderr_silenced():
