@@ -25,6 +25,7 @@ from edgeconv.converters.torch_to_onnx import example_inputs
 from edgeconv.deps import require
 from edgeconv.errors import UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
+from edgeconv.sources.torch_source import contiguous_inputs
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +55,6 @@ def fill_default_args(program: Any) -> int:
             fixed += 1
     if fixed:
         program.graph_module.recompile()
-    return fixed
-
-
-def contiguous_inputs(program: Any) -> int:
-    """coremltools refuses inputs whose recorded example was not contiguous ("non-contiguous dim order"), which happens
-    when a program was exported with a slice of a batch (strides of size-1 dims are arbitrary). The input's layout does
-    not matter for Core ML: record a contiguous example instead."""
-    torch = require("torch", "torch")
-    fixed = 0
-    user_inputs = set(program.graph_signature.user_inputs)
-    for node in program.graph_module.graph.nodes:
-        val = node.meta.get("val") if node.op == "placeholder" and node.name in user_inputs else None
-        if isinstance(val, torch.Tensor) and val.dim() and val.dim_order() != tuple(range(val.dim())):
-            node.meta["val"] = val.clone(memory_format=torch.contiguous_format)
-            fixed += 1
     return fixed
 
 

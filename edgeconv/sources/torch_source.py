@@ -205,6 +205,22 @@ class TorchSourceLoader(SourceLoader):
                            _ExportedModule(program, module))
 
 
+def contiguous_inputs(program: Any) -> int:
+    """A program exported with a slice of a batch records a non-contiguous example (strides of size-1 dims are
+    arbitrary: (64, 1, 8, 1) for [1, 1, 8, 8]). coremltools refuses such inputs ("non-contiguous dim order"), and
+    ExecuTorch takes that dim order for the input, after which XNNPACK refuses every contiguous tensor ("Propagating
+    input shapes failed"). The input's layout does not matter to either: record a contiguous example instead."""
+    torch = _torch()
+    fixed = 0
+    user_inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph_module.graph.nodes:
+        val = node.meta.get("val") if node.op == "placeholder" and node.name in user_inputs else None
+        if isinstance(val, torch.Tensor) and val.dim() and val.dim_order() != tuple(range(val.dim())):
+            node.meta["val"] = val.clone(memory_format=torch.contiguous_format)
+            fixed += 1
+    return fixed
+
+
 class _ExportedModule:
     """An ExportedProgram with the nn.Module interface the exporter and runtime use.
 

@@ -23,6 +23,7 @@ from edgeconv.converters.base import Converter
 from edgeconv.deps import require, version_of
 from edgeconv.errors import UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
+from edgeconv.sources.torch_source import contiguous_inputs
 from edgeconv.targets.executorch.options import ExecuTorchOptions, parse
 from edgeconv.targets.executorch.runtime import native_output_silenced
 
@@ -62,21 +63,6 @@ def exported_program(handle: Any, args: tuple) -> Any:
     except Exception as e:
         raise UnsupportedError(f"torch.export cannot capture the model: {first_line(e)}",
                                "ExecuTorch needs torch.export; see docs/targets/executorch.md") from e
-
-
-def contiguous_inputs(program: Any) -> int:
-    """A program exported with a slice of a batch records a non-contiguous example (strides of size-1 dims are
-    arbitrary: (64, 1, 8, 1) for [1, 1, 8, 8]); ExecuTorch takes that dim order for the input, and XNNPACK then refuses
-    every contiguous tensor ("Propagating input shapes failed"). Record a contiguous example instead."""
-    torch = require("torch", "torch")
-    user_inputs = set(program.graph_signature.user_inputs)
-    fixed = 0
-    for node in program.graph_module.graph.nodes:
-        val = node.meta.get("val") if node.op == "placeholder" and node.name in user_inputs else None
-        if isinstance(val, torch.Tensor) and val.dim() and val.dim_order() != tuple(range(val.dim())):
-            node.meta["val"] = val.clone(memory_format=torch.contiguous_format)
-            fixed += 1
-    return fixed
 
 
 def quantize_int8(program: Any, args: tuple, ctx: StepContext, options: ExecuTorchOptions) -> Any:
