@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import os
 import shutil
 import signal
@@ -21,11 +20,29 @@ from pathlib import Path
 from types import TracebackType
 from typing import Iterator
 
+from filelock import FileLock, Timeout
+
 from edgeconv.errors import OutputError, SafetyError, UsageError
 
 TMP_MARK = ".edgeconv-tmp-"
 OLD_MARK = ".edgeconv-old-"
 LOCK_SUFFIX = ".edgeconv.lock"
+PID_OFFSET = 1  # Windows' LockFileEx holds byte 0 of the lock file: other processes can read from byte 1 on
+
+
+def _write_pid(fd: int) -> None:
+    os.lseek(fd, PID_OFFSET, os.SEEK_SET)
+    os.write(fd, f"{os.getpid():<20}".encode())
+
+
+def _lock_holder(path: Path) -> str:
+    """The PID the holder wrote into the lock file, or "?" (unreadable, or not written yet)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(PID_OFFSET)
+            return f.read(64).decode(errors="replace").strip("\x00 \n") or "?"
+    except OSError:
+        return "?"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -184,7 +201,7 @@ class OutputTransaction:
         self.force = force
         self.protected = protected
         self.staging: Path | None = None
-        self._lock_fd: int | None = None
+        self._lock: FileLock | None = None
         self._lock_path = self.outdir.absolute().parent / f".{self.outdir.name}{LOCK_SUFFIX}"
         self.committed = False
 
@@ -209,38 +226,27 @@ class OutputTransaction:
         return self
 
     def _acquire_lock(self) -> None:
-        while True:
-            try:
-                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as e:
-                raise io_error(e, f"creating the lock {self._lock_path}") from e
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-                os.close(fd)
-                raise OutputError(f"another edgeconv run (pid {holder}) is writing {self.outdir} (lock {self._lock_path})",
-                                  f"wait for pid {holder} to finish, or write to another -o") from None
-            try:  # the holder we waited on may have removed the file: then lock the new one instead
-                same = os.stat(self._lock_path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd
+        """One non-blocking attempt (filelock: flock on POSIX, LockFileEx on Windows); the holder's PID is written
+        after the one byte Windows locks, so a second run can name it on either platform."""
+        lock = FileLock(self._lock_path, blocking=False, thread_local=False, on_acquired=_write_pid)
+        try:
+            lock.acquire()
+        except Timeout:
+            holder = _lock_holder(self._lock_path)
+            raise OutputError(f"another edgeconv run (pid {holder}) is writing {self.outdir} (lock {self._lock_path})",
+                              f"wait for pid {holder} to finish, or write to another -o") from None
+        except OSError as e:
+            raise io_error(e, f"creating the lock {self._lock_path}") from e
+        self._lock = lock
 
     def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            try:
+        if self._lock is not None:
+            try:  # while still held: a run that opened this file before the unlink sees it unlinked and retries
                 os.unlink(self._lock_path)
             except OSError:
                 pass
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            self._lock.release(force=True)
+            self._lock = None
 
     def commit(self) -> None:
         assert self.staging is not None

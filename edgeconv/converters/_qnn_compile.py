@@ -24,12 +24,11 @@ LOCK = "edgeconv-qnn-stage.lock"
 @contextlib.contextmanager
 def staged(model: Path, name: str) -> Iterator[Path]:
     """Copy `model` to TMPDIR/edgeconv-qnn-stage/<name> (exclusive across processes); the folder is emptied after."""
-    import fcntl
+    from filelock import FileLock
 
     # not the run's private TMPDIR (edgeconv-run-PID-*): the path is written into the context binary
     root = Path(os.environ.get("EDGECONV_SHARED_TMPDIR") or tempfile.gettempdir())
-    with (root / LOCK).open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(root / LOCK, thread_local=False):  # blocking: flock on POSIX, LockFileEx on Windows
         folder = root / STAGE
         shutil.rmtree(folder, ignore_errors=True)  # left over by a killed run
         folder.mkdir()
@@ -39,7 +38,6 @@ def staged(model: Path, name: str) -> Iterator[Path]:
             yield target
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def compile_in_subprocess(model: Path, ctx_model: Path, provider_options: dict[str, str], config: dict[str, Any]) -> None:
