@@ -41,6 +41,54 @@ class ProfileFit:
 
 
 @dataclass
+class FitGroup:
+    """Profiles that share one verdict and one reason (six Core ML profiles refusing an ONNX source): said once."""
+
+    label: str  # "coreml-*, ane-fp16 (6 profiles)", or the one target's name
+    targets: list[str]
+    status: str
+    reasons: list[str]
+
+
+def _own_reason(reason: str, target: str) -> str:
+    """A reason without the target's own name in it, so that profiles refused for the same cause compare equal."""
+    reason = reason.removeprefix(f"target {target}: ")
+    return reason.replace(f" for target {target}", "").replace(f"target {target} ", "this target ")
+
+
+def group_fits(fits: list[ProfileFit]) -> list[FitGroup]:
+    """One group per (status, reasons) in first-seen order; profiles without reasons stay one per row."""
+    groups: dict[tuple[str, ...], FitGroup] = {}
+    for fit in fits:
+        reasons = [_own_reason(r, fit.target) for r in fit.reasons]
+        key = (fit.status, *reasons) if reasons else ("", fit.target)
+        group = groups.setdefault(key, FitGroup("", [], fit.status, reasons if reasons else list(fit.reasons)))
+        group.targets.append(fit.target)
+    everyone = [f.target for f in fits]
+    for group in groups.values():
+        group.label = _label(group.targets, everyone)
+        if len(group.targets) == 1:  # a reason said once anyway keeps its own wording
+            group.reasons = next(f.reasons for f in fits if f.target == group.targets[0])
+    return list(groups.values())
+
+
+def _label(targets: list[str], everyone: list[str]) -> str:
+    """`coreml-*` where a group holds every checked profile of that family prefix (2 or more), else the names."""
+    if len(targets) == 1:
+        return targets[0]
+    parts: list[str] = []
+    for name in targets:
+        prefix = name.split("-")[0] + "-"
+        family = [t for t in everyone if t.startswith(prefix)]
+        if len(family) > 1 and all(t in targets for t in family):
+            if prefix + "*" not in parts:
+                parts.append(prefix + "*")
+        else:
+            parts.append(name)
+    return f"{', '.join(parts)} ({len(targets)} profiles)"
+
+
+@dataclass
 class ModelReport:
     path: str
     format: str
@@ -59,19 +107,29 @@ class ModelReport:
     profiles: list[ProfileFit] = field(default_factory=list)
 
     @property
-    def dynamic_dims(self) -> dict[str, list[int]]:
-        return {s.name: s.dynamic_dims for s in self.inputs + self.outputs if s.dynamic_dims}
+    def dynamic_dims(self) -> dict[str, list[dict[str, Any]]]:
+        return {s.name: dynamic_axes(s) for s in self.inputs + self.outputs if s.dynamic_dims}
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["inputs"] = [_spec_json(s) for s in self.inputs]
         data["outputs"] = [_spec_json(s) for s in self.outputs]
         data["dynamic_dims"] = self.dynamic_dims
+        data["profile_groups"] = [asdict(g) for g in group_fits(self.profiles)]
         return data
 
 
 def _spec_json(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype, "dynamic_dims": spec.dynamic_dims}
+    """shape: ints, a dynamic dim's name (ONNX dim_param `batch`, torch.export's `s0`, OpenVINO's `1..8`) or null where
+    the model names none; null when not even the rank is known. dynamic_dims: each dynamic axis with its name."""
+    shape = [d if isinstance(d, str) or (isinstance(d, int) and d > 0) else None for d in spec.shape]
+    return {"name": spec.name, "shape": shape if spec.rank_known else None, "dtype": spec.dtype,
+            "dynamic_dims": dynamic_axes(spec)}
+
+
+def dynamic_axes(spec: TensorSpec) -> list[dict[str, Any]]:
+    """[{"axis": 0, "name": "batch"}, ...]: the dynamic dims of a tensor (name null where the model gives none)."""
+    return [{"axis": i, "name": spec.shape[i] if isinstance(spec.shape[i], str) else None} for i in spec.dynamic_dims]
 
 
 def _size(path: Path) -> int:
@@ -196,6 +254,49 @@ def inspect_tflite(artifact: Artifact, report: ModelReport) -> None:
     report.opsets = {"tflite-schema": int(model.Version())}
 
 
+# --- OpenVINO IR ------------------------------------------------------------------------------------------------------
+
+def _ov_dims(port: Any) -> tuple[int | str | None, ...]:
+    """Static dims as ints; a dynamic one as None (unbounded) or as OpenVINO writes its bounds (`1..8`)."""
+    shape = port.get_partial_shape()
+    if shape.rank.is_dynamic:
+        return ()
+    return tuple(d.get_length() if d.is_static else (None if str(d) == "?" else str(d)) for d in shape)
+
+
+def inspect_openvino(artifact: Artifact, report: ModelReport) -> None:
+    """Reads the IR's topology (OpenVINO parses the .xml, nothing runs): I/O with dynamic dims, op histogram, weights."""
+    import numpy as np
+
+    from edgeconv.targets.openvino.runtime import _dtype, read_model
+
+    model = read_model(artifact)
+    report.inputs = [TensorSpec(p.get_any_name(), _ov_dims(p), _dtype(p), not p.get_partial_shape().rank.is_dynamic)
+                     for p in model.inputs]
+    report.outputs = [TensorSpec(p.get_any_name(), _ov_dims(p), _dtype(p), not p.get_partial_shape().rank.is_dynamic)
+                      for p in model.outputs]
+    counts: Counter = Counter()
+    by_dtype: Counter = Counter()
+    params = 0
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind in ("Parameter", "Result"):
+            continue
+        counts[kind] += 1
+        if kind == "Constant":
+            out = op.output(0)
+            n = int(np.prod([int(d) for d in out.get_shape()], dtype=np.int64)) if len(out.get_shape()) else 1
+            params += n
+            by_dtype[_dtype(out)] += int(n * out.get_element_type().bitwidth // 8)
+    report.ops = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    report.nodes = sum(counts.values())
+    report.params = params
+    report.bytes_by_dtype = dict(sorted(by_dtype.items(), key=lambda kv: -kv[1]))
+    report.quantized = "FakeQuantize" in counts or "FakeConvert" in counts
+    if model.has_rt_info(["MO_version"]):
+        report.producer = f"OpenVINO {model.get_rt_info(['MO_version'])}"
+
+
 # --- framework sources ------------------------------------------------------------------------------------------------
 
 def inspect_source(artifact: Artifact, report: ModelReport, input_shapes: dict[str, tuple[int, ...]],
@@ -205,10 +306,51 @@ def inspect_source(artifact: Artifact, report: ModelReport, input_shapes: dict[s
 
     source = open_source(artifact, ConvertOptions(input_shapes=input_shapes, trust_code=trust_code))
     report.inputs = list(source.inputs)
-    report.outputs = [TensorSpec(name, ()) for name in source.output_names]
+    report.outputs = _source_outputs(source, report) or [TensorSpec(n, (), rank_known=False) for n in source.output_names]
     report.notes.append(f"op histogram and weights are shown for ONNX and TFLite; run `edgeconv convert {artifact.path} "
                         "--target onnx -o OUT` and inspect the ONNX file for them")
     return source
+
+
+def _source_outputs(source: Any, report: ModelReport) -> list[TensorSpec]:
+    """Output names, shapes and dtypes a framework records without running the model: a Keras model's output tensors,
+    a SavedModel signature's outputs, a torch.export program's user outputs (their `val` meta). TorchScript and factory
+    modules record none (empty list)."""
+    from edgeconv.sources.tensorflow_source import KerasModel, SavedModelFunction, _dims, _dtype_name
+
+    handle = source.handle() if source.framework in ("tensorflow", "torch") else None
+    if isinstance(handle, KerasModel):
+        return [TensorSpec(n, _dims(t.shape), _dtype_name(t.dtype)) for n, t in zip(handle.output_names, handle.model.outputs)]
+    if isinstance(handle, SavedModelFunction):
+        outs = handle.signature.structured_outputs
+        return [TensorSpec(n, _dims(outs[n].shape), _dtype_name(outs[n].dtype)) for n in handle.output_names]
+    program = getattr(handle, "_program", None)  # torch_source._ExportedModule, read without the defensive copy
+    if program is None:
+        return []
+    return _program_outputs(program, report)
+
+
+def _program_outputs(program: Any, report: ModelReport) -> list[TensorSpec]:
+    """A torch.export program's user outputs, from the graph signature and the output node's FakeTensor meta; symbolic
+    sizes keep their names (`s0`) and their ranges go to the notes."""
+    user = list(program.graph_signature.user_outputs)
+    output = next((n for n in program.graph.nodes if n.op == "output"), None)
+    by_name = {getattr(a, "name", None): a for a in (output.args[0] if output is not None else ())}
+    specs = []
+    for name in user:
+        val = getattr(by_name.get(name), "meta", {}).get("val")
+        if val is None or not hasattr(val, "shape"):
+            specs.append(TensorSpec(str(name), (), rank_known=False))
+            continue
+        shape = tuple(int(d) if isinstance(d, int) else str(d) for d in val.shape)
+        specs.append(TensorSpec(str(name), shape, str(val.dtype).replace("torch.", "")))
+    ranges = []
+    for symbol, bounds in getattr(program, "range_constraints", {}).items():
+        lower, upper = getattr(bounds, "lower", None), getattr(bounds, "upper", None)
+        ranges.append(f"{symbol} in [{lower}, {'∞' if str(upper) in ('oo', 'int_oo') else upper}]")
+    if ranges:
+        report.notes.append("dynamic sizes of the torch.export program: " + ", ".join(ranges))
+    return specs
 
 
 # --- profile fit -------------------------------------------------------------------------------------------------------
@@ -263,13 +405,16 @@ def inspect_model(path: Path, *, input_shapes: dict[str, tuple[int, ...]] | None
                   targets: list[str] | None = None, fits: bool = True, trust_code: bool = False) -> ModelReport:
     """Everything `edgeconv inspect` shows. Raises InvalidInputError (exit 3) for files that are not models."""
     artifact = detect(Path(path))
-    report = ModelReport(str(artifact.path), artifact.format.value, artifact.variant, _size(artifact.path), [], [])
+    size = sum(_size(p) for p in artifact.all_paths() if p.exists())  # with its companions (an IR's .bin, external data)
+    report = ModelReport(str(artifact.path), artifact.format.value, artifact.variant, size, [], [])
     shapes = input_shapes or {}
     source = None
     if artifact.format == Format.ONNX:
         inspect_onnx(artifact, report)
     elif artifact.format == Format.TFLITE:
         inspect_tflite(artifact, report)
+    elif artifact.format == Format.OPENVINO:
+        inspect_openvino(artifact, report)
     elif artifact.format in (Format.TORCH, Format.KERAS, Format.SAVEDMODEL):
         source = inspect_source(artifact, report, shapes, trust_code)
     else:

@@ -39,6 +39,7 @@ def _render(report, top: int) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
     from edgeconv.cli.tables import human_bytes
+    from edgeconv.inspect import group_fits
 
     out = UI.out
     variant = f" ({report.variant})" if report.variant else ""
@@ -51,8 +52,8 @@ def _render(report, top: int) -> None:  # type: ignore[no-untyped-def]
         io.add_column(col)
     for kind, specs in (("in", report.inputs), ("out", report.outputs)):
         for spec in specs:
-            io.add_row(kind, spec.name, spec.shape_str() if spec.shape else "?", spec.dtype,
-                       ", ".join(map(str, spec.dynamic_dims)) or "—")
+            io.add_row(kind, escape(spec.name), spec.shape_str() if spec.shape or not spec.rank_known else "scalar",
+                       spec.dtype, escape(_dynamic(spec)))
     out.print(io)
     if report.params is not None:
         weights = ", ".join(f"{k} {human_bytes(v)}" for k, v in report.bytes_by_dtype.items()) or "none"
@@ -76,6 +77,15 @@ def _render(report, top: int) -> None:  # type: ignore[no-untyped-def]
             fits.add_column(col)
         marks = {"yes": "[green]yes[/green]", "needs-input-shape": "[yellow]with --input-shape[/yellow]",
                  "not-installed": "[yellow]not installed[/yellow]", "no": "[red]no[/red]"}
-        for fit in report.profiles:
-            fits.add_row(fit.target, marks.get(fit.status, fit.status), escape("; ".join(fit.reasons)))
+        for group in group_fits(report.profiles):  # one reason shared by six Core ML profiles is said once
+            fits.add_row(escape(group.label), marks.get(group.status, group.status), escape("; ".join(group.reasons)))
         out.print(fits)
+
+
+def _dynamic(spec) -> str:  # type: ignore[no-untyped-def]
+    """`N (axis 0)`, `? (axis 0)` where the model names no dim; `—` for a static tensor, never a bare axis number."""
+    from edgeconv.inspect import dynamic_axes
+
+    if not spec.rank_known:
+        return "rank unknown"
+    return ", ".join(f"{d['name'] or '?'} (axis {d['axis']})" for d in dynamic_axes(spec)) or "—"
