@@ -10,6 +10,7 @@ warning and a manifest note (`notes.latency`) naming the likely cause:
   dequantize and a quantize: two extra passes over the tensor for nothing (counted per op type);
 - Q/DQ overhead on a model too small to gain: a float run under `SMALL_MS` leaves no time for int8 kernels to save
   what the quantize / dequantize pairs cost;
+- dynamic Conv (ConvInteger): each Conv input is quantized at run time, and ORT CPU has no fast kernel for it;
 - fp16 / 16-bit activations: ONNX Runtime's CPU kernels are float32 / 8-bit; fp16 ops are cast, 16-bit Q/DQ is
   emulated.
 
@@ -130,6 +131,11 @@ def check_latency(float_path: Path, quant_path: Path, feeds: dict[str, Any], pre
         listed = ", ".join(f"{op} ×{n}" for op, n in report.unfused.items())
         report.causes.append(f"ops left unfused: {sum(report.unfused.values())} node(s) ONNX Runtime has no integer "
                              f"kernel for run in float between DequantizeLinear and QuantizeLinear ({listed})")
+    conv_integer = sum(n.op_type == "ConvInteger" for n in model.graph.node)
+    if conv_integer:
+        report.causes.append(f"{conv_integer} dynamically quantized Conv(s) (ConvInteger): ONNX Runtime quantizes each "
+                             "Conv input at run time and has no fast ConvInteger kernel on CPU; for a CNN use static "
+                             "int8 (--target cpu-int8 --calib DIR)")
     if precision == "fp16":
         report.causes.append("fp16 on a CPU: ONNX Runtime's CPU kernels are float32, fp16 ops are cast or run slowly; "
                              "fp16 profiles are for GPUs / NPUs")

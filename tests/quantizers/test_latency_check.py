@@ -133,3 +133,18 @@ def test_convert_warns_and_writes_the_note(cli, tmp_path: Path) -> None:
         assert any("slower than the float one" in w and "HardSwish ×15" in w for w in target["warnings"])
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["targets"][0]["notes"]["latency"]["ratio"] == note["ratio"]
+
+
+def test_dynamic_conv_named_as_the_cause(digits, tmp_path: Path) -> None:
+    """The digits CNN with its convs quantized dynamically (ConvInteger, as `onnx-dynamic` with Conv in op_types
+    writes it): a slower result names ConvInteger and points to static int8, not "no cause found"."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quant = tmp_path / "dyn.onnx"
+    quantize_dynamic(str(digits.onnx), str(quant), op_types_to_quantize=["Conv"], weight_type=QuantType.QInt8)
+    assert any(n.op_type == "ConvInteger" for n in onnx.load(str(quant)).graph.node)
+    sample = {"image": np.load(sorted(digits.eval.iterdir())[0])}
+    report = check_latency(digits.onnx, quant, sample, "dynamic", timer=_fake(2.0, 8.0))
+    assert report is not None and report.slower
+    assert any("ConvInteger" in c and "cpu-int8" in c for c in report.causes), report.causes
+    assert "no cause found" not in report.warning("dynamic")
