@@ -99,11 +99,17 @@ class StepContext:
     reporter: Reporter = field(default_factory=NullReporter)
     warnings: list[str] = field(default_factory=list)
     notes: dict[str, object] = field(default_factory=dict)  # structured facts for the manifest (per target)
+    shown: set[str] = field(default_factory=set)  # warnings already on screen in this run (shared by its targets)
 
     def warn(self, message: str) -> None:
+        """Into this target's warnings (the manifest) always; on screen once per run (a step shared by several
+        targets, or a cached one, replays its warnings into each)."""
         self.warnings.append(message)
-        self.reporter.warn(message)
+        if message not in self.shown:
+            self.shown.add(message)
+            self.reporter.warn(message)
 
     def for_step(self, work_dir: Path) -> "StepContext":
         work_dir.mkdir(parents=True, exist_ok=True)
-        return StepContext(work_dir, self.profile, self.options, self.source, self.reporter, self.warnings, self.notes)
+        return StepContext(work_dir, self.profile, self.options, self.source, self.reporter, self.warnings, self.notes,
+                           self.shown)

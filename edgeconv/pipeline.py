@@ -203,6 +203,7 @@ class _RunState:
     stages: StageCache | None = None  # across runs (None: --no-cache)
     cache: dict[str, _StepOutput] = field(default_factory=dict)  # within this run, between targets
     counter: int = 0
+    shown: set[str] = field(default_factory=set)  # warnings on screen so far: each once per run (StepContext.warn)
 
     def work_dir(self, target: str, step: str) -> Path:
         self.counter += 1
@@ -270,7 +271,8 @@ def _run_target(target: TargetPlan, state: _RunState, validation_cache: dict[str
     profile = target.profile
     record = TargetRecord(profile.name, {"description": profile.description, "precision": profile.quantize.precision,
                                          "produces": [f.value for f in profile.produces], "file": profile.source_file})
-    ctx = StepContext(state.staging, profile, state.options, target.source, state.reporter, record.warnings, record.notes)
+    ctx = StepContext(state.staging, profile, state.options, target.source, state.reporter, record.warnings, record.notes,
+                      state.shown)
     current = target.source.artifact
     hub: Artifact | None = current if current.format == Format.ONNX else None
     extras: list[Artifact] = []

@@ -12,7 +12,7 @@ from edgeconv.context import StepContext
 from edgeconv.errors import AccuracyGateError, EdgeconvError, InvalidInputError, MissingBackendError, first_line
 from edgeconv.formats import Artifact
 from edgeconv.manifest import ValidationRecord
-from edgeconv.quantizers.calibration import RANDOM, SampleSet, open_samples, preprocess_spec
+from edgeconv.quantizers.calibration import RANDOM, SampleSet, open_samples, preprocess_spec, warn_assumed_preprocess
 from edgeconv.runtimes import runtime_for_source, runtime_named
 from edgeconv.task_metrics import check_task_gate
 from edgeconv.validation import check_gate, check_source_outputs, compare
@@ -28,8 +28,10 @@ def validation_samples(ctx: StepContext) -> SampleSet:
     limit = ctx.profile.validate.samples
     if spec is not None and (options.metric or has_labels(spec)):
         limit = max(limit, ctx.profile.validate.task_samples)
-    return open_samples(spec, ctx.source.inputs, limit, seed=options.seed + 1, purpose="validation",
-                        preprocess=preprocess_spec(ctx))
+    samples = open_samples(spec, ctx.source.inputs, limit, seed=options.seed + 1, purpose="validation",
+                           preprocess=preprocess_spec(ctx))
+    warn_assumed_preprocess(samples, ctx)
+    return samples
 
 
 def reuses_calibration(options: Any) -> bool:

@@ -17,7 +17,14 @@ import numpy as np
 
 from edgeconv.errors import InvalidInputError, first_line
 from edgeconv.formats import TensorSpec
-from edgeconv.quantizers.preprocess import Preprocess, fit_to_input, image_files, load_image, parse_preprocess
+from edgeconv.quantizers.preprocess import (
+    Preprocess,
+    assumed_warning,
+    fit_to_input,
+    image_files,
+    load_image,
+    parse_preprocess,
+)
 
 if TYPE_CHECKING:
     from edgeconv.context import StepContext
@@ -202,11 +209,22 @@ def samples_for(ctx: "StepContext", purpose: str = "calibration", limit: int | N
                            seed=ctx.options.seed, purpose=purpose, preprocess=preprocess_spec(ctx))
     if purpose == "calibration":
         check_not_constant(samples)
+    warn_assumed_preprocess(samples, ctx)
     if samples.kind == RANDOM:
         ctx.warn("calibrating with RANDOM data (--calib random): quantization ranges will not match real inputs")
         ctx.notes["calibration_warning"] = "random calibration data (--calib random)"
     ctx.notes["calibration"] = samples.describe()
     return samples
+
+
+def warn_assumed_preprocess(samples: SampleSet, ctx: "StepContext") -> None:
+    """Images read with no preprocessing spec: say what was assumed (preprocess.assumed_warning), once in each target's
+    warnings (the manifest) and once on screen per run (StepContext.warn shows a message once)."""
+    if samples.kind != "images" or samples.preprocess is None:
+        return
+    message = assumed_warning(samples.preprocess)
+    if message and message not in ctx.warnings:
+        ctx.warn(message)
 
 
 def check_not_constant(samples: SampleSet) -> None:

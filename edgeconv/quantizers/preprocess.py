@@ -5,9 +5,12 @@ contain commas continue that key::
 
     resize=224x224,mean=0.485,0.456,0.406,std=0.229,0.224,0.225,layout=nchw,channels=rgb,scale=1/255
 
-Keys: resize (HxW), mean, std (one value or one per channel, applied after scale), layout (nchw|nhwc),
-channels (rgb|bgr|gray), scale (number or fraction; default 1/255), dtype (float32|float16|uint8|int8).
-Keys left out are taken from the model input's shape where possible (H, W, channel count, layout).
+Keys: resize (HxW), fit (how an image of another aspect ratio meets HxW: stretch, the default; crop: aspect-
+preserving resize to cover HxW, then a centre crop, as ImageNet-style evaluation does; pad: aspect-preserving resize to
+fit inside HxW, black borders, i.e. letterbox), mean, std (one value or one per channel, applied after scale), layout
+(nchw|nhwc), channels (rgb|bgr|gray), scale (number or fraction; default 1/255), dtype (float32|float16|uint8|int8).
+Keys left out are taken from the model input's shape where possible (H, W, channel count, layout); an image folder
+used without any spec gets a warning saying what was assumed (assumed_warning).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import numpy as np
 from edgeconv.errors import InvalidInputError, MissingBackendError, UsageError, first_line
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
-KEYS = ("resize", "mean", "std", "layout", "channels", "scale", "dtype")
+KEYS = ("resize", "fit", "mean", "std", "layout", "channels", "scale", "dtype")
+FITS = ("stretch", "crop", "pad")
 MAX_PIXELS = 2**26  # 67 million: an image (or a resize) beyond it is a bomb or a typo
 _EXAMPLE = "resize=224x224,mean=0.485,0.456,0.406,std=0.229,0.224,0.225,layout=nchw,channels=rgb,scale=1/255"
 
@@ -30,6 +34,7 @@ _EXAMPLE = "resize=224x224,mean=0.485,0.456,0.406,std=0.229,0.224,0.225,layout=n
 @dataclass(frozen=True)
 class Preprocess:
     resize: tuple[int, int] | None = None  # (height, width)
+    fit: str = "stretch"  # stretch | crop | pad (see the module docstring)
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     layout: str = "nchw"
@@ -39,7 +44,8 @@ class Preprocess:
     explicit: frozenset[str] = field(default_factory=frozenset)  # keys the user gave
 
     def to_json(self) -> dict[str, Any]:
-        return {"resize": list(self.resize) if self.resize else None, "mean": list(self.mean), "std": list(self.std),
+        return {"resize": list(self.resize) if self.resize else None, "fit": self.fit, "mean": list(self.mean),
+                "std": list(self.std),
                 "layout": self.layout, "channels": self.channels, "scale": self.scale, "dtype": self.dtype}
 
 
@@ -106,7 +112,7 @@ def parse_preprocess(spec: str | dict[str, Any] | None) -> Preprocess:
         raise _bad("std must not be 0")
     if "scale" in items:
         kw["scale"] = _num(items["scale"][0])
-    for k, allowed in (("layout", ("nchw", "nhwc")), ("channels", ("rgb", "bgr", "gray")),
+    for k, allowed in (("fit", FITS), ("layout", ("nchw", "nhwc")), ("channels", ("rgb", "bgr", "gray")),
                        ("dtype", ("float32", "float16", "uint8", "int8"))):
         if k in items:
             value = items[k][0].lower()
@@ -142,6 +148,48 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _resized(im: Any, size: tuple[int, int], fit: str, path: Path) -> Any:
+    """`im` brought to `size` (H, W): stretched, or aspect-preserving and centre-cropped / letterboxed."""
+    from PIL import Image
+
+    h, w = size
+    if fit == "stretch" or im.width * h == im.height * w:
+        return im.resize((w, h), Image.BILINEAR)
+    s = max(w / im.width, h / im.height) if fit == "crop" else min(w / im.width, h / im.height)
+    nw, nh = max(1, round(im.width * s)), max(1, round(im.height * s))
+    if fit == "crop":
+        nw, nh = max(nw, w), max(nh, h)
+    if nw * nh > MAX_PIXELS:  # a 1x100000 strip cropped to a square
+        raise InvalidInputError(f"image {path} ({im.width}x{im.height}) would be {nw}x{nh} pixels before the crop",
+                                "use --preprocess fit=stretch or fit=pad for images this elongated")
+    im = im.resize((nw, nh), Image.BILINEAR)
+    if fit == "crop":
+        left, top = (nw - w) // 2, (nh - h) // 2
+        return im.crop((left, top, left + w, top + h))
+    canvas = Image.new(im.mode, (w, h))
+    canvas.paste(im, ((w - nw) // 2, (h - nh) // 2))
+    return canvas
+
+
+def assumed_warning(pp: Preprocess) -> str | None:
+    """What edgeconv assumed for an image folder given without any preprocessing spec (no --preprocess, no profile
+    quantize.options.preprocess), and how to say otherwise; None when the user gave a spec."""
+    if pp.explicit:
+        return None
+    size = (f"each image resized to {pp.resize[0]}x{pp.resize[1]} (HxW) by stretching: aspect ratio not kept, no "
+            "crop" if pp.resize else "no resize (the model input has no fixed size: every image must already have it)")
+    channels = {"rgb": "RGB", "bgr": "BGR", "gray": "grayscale"}[pp.channels]
+    mean = ",".join(f"{v:g}" for v in pp.mean)
+    std = ",".join(f"{v:g}" for v in pp.std)
+    norm = ("no mean/std normalisation (mean 0, std 1)" if (mean, std) == ("0", "1") else f"mean {mean}, std {std}")
+    scale = "1/255 (pixels 0..1)" if abs(pp.scale - 1 / 255) < 1e-12 else f"{pp.scale:g}"
+    return (f"image folder used without --preprocess: edgeconv assumed {size}; {channels}; pixels scaled by {scale}; "
+            f"{norm}; {pp.layout.upper()} {pp.dtype}. If the model was trained on other inputs, calibration and the "
+            "accuracy figures are wrong: say how, e.g. --preprocess \"fit=crop,mean=0.485,0.456,0.406,"
+            "std=0.229,0.224,0.225\" (fit=crop: aspect-preserving resize and centre crop, for classifiers; fit=pad: "
+            "letterbox, for detectors)")
+
+
 def load_image(path: Path, pp: Preprocess) -> np.ndarray:
     """One image file → an array with a leading batch dim of 1, in the spec's layout and dtype."""
     try:
@@ -155,7 +203,7 @@ def load_image(path: Path, pp: Preprocess) -> np.ndarray:
                                         f"({MAX_PIXELS:,})", "resize the image, or remove it from the folder")
             im = im.convert("L" if pp.channels == "gray" else "RGB")
             if pp.resize is not None:
-                im = im.resize((pp.resize[1], pp.resize[0]), Image.BILINEAR)
+                im = _resized(im, pp.resize, pp.fit, path)
             arr = np.asarray(im, dtype=np.float32)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise InvalidInputError(f"cannot read image {path}: {first_line(e)}", "remove or replace the unreadable file") from e

@@ -118,3 +118,76 @@ def test_image_calibration_end_to_end(cli, digits, tmp_path: Path) -> None:
     record = json.loads(result.stdout)["targets"][0]
     assert record["notes"]["calibration"]["kind"] == "images" and record["notes"]["calibration"]["count"] == 16
     assert record["validation"]["metrics"]["top1_agreement"] >= 0.97
+
+
+def _thirds(folder: Path) -> Path:
+    """One 10x30 (HxW) image: left third red, middle green, right third blue."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    img = np.zeros((10, 30, 3), np.uint8)
+    img[:, :10, 0] = img[:, 10:20, 1] = img[:, 20:, 2] = 255
+    Image.fromarray(img).save(folder / "thirds.png")
+    return folder
+
+
+def test_fit_stretch_crop_pad(tmp_path: Path) -> None:
+    folder = _thirds(tmp_path / "imgs")
+    spec = (TensorSpec("image", (1, 3, 10, 10)),)
+
+    def image(fit: str) -> np.ndarray:
+        samples = open_samples(str(folder), spec, 1, preprocess=f"fit={fit}" if fit else None)
+        return next(iter(samples))["image"][0]
+
+    stretched = image("")  # the default: all three thirds squeezed into 10 columns
+    assert stretched[0, :, 0].max() == 1.0 and stretched[2, :, -1].max() == 1.0
+    cropped = image("crop")  # aspect kept, centre crop: only the green middle third is left
+    assert np.allclose(cropped[1], 1.0) and cropped[0].max() < 0.05 and cropped[2].max() < 0.05
+    padded = image("pad")  # aspect kept, letterboxed: a 10x3 band in the middle rows, black above and below
+    assert padded[:, :3].max() == 0.0 and padded[:, -3:].max() == 0.0
+    band = padded[:, 4:6]
+    assert band[0, :, :3].mean() > 0.5 and band[1, :, 4:6].mean() > 0.5 and band[2, :, -3:].mean() > 0.5
+    assert parse_preprocess("fit=crop").to_json()["fit"] == "crop"
+    with pytest.raises(UsageError, match="fit must be one of"):
+        parse_preprocess("fit=zoom")
+
+
+def test_assumed_preprocess_warning_text() -> None:
+    from edgeconv.quantizers.preprocess import assumed_warning
+
+    pp = fit_to_input(parse_preprocess(None), ("N", 3, 224, 160))
+    text = assumed_warning(pp)
+    assert text is not None
+    for needle in ("224x160 (HxW) by stretching", "aspect ratio not kept", "RGB", "1/255", "mean 0, std 1", "NCHW",
+                   "fit=crop", "--preprocess"):
+        assert needle in text, needle
+    assert assumed_warning(fit_to_input(parse_preprocess("scale=1/255"), ("N", 3, 224, 160))) is None
+
+
+@pytest.mark.slow
+def test_image_folders_without_preprocess_warn_once(cli, digits, tmp_path: Path) -> None:
+    """Digits as PNG (calib and eval folders) without --preprocess, two targets: one warning on screen naming every
+    assumption, in both targets' manifest warnings; with --preprocess given, none."""
+    import json
+
+    from PIL import Image
+
+    for name, images in (("calib", digits.split.x_train[:16]), ("eval", digits.split.x_test[:16])):
+        (tmp_path / name).mkdir()
+        for i, img in enumerate(images):
+            Image.fromarray((img[0] * 255).astype(np.uint8)).save(tmp_path / name / f"{i:02d}.png")
+    args = ["convert", digits.onnx, "-t", "cpu-int8", "-t", "onnx", "--calib", tmp_path / "calib", "--eval",
+            tmp_path / "eval"]
+    result = cli(*args, "-o", tmp_path / "out")
+    assert result.code == 0, result.stderr
+    shown = [line for line in result.stderr.splitlines() if "used without --preprocess" in line]
+    assert len(shown) == 1, result.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    for record in manifest["targets"]:
+        texts = [w for w in record["warnings"] if "used without --preprocess" in w]
+        assert len(texts) == 1, record["warnings"]
+        for needle in ("8x8", "grayscale", "1/255", "NCHW", "fit=crop"):
+            assert needle in texts[0], needle
+    quiet = cli(*args, "--preprocess", "scale=1/255", "-o", tmp_path / "out2")
+    assert quiet.code == 0, quiet.stderr
+    assert "used without --preprocess" not in quiet.stderr
