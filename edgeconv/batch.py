@@ -219,13 +219,21 @@ def _summarise_manifest(manifest: dict[str, Any], outdir: Path) -> tuple[list[di
     return artifacts, validation
 
 
-class Runner:
-    """Runs the pairs' subprocesses; `stop()` terminates the ones still running (Ctrl-C, SIGTERM)."""
+StartCallback = Callable[[str, str], None]  # (model, target): its conversion started
+StageCallback = Callable[[str, str, str, str], None]  # (model, target, stage, detail): it entered a stage
 
-    def __init__(self, config: BatchConfig, verbose: int = 0, no_cache: bool = False):
+
+class Runner:
+    """Runs the pairs' subprocesses; `stop()` terminates the ones still running (Ctrl-C, SIGTERM). Each run's stage
+    events (edgeconv.progress) go to `on_stage`, its other stderr lines to its log."""
+
+    def __init__(self, config: BatchConfig, verbose: int = 0, no_cache: bool = False,
+                 on_start: StartCallback | None = None, on_stage: StageCallback | None = None):
         self.config = config
         self.verbose = verbose
         self.no_cache = no_cache
+        self.on_start = on_start
+        self.on_stage = on_stage
         self._procs: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
         self._stopped = False
@@ -237,7 +245,9 @@ class Runner:
         args = [sys.executable, "-m", "edgeconv", *(["-" + "v" * self.verbose] if self.verbose else []),
                 *model.convert_args(target, outdir), "--json", "--force",
                 *(["--no-cache"] if self.no_cache else [])]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+        from edgeconv.progress import EVENTS_ENV
+
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"), EVENTS_ENV: "1"}
         started = time.perf_counter()
         with open(log_path, "w", encoding="utf-8", errors="surrogateescape") as log:
             log.write("$ " + " ".join(args[1:]) + "\n")
@@ -246,10 +256,13 @@ class Runner:
                 if self._stopped:
                     return PairResult(model.name, target, "failed", 130, 0.0, str(outdir), key,
                                       error={"kind": "interrupted", "message": "not started: the batch was interrupted"})
-                proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, cwd=self.config.root, env=env)
+                proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                                        errors="surrogateescape", cwd=self.config.root, env=env)
                 self._procs.add(proc)
             try:
-                stdout, _ = proc.communicate()
+                if self.on_start:
+                    self.on_start(model.name, target)
+                stdout = self._follow(proc, log, model.name, target)
             finally:
                 with self._lock:
                     self._procs.discard(proc)
@@ -269,6 +282,29 @@ class Runner:
                                                     "hint": f"see {log_path}"}
         return result
 
+    def _follow(self, proc: subprocess.Popen, log: Any, model: str, target: str) -> str:
+        """Read the run's stderr line by line as it comes (stage events → on_stage, the rest → its log) while a thread
+        drains its stdout (the JSON result); returns that stdout once the process has ended."""
+        from edgeconv.progress import parse_event
+
+        chunks: list[str] = []
+        reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        try:
+            for line in proc.stderr:  # type: ignore[union-attr]
+                event = parse_event(line)
+                if event is None:
+                    log.write(line)
+                else:
+                    log.write(f"[{event['stage']}] {event['detail']}\n")
+                    if self.on_stage:
+                        self.on_stage(model, target, event["stage"], event["detail"])
+                log.flush()
+        finally:
+            proc.wait()
+            reader.join()
+        return "".join(chunks)
+
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
@@ -285,10 +321,10 @@ class Runner:
                 proc.kill()
 
 
-def run_batch(config: BatchConfig, *, jobs: int | None = None, force: bool = False,
-              only_models: list[str] | None = None, only_targets: list[str] | None = None, verbose: int = 0,
-              on_done: Callable[[PairResult], None] | None = None, dry_run: bool = False,
-              no_cache: bool = False) -> BatchSummary:
+def select_pairs(config: BatchConfig, only_models: list[str] | None = None,
+                 only_targets: list[str] | None = None) -> list[tuple[ModelEntry, str]]:
+    """The (model, target) pairs a run converts: the config's, filtered by --model / --target (exit 2 for an unknown
+    model name or filters that leave nothing)."""
     from edgeconv.errors import UsageError
 
     pairs = config.pairs()
@@ -302,6 +338,18 @@ def run_batch(config: BatchConfig, *, jobs: int | None = None, force: bool = Fal
         pairs = [(m, t) for m, t in pairs if t in only_targets or _target_slug(t) in only_targets]
     if not pairs:
         raise UsageError("nothing to convert: the filters match no (model, target) pair", "check --model / --target")
+    return pairs
+
+
+def run_batch(config: BatchConfig, *, jobs: int | None = None, force: bool = False,
+              only_models: list[str] | None = None, only_targets: list[str] | None = None, verbose: int = 0,
+              on_done: Callable[[PairResult], None] | None = None, dry_run: bool = False,
+              no_cache: bool = False, on_start: StartCallback | None = None,
+              on_stage: StageCallback | None = None) -> BatchSummary:
+    """Convert the selected pairs, `jobs` at a time. Callbacks, for progress: on_start(model, target) when a pair's
+    conversion starts, on_stage(model, target, stage, detail) as it enters export / normalise / quantize / compile /
+    validate (called from worker threads), on_done(result) for each pair finished or skipped (in the calling thread)."""
+    pairs = select_pairs(config, only_models, only_targets)
     check_pairs(config, config.pairs())  # all of them: a filtered run must not write another pair's folder
     jobs = max(1, jobs or config.jobs)
     cache_path = config.output / CACHE_NAME
@@ -330,7 +378,7 @@ def run_batch(config: BatchConfig, *, jobs: int | None = None, force: bool = Fal
         from edgeconv.outputs import io_error
 
         raise io_error(e, f"creating {config.output}") from e
-    runner = Runner(config, verbose, no_cache)
+    runner = Runner(config, verbose, no_cache, on_start, on_stage)
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = [pool.submit(runner.run_pair, m, t, k) for m, t, k in todo]

@@ -39,3 +39,33 @@ class NullReporter:
 
     def warn(self, message: str) -> None:
         log.warning(message)
+
+
+# --- stage events between processes ---------------------------------------------------------------------------------
+# `edgeconv batch` runs each pair as its own `edgeconv convert --json` process. With EVENTS_ENV set, that process's
+# reporter also writes one line per stage to its stderr (EVENT_PREFIX + JSON), which the batch reads to show which pair
+# is in which stage; every other stderr line goes to the pair's log as before.
+
+EVENTS_ENV = "EDGECONV_PROGRESS_EVENTS"
+EVENT_PREFIX = "edgeconv-progress: "
+
+
+def event_line(stage: str, detail: str = "") -> str:
+    import json
+
+    return EVENT_PREFIX + json.dumps({"stage": stage, "detail": detail}) + "\n"
+
+
+def parse_event(line: str) -> dict[str, str] | None:
+    """The stage event a line carries ({"stage": "quantize", "detail": "..."}), or None for any other line."""
+    import json
+
+    if not line.startswith(EVENT_PREFIX):
+        return None
+    try:
+        event = json.loads(line[len(EVENT_PREFIX):])
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("stage"), str):
+        return None
+    return {"stage": event["stage"], "detail": str(event.get("detail", ""))}

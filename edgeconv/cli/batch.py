@@ -29,7 +29,8 @@ def batch(
 ) -> int:
     from dataclasses import replace
 
-    from edgeconv.batch import run_batch
+    from edgeconv.batch import run_batch, select_pairs
+    from edgeconv.cli.batch_progress import BatchDisplay
     from edgeconv.config import find_config, load_config
     from edgeconv.errors import UsageError
 
@@ -38,16 +39,12 @@ def batch(
     cfg = load_config(config if config is not None else find_config())
     if output is not None:
         cfg = replace(cfg, output=output.absolute())
-    total = sum(1 for m in cfg.models for t in m.targets if (not model or m.name in model))
-    with UI.reporter().task(f"batch ({cfg.path.name})", total=total) as task:
-        def done(result: Any) -> None:
-            task.advance()
-            if UI.verbose and not UI.json_mode:
-                UI.err.print(f"[dim]{result.status:<7}[/dim] {result.model} → {result.target} ({result.seconds:.1f} s)")
-
+    total = len(select_pairs(cfg, list(model) or None, list(target) or None))
+    display = BatchDisplay(UI, total, f"batch ({cfg.path.name})")  # running pairs and their stage, the done count
+    with display.live():
         summary = run_batch(cfg, jobs=jobs, force=force, only_models=list(model) or None,
-                            only_targets=list(target) or None, verbose=UI.verbose, on_done=done, dry_run=dry_run,
-                            no_cache=no_cache)
+                            only_targets=list(target) or None, verbose=UI.verbose, on_done=display.done,
+                            dry_run=dry_run, no_cache=no_cache, on_start=display.started, on_stage=display.stage)
     if UI.json_mode:
         UI.emit_json(summary.to_json())
         return summary.exit_code

@@ -160,7 +160,13 @@ class RichReporter:
             yield _Task(progress, progress.add_task(description, total=total))
 
     def stage(self, name: str, detail: str = "") -> None:
-        """One line per stage on a terminal (or with -v), so a long conversion shows where it is."""
+        """One line per stage on a terminal (or with -v), so a long conversion shows where it is; under `edgeconv batch`
+        (EVENTS_ENV set) also one event line on stderr, --json or not, from which the batch shows the pair's stage."""
+        from edgeconv.progress import EVENTS_ENV, event_line
+
+        if os.environ.get(EVENTS_ENV):
+            sys.stderr.write(event_line(name, detail))
+            sys.stderr.flush()
         if (self.ui.verbose or self.ui.interactive) and not self.ui.json_mode:
             self.ui.err.print(f"[dim]{name:<9}[/dim] {detail}")
 
