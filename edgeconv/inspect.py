@@ -17,10 +17,11 @@ from edgeconv.errors import EdgeconvError, InvalidInputError
 from edgeconv.formats import Artifact, Format, TensorSpec, detect
 
 USER_GUIDE = """\
-ONNX models are read without running them (the protobuf only), a .tflite from its flatbuffer; PyTorch and Keras
-sources are opened with their framework to learn their inputs and outputs (an op histogram of those needs an ONNX
-export, which `edgeconv convert -t onnx` makes). The target list says, per target, whether
-this model can go there and, if not, why."""
+ONNX models are read without running them (the protobuf only), a .tflite from its flatbuffer, an OpenVINO IR from its
+.xml; PyTorch and Keras sources are opened with their framework to learn their inputs and outputs (an op histogram of
+those needs an ONNX export, which `edgeconv convert -t onnx` makes). A dynamic dim is shown by its name and axis
+(`batch (axis 0)`; `?` where the model names none; `s0` for a torch.export symbolic size). The target list says, per
+target, whether this model can go there and, if not, why; targets refused for one reason share one row."""
 
 # ONNX TensorProto data types → (name, bytes per element)
 _ONNX_TYPES: dict[int, tuple[str, float]] = {
