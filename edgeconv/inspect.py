@@ -308,7 +308,7 @@ def inspect_source(artifact: Artifact, report: ModelReport, input_shapes: dict[s
     source = open_source(artifact, ConvertOptions(input_shapes=input_shapes, trust_code=trust_code))
     report.inputs = list(source.inputs)
     report.outputs = _source_outputs(source, report) or [TensorSpec(n, (), rank_known=False) for n in source.output_names]
-    report.notes.append(f"op histogram and weights are shown for ONNX and TFLite; run `edgeconv convert {artifact.path} "
+    report.notes.append(f"op histogram and weights are shown for ONNX, TFLite and OpenVINO IR; run `edgeconv convert {artifact.path} "
                         "--target onnx -o OUT` and inspect the ONNX file for them")
     return source
 
