@@ -84,7 +84,8 @@ class BatchDisplay:
             self.completed += 1
             self.stages.pop((result.model, result.target), None)
             row = self._rows.pop((result.model, result.target), None)
-            line = f"[{self.completed}/{self.total}] {result.status} {result.model} → {result.target} ({result.seconds:.1f} s)"
+            status = "unchanged" if result.status == "skipped" else result.status  # the summary table's word for it
+            line = f"[{self.completed}/{self.total}] {status} {result.model} → {result.target} ({result.seconds:.1f} s)"
             if self._progress is not None:
                 if row is not None:
                     self._progress.remove_task(row)
