@@ -184,6 +184,8 @@ def _run_cell(model: str, target: str, static: bool, timeout: float, keep: bool,
 
 
 def _summarise(manifest: dict, target: str) -> dict:
+    from edgeconv.manifest import target_shipped_bytes
+
     rec = next((t for t in manifest.get("targets", []) if t.get("target") == target), {})
     val = rec.get("validation", {}) or {}
     metrics = {k: v for k, v in (val.get("metrics") or {}).items() if k != "outputs"}
@@ -191,9 +193,9 @@ def _summarise(manifest: dict, target: str) -> dict:
     artifacts = rec.get("artifacts", [])
     model_art = next((a for a in artifacts if a.get("role") == "model"), artifacts[0] if artifacts else {})
     src_bytes = manifest.get("source", {}).get("bytes") or 0
-    # the deployable's size: every file of the primary artifact's format (a QNN context is a small EPContext ONNX
-    # plus its .bin)
-    primary_bytes = sum(a.get("bytes") or 0 for a in artifacts if a.get("format") == model_art.get("format"))
+    # the deployable's size, as the manifest records it (manifest.shipped_size: the primary artifact plus the files it
+    # loads — a QNN context's binary, external data, an OpenVINO .bin), the figure convert and batch print
+    primary_bytes = target_shipped_bytes(rec) or 0
     fallback = (rec.get("notes", {}).get("quantize") or {}).get("fallback") or {}
     return {
         "validation": val.get("kind", ""), "passed": val.get("passed"), "metrics": metrics,

@@ -210,7 +210,7 @@ def _summarise_manifest(manifest: dict[str, Any], outdir: Path) -> tuple[list[di
         for art in target.get("artifacts", []):
             artifacts.append({"path": str(outdir / art["path"]) if art.get("sha256") else art["path"],
                               "format": art.get("format"), "bytes": art.get("bytes"), "sha256": art.get("sha256"),
-                              "role": art.get("role")})
+                              "role": art.get("role"), "shipped_bytes": art.get("shipped_bytes")})
         v = target.get("validation") or {}
         metrics = v.get("metrics") or {}
         validation = {"runtime": v.get("runtime"), "kind": v.get("kind"), "passed": v.get("passed"),

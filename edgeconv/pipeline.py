@@ -24,7 +24,8 @@ from edgeconv.deps import installed_versions
 from edgeconv.errors import (AccuracyGateError, EdgeconvError, Interrupted, InvalidInputError, MissingBackendError, OutputError,
                              SafetyError, StepSkipped, TargetsFailed, UnsupportedError, first_line)
 from edgeconv.formats import FILE_SUFFIXES, Artifact, Format
-from edgeconv.manifest import MANIFEST_NAME, ArtifactRecord, Manifest, SourceRecord, StepRecord, TargetRecord, sha256_of, size_of
+from edgeconv.manifest import (MANIFEST_NAME, ArtifactRecord, Manifest, SourceRecord, StepRecord, TargetRecord, sha256_of,
+                               shipped_size, size_of)
 from edgeconv.native_libs import load_in_safe_order
 from edgeconv.normalise import normalise
 from edgeconv.outputs import OutputTransaction, disk_full_cause, factory_paths, io_error
@@ -33,7 +34,8 @@ from edgeconv.quantizers import quantizer_for
 from edgeconv.sources import SourceModel, open_source
 from edgeconv.stage_cache import ContextSnapshot, StageCache
 from edgeconv.targets.schema import Profile, apply_overrides, check_distinct_names
-from edgeconv.validation_stage import source_outputs, validate_target, validation_samples
+from edgeconv.validation_stage import (planned_validation, source_outputs, validate_target, validated_on, validation_runtime,
+                                      validation_samples)
 
 log = logging.getLogger(__name__)
 UNAVAILABLE_PENALTY = 1000
@@ -149,7 +151,7 @@ def plan_target(source: SourceModel, profile: Profile) -> TargetPlan:
         hub = Format.ONNX if through_onnx else fmt
         for conv in find_route(hub, extra, source.artifact, profile):
             steps.append(Step("compile", conv.name, converter=conv, branch=True))
-    steps += [Step("validate", f"validate on {profile.validate.runtime}"), Step("write", "write")]
+    steps += [Step("validate", f"validate on {planned_validation(profile)}"), Step("write", "write")]
     return TargetPlan(profile, tuple(steps), source)
 
 
@@ -305,8 +307,9 @@ def _run_target(target: TargetPlan, state: _RunState, validation_cache: dict[str
     primary = current if current.format == profile.primary_format else hub
     if Format.ONNX in profile.produces[1:] and hub is not None and hub is not primary:
         extras.append(hub)
-    state.reporter.stage("validate", f"{profile.name} on {profile.validate.runtime}")
     assert primary is not None
+    runtime_cls, stand_in = validation_runtime(primary.format, profile)
+    state.reporter.stage("validate", f"{profile.name} on {validated_on(runtime_cls.name, stand_in)}")
     try:
         record.validation = validate_target(primary, ctx, validation_cache)
     except AccuracyGateError as e:
@@ -361,14 +364,19 @@ def _write_target(record: TargetRecord, primary: Artifact, extras: list[Artifact
         folder.mkdir(parents=True, exist_ok=True)
         for artifact in [primary, *extras]:
             name = _artifact_name(stem, artifact, taken)
-            for path, dest_name, role in [(artifact.path, name, "model")] + [(c, c.name, "companion") for c in artifact.companions]:
-                dest = folder / dest_name
+            files = [(artifact.path, name, "model")] + [(c, c.name, "companion") for c in artifact.companions]
+            for path, dest_name, _ in files:
                 taken.add(dest_name)
                 if path.is_dir():
-                    shutil.copytree(path, dest)
+                    shutil.copytree(path, folder / dest_name)
                 else:
-                    shutil.copyfile(path, dest)
-                record.artifacts.append(ArtifactRecord.of(dest, state.staging, artifact.format.value, role))
+                    shutil.copyfile(path, folder / dest_name)
+            staged = Artifact(folder / name, artifact.format, companions=tuple(folder / c.name for c in artifact.companions))
+            for path, dest_name, role in files:
+                # a companion that is an ONNX graph of its own (the QDQ graph a QNN context was compiled from) says so
+                fmt = Format.ONNX.value if role == "companion" and path.suffix == ".onnx" else artifact.format.value
+                record.artifacts.append(ArtifactRecord.of(folder / dest_name, state.staging, fmt, role,
+                                                          shipped_size(staged) if role == "model" else None))
     except OSError as e:
         raise io_error(e, f"writing {folder}") from e
     for fmt, reason in not_built:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.context import ConvertOptions
-from edgeconv.errors import InvalidInputError
+from edgeconv.errors import AccuracyGateError, InvalidInputError
 from edgeconv.formats import Format, detect
-from edgeconv.manifest import _clean, sha256_of
+from edgeconv.manifest import _clean, sha256_of, shipped_size
 
 
 def _recorded_source_hash(manifest: Path) -> str | None:
@@ -41,16 +41,23 @@ def validate_artifact(source: Path, artifact: Path, options: ConvertOptions, *, 
     from edgeconv.validation_stage import validate_target
 
     actx = artifact_context(artifact, target)
-    profile = resolve(target) if target else _profile_for(actx)
-    guessed = not target and not actx.target
+    inferred = None
+    if target or actx.target:
+        profile = resolve(target) if target else _profile_for(actx)
+    else:  # a bare artifact: the gate of the precision the file says it has
+        from edgeconv.precision import infer_precision, profile_for_precision
+
+        inferred = infer_precision(actx.artifact)
+        profile = profile_for_precision(actx.artifact.format, inferred) or _profile_for(actx)
     if samples is not None:
         options = replace(options, overrides=(*options.overrides, f"validate.samples={samples}"))
     profile = apply_overrides(profile, list(options.overrides))
     runtime_named(profile.validate.runtime)  # unknown runtime: exit 2 before loading anything
     src = open_source(detect(source), options)
     warnings: list[str] = []
-    if guessed:
-        warnings.append(f"no --target given and no manifest beside {artifact}: applying the gate of {profile.name}")
+    if inferred is not None and profile.quantize.precision != inferred.precision:
+        warnings.append(f"no --target given, no manifest beside {artifact} and its precision could not be inferred "
+                        f"({inferred.reason}): applying the gate of {profile.name}")
     if actx.artifact.format == Format.ONNX:
         have, want = [s.name for s in actx.inputs], [s.name for s in src.inputs]
         if sorted(have) != sorted(want):
@@ -67,10 +74,17 @@ def validate_artifact(source: Path, artifact: Path, options: ConvertOptions, *, 
     if fill:
         options = replace(options, input_shapes={**fill, **options.input_shapes})
     src = resolve_shapes(src, profile, options)
+    result: dict[str, Any] = {"source": str(source), "artifact": str(actx.artifact.path), "target": profile.name,
+                              "manifest": str(actx.manifest) if actx.manifest else None}
+    if inferred is not None:
+        result["inferred"] = {**inferred.to_json(), "profile": profile.name}
+    result["shipped_bytes"] = shipped_size(actx.artifact)
     with tempfile.TemporaryDirectory(prefix="edgeconv-validate-") as tmp:
         ctx = StepContext(Path(tmp), profile, options, src, reporter or NullReporter(), notes=dict(actx.notes))
-        record = validate_target(actx.artifact, ctx, {})
+        try:
+            record = validate_target(actx.artifact, ctx, {})
+        except AccuracyGateError as e:  # the measured metrics travel with the error: the CLI prints them, then exit 5
+            e.details = _clean({**result, **e.details, "warnings": warnings + ctx.warnings})
+            raise
         warnings += ctx.warnings
-
-    return {"source": str(source), "artifact": str(actx.artifact.path), "target": profile.name,
-            "manifest": str(actx.manifest) if actx.manifest else None, "validation": _clean(asdict(record)), "warnings": warnings}
+    return {**result, "validation": _clean(asdict(record)), "warnings": warnings}

@@ -10,10 +10,10 @@ from typing import Any
 
 from edgeconv.context import StepContext
 from edgeconv.errors import AccuracyGateError, EdgeconvError, InvalidInputError, MissingBackendError, first_line
-from edgeconv.formats import Artifact
+from edgeconv.formats import Artifact, Format
 from edgeconv.manifest import ValidationRecord
 from edgeconv.quantizers.calibration import RANDOM, SampleSet, open_samples, preprocess_spec, warn_assumed_preprocess
-from edgeconv.runtimes import runtime_for_source, runtime_named
+from edgeconv.runtimes import Runtime, runtime_for_source, runtime_named
 from edgeconv.task_metrics import check_task_gate
 from edgeconv.validation import check_gate, check_source_outputs, compare
 
@@ -68,14 +68,36 @@ def source_outputs(samples: SampleSet, ctx: StepContext, cache: dict[str, Any]) 
     return cache[key]
 
 
+def validation_runtime(fmt: Format, profile: Any) -> tuple[type[Runtime], str]:
+    """The runtime that validates an artifact of format `fmt` for `profile`, and the stand-in label ("" when it is the
+    profile's own runtime). The compile step was skipped here (a TensorRT engine without a GPU): the model that was
+    written is validated on its own runtime, and progress lines and tables say so ("onnxruntime (engine not built)")."""
+    runtime_cls = runtime_named(profile.validate.runtime)
+    if runtime_cls.formats and fmt not in runtime_cls.formats:
+        return runtime_for_source(fmt), runtime_cls.stand_in_label or f"{runtime_cls.name} cannot run {fmt.value}"
+    return runtime_cls, ""
+
+
+def validated_on(runtime: str, stand_in: str = "") -> str:
+    """'onnxruntime', or 'onnxruntime (engine not built)' for a stand-in: the text of progress lines and result rows."""
+    return f"{runtime} ({stand_in})" if stand_in else runtime
+
+
+def planned_validation(profile: Any) -> str:
+    """Where `profile`'s validation will run on this machine, before anything is built (plan, stage lines)."""
+    runtime_cls = runtime_named(profile.validate.runtime)
+    if runtime_cls.fallback_here() and runtime_cls.formats and profile.primary_format in runtime_cls.formats:
+        return validated_on(runtime_for_source(Format.ONNX).name, runtime_cls.stand_in_label)
+    return runtime_cls.name
+
+
 def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any]) -> ValidationRecord:
     profile = ctx.profile
-    runtime_cls = runtime_named(profile.validate.runtime)
+    runtime_cls, stand_in = validation_runtime(artifact.format, profile)
     note = ""
-    if runtime_cls.formats and artifact.format not in runtime_cls.formats:
-        # the compile step was skipped here (a TensorRT engine without a GPU): validate the model that was written
-        note = f"{runtime_cls.name} cannot run {artifact.format.value}; validated {artifact.path.name} on its own runtime"
-        runtime_cls = runtime_for_source(artifact.format)
+    if stand_in:
+        note = (f"{profile.validate.runtime} cannot run {artifact.format.value}; validated {artifact.path.name} on "
+                f"{runtime_cls.name}")
     if not runtime_cls.available():
         raise MissingBackendError(f"validating {profile.name} needs the {runtime_cls.name} runtime, which is not installed",
                                   f"pip install 'edgeconv[{runtime_cls.extra}]'")
@@ -85,7 +107,7 @@ def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any])
     if why_not is not None:
         check = runtime.check_structure(artifact, ctx)
         record = ValidationRecord(runtime_cls.name, "structural", check.passed, None, gate, check.problems,
-                                  {}, dict(check.checks), why_not)
+                                  {}, dict(check.checks), why_not, stand_in=stand_in)
         if not check.passed:
             raise AccuracyGateError(f"{profile.name}: structural validation failed: {'; '.join(check.problems)}",
                                     "see the listed problems", details={"validation": asdict(record)})
@@ -109,7 +131,7 @@ def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any])
         ctx.warn("validated on the calibration samples (no separate --eval): the numbers are optimistic; pass "
                  "--eval DIR with held-out data")
     record = ValidationRecord(runtime_cls.name, "numerical", not failures, metrics.to_json(), gate, failures,
-                              described, note=note, task=task)
+                              described, note=note, task=task, stand_in=stand_in)
     if samples.kind == "generated":
         ctx.warn("validated on generated random inputs (no --eval/--calib data given); pass --eval DIR for real numbers")
     if failures:

@@ -57,6 +57,7 @@ def _render(summary: Any, dry_run: bool) -> None:
     from rich.table import Table
 
     from edgeconv.cli.tables import human_bytes
+    from edgeconv.manifest import target_shipped_bytes
 
     table = Table(title=f"edgeconv batch → {summary.output}", title_justify="left")
     for col, justify in [("model", "left"), ("target", "left"), ("result", "left"), ("exit", "right"), ("time s", "right"),
@@ -65,8 +66,7 @@ def _render(summary: Any, dry_run: bool) -> None:
     marks = {"ok": "[green]ok[/green]", "skipped": "[dim]unchanged[/dim]", "failed": "[red]failed[/red]",
              "pending": "[yellow]would run[/yellow]"}
     for r in summary.runs:
-        models = [a for a in r.artifacts if a.get("role") == "model"]
-        size = human_bytes(sum(a.get("bytes") or 0 for a in models)) if models else "—"
+        size = human_bytes(target_shipped_bytes({"artifacts": r.artifacts}))  # the primary artifact, as convert shows it
         v = r.validation or {}
         snr = "—" if v.get("snr_db") is None else f"{v['snr_db']:.1f}"
         top1 = "—" if v.get("top1_agreement") is None else f"{v['top1_agreement']:.3f}"

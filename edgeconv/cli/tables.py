@@ -2,15 +2,97 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from rich.console import Console, ConsoleOptions
 from rich.markup import escape
 from rich.table import Table
 
 
 def _fmt(value: Any, spec: str) -> str:
     return "—" if value is None else format(value, spec)
+
+
+@dataclass(frozen=True)
+class Col:
+    header: str
+    justify: str = "left"
+    drop: int = 0  # 0: always shown; on a narrow terminal the highest is dropped first
+    no_wrap: bool = False  # names (targets): never wrapped, never cut
+
+
+class FitTable:
+    """A rich table that fits the terminal it is printed on: while its columns cannot all be as wide as their longest
+    word (a target name, an artifact path, a header word), the least important columns are dropped, one at a time, and
+    the caption names them. If even the essential ones do not fit, long words fold onto the next line; target names
+    are never cut ("…")."""
+
+    def __init__(self, columns: list[Col], *, title: str = "", caption: str = ""):
+        self.columns = columns
+        self.title = title
+        self.caption = caption
+        self.rows: list[tuple[Any, ...]] = []
+
+    def add_row(self, *cells: Any) -> None:
+        self.rows.append(cells)
+
+    def build(self, dropped: frozenset[int] = frozenset()) -> Table:
+        caption = self.caption
+        if dropped:
+            names = ", ".join(self.columns[i].header for i in sorted(dropped))
+            caption = f"{caption + '; ' if caption else ''}narrow terminal: {names} not shown (--json has every value)"
+        table = Table(title=self.title or None, title_justify="left", caption=caption or None)
+        for i, col in enumerate(self.columns):
+            if i not in dropped:
+                table.add_column(col.header, justify=col.justify, no_wrap=col.no_wrap,  # type: ignore[arg-type]
+                                 overflow="ellipsis" if col.no_wrap else "fold")
+        for row in self.rows:
+            table.add_row(*(cell for i, cell in enumerate(row) if i not in dropped))
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table]:
+        order = sorted((i for i, c in enumerate(self.columns) if c.drop), key=lambda i: -self.columns[i].drop)
+        for n in range(len(order) + 1):
+            dropped = frozenset(order[:n])
+            kept = [i for i in range(len(self.columns)) if i not in dropped]
+            widths = self._widths(console, options, kept)
+            if widths is not None:
+                break
+        else:  # too narrow even so: long words (paths) fold; names stay whole
+            widths = self._widths(console, options, kept, fold=True)
+        table = self.build(dropped)
+        for column, width in zip(table.columns, widths or []):
+            column.width = width
+        yield table
+
+    def _widths(self, console: Console, options: ConsoleOptions, kept: list[int], fold: bool = False) -> list[int] | None:
+        """Content widths for the kept columns that hold every word whole (None: impossible at this width). rich's own
+        shrinking takes from the widest columns first, splitting a path or a name mid-word even where narrowing
+        another column would have kept it whole."""
+        from rich.measure import Measurement
+
+        unbounded = options.update_width(1 << 16)
+        mins, maxs = [], []
+        for i in kept:
+            cells = [self.columns[i].header, *(row[i] for row in self.rows)]
+            sizes = [Measurement.get(console, unbounded, console.render_str(str(c))) for c in cells]
+            maxs.append(max(m.maximum for m in sizes))
+            if self.columns[i].no_wrap:
+                mins.append(maxs[-1])
+            else:
+                mins.append(min(max(m.minimum for m in sizes), 6) if fold else max(m.minimum for m in sizes))
+        room = options.max_width - (len(kept) + 1) - 2 * len(kept)  # borders and one space of padding each side
+        if sum(mins) > room:
+            return None
+        widths = list(maxs)
+        excess = sum(widths) - room
+        while excess > 0:  # narrow the widest column that can still wrap, one cell at a time
+            j = max((k for k in range(len(widths)) if widths[k] > mins[k]), key=lambda k: widths[k])
+            widths[j] -= 1
+            excess -= 1
+        return widths
 
 
 def human_bytes(n: int | None) -> str:
@@ -24,25 +106,27 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-def _with_companion_bytes(artifacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Model rows, each with the bytes of the companions that follow it (a QNN context binary, external data) added:
-    the size a user ships."""
+def _model_rows(artifacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Model (and not-built) rows, each with its shipped size (manifest.shipped_size: the file plus the companions it
+    needs — a QNN context binary, external data, an OpenVINO .bin)."""
+    from edgeconv.manifest import target_shipped_bytes
+
     rows: list[dict[str, Any]] = []
-    for art in artifacts:
-        if art["role"] == "companion" and rows and rows[-1].get("bytes") is not None:
-            rows[-1] = {**rows[-1], "bytes": rows[-1]["bytes"] + (art.get("bytes") or 0)}
-        elif art["role"] in ("model", "not-built"):
+    for i, art in enumerate(artifacts):
+        if art["role"] == "model":
+            rows.append({**art, "bytes": target_shipped_bytes({"artifacts": artifacts[i:]})})
+        elif art["role"] == "not-built":
             rows.append(dict(art))
     return rows
 
 
-def manifest_table(manifest: dict[str, Any], outdir: Path) -> Table:
-    table = Table(title=f"edgeconv → {outdir}", title_justify="left", caption="size includes companion files (context binaries, external data)")
+def manifest_table(manifest: dict[str, Any], outdir: Path) -> FitTable:
     with_task = any((t.get("validation") or {}).get("task") for t in manifest["targets"])
-    for col, justify in [("target", "left"), ("artifact", "left"), ("size", "right"), ("validated on", "left"),
-                         ("SNR dB", "right"), ("cosine", "right"), ("top-1", "right"),
-                         *([("task (source → artifact)", "left")] if with_task else []), ("result", "left")]:
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    columns = [Col("target", no_wrap=True), Col("artifact"), Col("size", "right", drop=3, no_wrap=True), Col("validated on", drop=5),
+               Col("SNR dB", "right", drop=2), Col("cosine", "right", drop=6), Col("top-1", "right", drop=4),
+               *([Col("task (source → artifact)", drop=1)] if with_task else []), Col("result")]
+    table = FitTable(columns, title=f"edgeconv → {outdir}",
+                     caption="size: the model plus the files it loads (context binary, external data, weights .bin)")
     reused = False
     integer_outputs = False
     for target in manifest["targets"]:
@@ -51,10 +135,12 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> Table:
             table.add_row(target["target"], f"[red]{escape(error['message'][:120])}[/red]", "—", "", "", "", "",
                           *([""] if with_task else []), f"[red]exit {error['code']}[/red]")
             continue
-        models = _with_companion_bytes(target["artifacts"])
+        models = _model_rows(target["artifacts"])
         validation = target.get("validation") or {}
         metrics = validation.get("metrics") or {}
         runtime = validation.get("runtime", "")
+        if validation.get("stand_in"):  # e.g. a TensorRT engine not built here: its ONNX ran on ONNX Runtime
+            runtime = f"{runtime} ({validation['stand_in']})"
         status = "[green]ok[/green]" if validation.get("passed") else "[red]failed[/red]"
         if validation.get("kind") == "structural":
             status += " (structural)"

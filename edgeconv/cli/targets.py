@@ -51,11 +51,13 @@ def list_all() -> None:
         UI.emit_json({"targets": rows})
         return
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title="edgeconv targets", title_justify="left")
-    for col in ("target", "produces", "precision", "validated on", "available here", "note"):
-        table.add_column(col)
+    from edgeconv.cli.tables import Col, FitTable
+
+    # a narrow terminal drops "validated on", then "produces", then "precision"; target names are never cut
+    table = FitTable([Col("target", no_wrap=True), Col("produces", drop=2), Col("precision", drop=1),
+                      Col("validated on", drop=3), Col("available here"), Col("note")],
+                     title="edgeconv targets")
     for r in rows:
         mark = "[green]yes[/green]" if r["available"] else "[red]no[/red]"
         if r["available"] and r["validation"] == "structural":

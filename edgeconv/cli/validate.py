@@ -37,16 +37,34 @@ def validate(
         check_metric_option(metric, eval_data or (calib if calib != "random" else None))
     options = ConvertOptions(input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data, metric=metric,
                              trust_code=trust_code, overrides=tuple(set_))
-    result = validate_artifact(source, artifact, options, target=target, samples=samples, reporter=UI.reporter())
+    from edgeconv.errors import AccuracyGateError
+
+    try:
+        result = validate_artifact(source, artifact, options, target=target, samples=samples, reporter=UI.reporter())
+    except AccuracyGateError as e:  # the metrics it measured, then the error line (exit 5); --json: in error.details
+        if not UI.json_mode and e.details.get("validation"):
+            _print_report(e.details)
+        raise
     if UI.json_mode:
         UI.emit_json(result)
         return
+    _print_report(result)
+
+
+def _print_report(result: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from edgeconv.cli.tables import human_bytes
+
+    inferred = result.get("inferred")
+    if inferred and inferred.get("precision"):
+        UI.out.print(f"precision {inferred['precision']} inferred from {escape(Path(result['artifact']).name)} "
+                     f"(no manifest beside it): {escape(inferred['reason'])}; gate of {inferred['profile']}")
     v = result["validation"]
     metrics = v.get("metrics") or {}
-    title = f"{Path(result['artifact']).name} vs {Path(result['source']).name} — {result['target']} on {v['runtime']}"
+    runtime = f"{v['runtime']} ({v['stand_in']})" if v.get("stand_in") else v["runtime"]
+    title = f"{Path(result['artifact']).name} vs {Path(result['source']).name} — {result['target']} on {runtime}"
     if v["kind"] == "numerical":
         table = Table(title=title, title_justify="left")
         for col in ("output", "SNR dB", "cosine", "max abs", "top-1"):
@@ -57,7 +75,8 @@ def validate(
         UI.out.print(table)
         samples_info = v.get("samples") or {}
         UI.out.print(f"{samples_info.get('count', '?')} samples ({samples_info.get('kind', '?')}); gate "
-                     + ", ".join(f"{k}={val}" for k, val in (v.get("gate") or {}).items() if val is not None))
+                     + ", ".join(f"{k}={val}" for k, val in (v.get("gate") or {}).items() if val is not None)
+                     + (f"; size {human_bytes(result['shipped_bytes'])}" if result.get("shipped_bytes") else ""))
         if v.get("task"):
             from edgeconv.task_metrics import summary
 

@@ -40,6 +40,9 @@ class Runtime(ABC):
     extra: ClassVar[str] = ""
     requires: ClassVar[tuple[str, ...]] = ()
     runs_sources: ClassVar[bool] = False  # True for the framework runtimes that run source models
+    # what progress lines and result rows add to the stand-in runtime's name when this runtime's artifact was not
+    # built and its input was validated instead ("onnxruntime (engine not built)")
+    stand_in_label: ClassVar[str] = ""
 
     @classmethod
     def available(cls) -> bool:

@@ -32,6 +32,7 @@ class TensorRTRuntime(Runtime):
     formats = frozenset({Format.TENSORRT_ENGINE})
     extra = "tensorrt"
     requires = ("tensorrt",)
+    stand_in_label = "engine not built"
 
     @classmethod
     def fallback_here(cls) -> str | None:

@@ -74,12 +74,17 @@ def test_validate_wrong_source_is_invalid_input(cli, messy_onnx, converted: Path
     assert "error" in json.loads(result.stdout)
 
 
-def test_validate_bare_artifact_uses_the_float_profile_and_says_so(cli, digits, converted: Path, tmp_path: Path) -> None:
+def test_validate_bare_artifact_uses_the_profile_of_its_precision_and_says_so(cli, digits, converted: Path,
+                                                                             tmp_path: Path) -> None:
     bare = tmp_path / "model.onnx"  # no manifest beside it
     bare.write_bytes((converted / "onnx-fp16" / "digits_cnn.onnx").read_bytes())
     report = json.loads(cli("validate", digits.onnx, bare, "--eval", digits.eval, "--json").stdout)
-    assert report["target"] == "onnx" and report["manifest"] is None
-    assert report["validation"]["gate"]["min_snr_db"] == 60.0 and report["validation"]["passed"] is True
-    assert any("no --target given" in w for w in report["warnings"])
+    assert report["target"] == "onnx-fp16" and report["manifest"] is None  # its float16 initializers say fp16
+    assert report["inferred"]["precision"] == "fp16" and "float16 initializers" in report["inferred"]["reason"]
+    assert report["validation"]["gate"]["min_snr_db"] == 30.0 and report["validation"]["passed"] is True
+    assert report["warnings"] == []
+    fp32 = json.loads(cli("validate", digits.onnx, converted / "onnx" / "digits_cnn.onnx", "--eval", digits.eval,
+                          "--json").stdout)  # beside its manifest: nothing inferred
+    assert fp32["target"] == "onnx" and "inferred" not in fp32
     explicit = json.loads(cli("validate", digits.onnx, bare, "-t", "onnx-fp16", "--eval", digits.eval, "--json").stdout)
     assert explicit["target"] == "onnx-fp16" and explicit["warnings"] == []

@@ -37,7 +37,10 @@ def test_convert_for_8_elite_json(cli, digits, tmp_path: Path) -> None:
     assert record["notes"]["hexagon"]["soc"]["chip"] == "SM8750" and record["notes"]["hexagon"]["placement"]["percent"] == 100.0
     assert b"soc_type=SM8750;arch=79" in (out / "hexagon-int8" / "digits_cnn_ctx_qnn.bin").read_bytes()
     assert record["validation"]["runtime"] == "qnn_htp" and record["validation"]["passed"]
-    assert {a["format"] for a in record["artifacts"]} == {"qnn-context", "dlc"}
+    assert {(a["role"], a["format"]) for a in record["artifacts"]} == {
+        ("model", "qnn-context"), ("companion", "qnn-context"),  # the EPContext model and its context binary
+        ("companion", "onnx"),  # the QDQ graph that was compiled (digits_cnn.int8.onnx)
+        ("model", "dlc")}
 
 
 @pytest.mark.slow
