@@ -2,10 +2,28 @@
 
 The same validation stage as `convert` runs: the source in its framework and the artifact in the target profile's
 runtime on the same samples, then the profile's gate. The profile comes from --target, else from the manifest beside
-the artifact, else the first built-in profile producing the artifact's format.
+the artifact, else from the precision read from the artifact (precision.py), else the format's float profile.
 """
 
 from __future__ import annotations
+
+USER_GUIDE = """\
+`edgeconv validate SOURCE ARTIFACT` runs the source model in its framework and the artifact on the target profile's
+runtime, on the same samples, and applies the profile's accuracy gate. It prints the metrics it measured whether the
+gate passes or not; when it fails, the table comes first, then the error line, and the exit code is 5 (with --json the
+metrics are in `error.details.validation`).
+
+The profile comes from --target, else from the manifest.json beside the artifact (written by `edgeconv convert`). A
+bare artifact (no manifest) gets the built-in profile of the precision read from the file, named on one line with the
+reason: ONNX QuantizeLinear/DequantizeLinear nodes → onnx-int8-qdq (onnx-int16-qdq when a zero point is 16-bit),
+QLinear* nodes → cpu-int8-qop, DynamicQuantizeLinear / MatMulInteger → onnx-dynamic, float16 tensors → onnx-fp16;
+TFLite int16 / int8 activations → tflite-int16x8 / tflite-int8, float16 or int8 constants with float activations →
+tflite-fp16 / tflite-dynamic; OpenVINO IR FakeQuantize layers → openvino-int8, int8/int4 weight constants →
+openvino-w8, float16 constants → openvino-fp16; a QNN context model through the compiled graph beside it
+(`<stem>.int8.onnx` → hexagon-int8). Where the file says nothing, the format's float profile applies, with a warning.
+
+The size printed is the shipped size: the model plus the files it loads (a QNN context binary, external data, an
+OpenVINO .bin), the figure convert's and batch's tables and the manifest's `shipped_bytes` show."""
 
 import tempfile
 from dataclasses import asdict, replace

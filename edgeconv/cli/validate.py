@@ -12,13 +12,13 @@ from edgeconv.cli.ui import UI
 
 def register(app: typer.Typer) -> None:
     app.command("validate", help="Run SOURCE and ARTIFACT on the same samples, print the metrics, and apply the target's "
-                                 "accuracy gate (exit 5 when it fails).")(validate)
+                                 "accuracy gate (exit 5 when it fails, after printing the metrics).")(validate)
 
 
 def validate(
     source: Path = typer.Argument(..., help="The source model (PyTorch / Keras / SavedModel / ONNX)."),
     artifact: Path = typer.Argument(..., help="The converted model, e.g. OUTDIR/onnx-fp16/model.onnx."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help="Profile whose runtime and gate apply (default: from the manifest beside ARTIFACT)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Profile whose runtime and gate apply (default: from the manifest beside ARTIFACT, else the built-in profile of the precision read from ARTIFACT)."),
     eval_data: Optional[str] = typer.Option(None, "--eval", help="Validation samples: folder of .npy/.npz (default: --calib, else generated). Labelled data (a folder per class of images, or .npz with a 'label' key) adds a task metric."),
     metric: Optional[str] = typer.Option(None, "--metric", help="Task metric: top1, top5, miou, detection[:boxes=NAME,scores=NAME], or package.module:function(outputs, labels) -> float. Gated by validate.gate.max_task_drop."),
     calib: Optional[str] = typer.Option(None, "--calib", help="Used as validation samples when --eval is not given."),
