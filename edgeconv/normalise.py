@@ -300,6 +300,7 @@ def _run_passes(model: Any, notes: list[str], before_slim: bool = False) -> None
     from edgeconv.passes.gathernd import gathernd_to_gather
     from edgeconv.passes.gemm_bias import expand_scalar_gemm_bias
     from edgeconv.passes.hardswish import fuse_hardswish
+    from edgeconv.passes.mask_fill import bound_mask_fill
 
     # after onnxslim: its constant folding leaves the patterns' constants as initializers; hard-swish first, so that
     # the `+ 3` of an SE gate is not folded into the Conv before it is recognised
@@ -308,7 +309,8 @@ def _run_passes(model: Any, notes: list[str], before_slim: bool = False) -> None
         ("scalar Gemm bias expanded", expand_scalar_gemm_bias),
         ("constant GatherND → Gather", gathernd_to_gather),
         ("hard-swish / hard-sigmoid fused", fuse_hardswish),
-        ("Conv affine ops folded", fold_conv_affine))
+        ("Conv affine ops folded", fold_conv_affine),
+        ("attention-mask fill -3.4e38 → -100", bound_mask_fill))
     for name, apply in passes:
         count = apply(model)
         if count:

@@ -17,6 +17,7 @@ calibration memory (fed in strides), and ORT's own MinMax `CalibMaxIntermediateO
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 from dataclasses import dataclass, field, replace
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16", "int16": "QInt16"}
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 EDGECONV_OPTIONS = frozenset({"op_types", "extra_op_types", "nodes_to_exclude", "reduce_range", "preprocess",
-                              "fallback_candidates", "placement"})
+                              "fallback_candidates", "placement", "backend_rules"})
+BACKEND_RULES = ("qnn",)  # "qnn": ONNX Runtime's QNN compatibility overrides (see qnn_compat_overrides)
 PER_CHANNEL_OPSET = 13
 NEVER_QUANTIZED = frozenset({"Cast"})  # op_types = "all" leaves these out, as ORT's get_qnn_qdq_config does
 MAX_STRIDE = 16
@@ -60,6 +62,7 @@ class StaticSettings:
     exclude_op_types: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     placement: str = ""  # "tensorrt": Q/DQ where TensorRT fuses it (quantizers/_tensorrt_qdq.py)
+    backend_rules: str = ""  # "qnn": the encodings the QNN HTP fixes (qnn_compat_overrides)
 
     @classmethod
     def from_scheme(cls, scheme: Any) -> "StaticSettings":
@@ -87,6 +90,7 @@ class StaticSettings:
             exclude_op_types=tuple(scheme.exclude_op_types),
             extra={k: v for k, v in options.items() if k[:1].isupper()},
             placement=_placement(options.get("placement", "")),
+            backend_rules=_backend_rules(options.get("backend_rules", "")),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -95,6 +99,7 @@ class StaticSettings:
                 "method": self.method, "format": self.format, "reduce_range": self.reduce_range,
                 "extra_options": self.extra, **({"op_types": ALL_OP_TYPES} if self.all_op_types else {}),
                 **({"placement": self.placement} if self.placement else {}),
+                **({"backend_rules": self.backend_rules} if self.backend_rules else {}),
                 **({"extra_op_types": list(self.extra_op_types)} if self.extra_op_types else {})}
 
 
@@ -104,6 +109,40 @@ def _placement(value: Any) -> str:
     if value and value not in PLACEMENTS:
         raise UnsupportedError(f"[quantize.options] placement = {value!r} is not known", f"use one of {', '.join(PLACEMENTS)}")
     return str(value or "")
+
+
+def _backend_rules(value: Any) -> str:
+    if value and value not in BACKEND_RULES:
+        raise UnsupportedError(f"[quantize.options] backend_rules = {value!r} is not known",
+                               f"use one of {', '.join(BACKEND_RULES)}")
+    return str(value or "")
+
+
+def qnn_compat_overrides(float_path: Path, settings: StaticSettings, overrides: dict[str, Any],
+                         nodes_to_exclude: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """`overrides` plus what ONNX Runtime's QNN config (get_qnn_qdq_config) adds for the QNN EP, computed by ORT's own
+    QnnCompatibilityOverrides: the HTP computes a 16-bit Tanh / Sigmoid with a fixed output encoding (1/32768 around
+    32768; 1/65536 from 0) whatever the graph says, so a calibrated encoding there mis-scales every consumer (a
+    BERT pooler's Tanh into the classifier Gemm: its bias lands 2.4x too large, 6.1 dB on the HTP where ONNX Runtime
+    CPU gives 59 dB), and MatMul weights are per tensor. Nodes ORT would not quantize are skipped, as ORT does."""
+    import onnx
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.execution_providers.qnn.quant_config import QnnCompatibilityOverrides
+    from onnxruntime.quantization.tensor_quant_overrides import TensorQuantOverridesHelper
+
+    model = onnx.load_model(str(float_path), load_external_data=False)
+    helper = TensorQuantOverridesHelper(copy.deepcopy(overrides))
+    compat = QnnCompatibilityOverrides(
+        getattr(QuantType, QUANT_TYPES[settings.activations]), getattr(QuantType, QUANT_TYPES[settings.weights]),
+        settings.symmetric_activations, settings.symmetric_weights, settings.per_channel, helper,
+        {t.name: t for t in model.graph.initializer})
+    quantized = set(op_types_to_quantize(settings, float_path) or ())
+    excluded = set(nodes_to_exclude)
+    for node in model.graph.node:
+        if (quantized and node.op_type not in quantized) or node.name in excluded:
+            continue
+        compat.process_node(node)
+    return helper.get_dict()
 
 
 class StreamingReader:
@@ -201,6 +240,9 @@ def quantize_file(float_path: Path, out_path: Path, samples: SampleSet, settings
         extra["CalibStridedMinMax"] = stride_for(len(samples))
     if tensor_overrides:
         extra["TensorQuantOverrides"] = {**extra.get("TensorQuantOverrides", {}), **tensor_overrides}
+    if settings.backend_rules == "qnn":
+        extra["TensorQuantOverrides"] = qnn_compat_overrides(float_path, settings, extra.get("TensorQuantOverrides", {}),
+                                                             nodes_to_exclude)
     fmt = quant_format or settings.format
     buffer = io.StringIO()
     try:
