@@ -300,12 +300,16 @@ def _run_passes(model: Any, notes: list[str], before_slim: bool = False) -> None
     from edgeconv.passes.gathernd import gathernd_to_gather
     from edgeconv.passes.gemm_bias import expand_scalar_gemm_bias
     from edgeconv.passes.hardswish import fuse_hardswish
+    from edgeconv.passes.loop_trip_count import cast_loop_trip_counts
     from edgeconv.passes.mask_fill import bound_mask_fill
+    from edgeconv.passes.subgraph_names import unique_subgraph_initializers
 
     # after onnxslim: its constant folding leaves the patterns' constants as initializers; hard-swish first, so that
     # the `+ 3` of an SE gate is not folded into the Conv before it is recognised
     passes = (("list-form Constants → tensors", constant_values_to_tensors),
-              ("CastLike → Cast", castlike_to_cast)) if before_slim else (
+              ("CastLike → Cast", castlike_to_cast),
+              ("Loop trip count cast to int64", cast_loop_trip_counts)) if before_slim else (
+        ("If / Loop body initializers renamed apart", unique_subgraph_initializers),
         ("scalar Gemm bias expanded", expand_scalar_gemm_bias),
         ("constant GatherND → Gather", gathernd_to_gather),
         ("hard-swish / hard-sigmoid fused", fuse_hardswish),

@@ -7,6 +7,16 @@ the artifact, else from the precision read from the artifact (precision.py), els
 
 from __future__ import annotations
 
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from edgeconv.context import ConvertOptions
+from edgeconv.errors import AccuracyGateError, InvalidInputError
+from edgeconv.formats import Format, detect
+from edgeconv.manifest import _clean, sha256_of, shipped_size
+
 USER_GUIDE = """\
 `edgeconv validate SOURCE ARTIFACT` runs the source model in its framework and the artifact on the target profile's
 runtime, on the same samples, and applies the profile's accuracy gate. It prints the metrics it measured whether the
@@ -24,16 +34,6 @@ openvino-w8, float16 constants → openvino-fp16; a QNN context model through th
 
 The size printed is the shipped size: the model plus the files it loads (a QNN context binary, external data, an
 OpenVINO .bin), the figure convert's and batch's tables and the manifest's `shipped_bytes` show."""
-
-import tempfile
-from dataclasses import asdict, replace
-from pathlib import Path
-from typing import Any
-
-from edgeconv.context import ConvertOptions
-from edgeconv.errors import AccuracyGateError, InvalidInputError
-from edgeconv.formats import Format, detect
-from edgeconv.manifest import _clean, sha256_of, shipped_size
 
 
 def _recorded_source_hash(manifest: Path) -> str | None:

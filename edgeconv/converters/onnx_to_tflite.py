@@ -143,8 +143,36 @@ def _image_stand_in(stacks: list[np.ndarray], tf_layouts: list[bool], seed: int)
     return np.random.default_rng(seed).uniform(0, 1, (DUMMY_SAMPLES, 32, 32, 3)).astype(np.float32)
 
 
+def ops_onnx2tf_lacks(model_path: Path) -> list[str]:
+    """The op types of the graph (and its If / Loop bodies) for which the installed onnx2tf has no converter module
+    (onnx2tf.ops.<OpType>): it would fail mid-conversion with "No module named 'onnx2tf.ops.Loop'"."""
+    import importlib.util
+
+    import onnx
+
+    def op_types(graph: Any) -> set[str]:
+        found = set()
+        for node in graph.node:
+            found.add(node.op_type)
+            for attr in node.attribute:
+                if attr.type == attr.GRAPH:
+                    found |= op_types(attr.g)
+        return found
+
+    graph = onnx.load_model(str(model_path), load_external_data=False).graph
+    return sorted(op for op in op_types(graph) if importlib.util.find_spec(f"onnx2tf.ops.{op}") is None)
+
+
 def run_onnx2tf(artifact: Artifact, ctx: StepContext, onnx_inputs: list[TensorSpec], keep_source: bool) -> tuple[Path, list[np.ndarray]]:
     onnx2tf = require("onnx2tf", "tflite", purpose="ONNX → TFLite")
+    lacking = ops_onnx2tf_lacks(artifact.path)
+    if lacking:
+        control_flow = [op for op in lacking if op in ("Loop", "Scan")]
+        raise UnsupportedError(
+            f"onnx2tf (the ONNX → TFLite converter) has no converter for {', '.join(lacking)}",
+            "a Loop comes from control flow in a scripted model: export a trace (torch.jit.trace, or torch.export, "
+            "which unroll loops of a fixed count) or pick a target that runs control flow (onnx, cpu-int8, openvino-*)"
+            if control_flow else "see docs/targets/tflite.md for the op coverage")
     out = ctx.work_dir / "onnx2tf"
     stacks = _sample_stack(ctx, onnx_inputs)
     transposed = [len(o.shape) >= 3 and not keep_source for o in onnx_inputs]

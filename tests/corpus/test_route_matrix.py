@@ -30,8 +30,6 @@ def known(reason: str):
 
 
 # Bugs the route matrix found (docs/coverage.md); strict, so each cell flips to a failure the day its fix lands.
-LOOP_TRIP = known("TorchScript loop whose trip count is int(t.item()): torch's exporter writes a Loop with a float "
-                  "trip count; edgeconv exits 3 at normalise ('ORT cannot load model.onnx') instead of saying so")
 RNN_TFLITE_INT8 = known("tflite-int8 on an LSTM/GRU model: TFLiteConverter's calibrator dies with SIGSEGV (TensorFlow "
                         "2.21); it runs in a child process, so the target is exit 4 with the reason (was exit 139)")
 MATMUL_DQ = known("hexagon-int8 on the mel MatMul (constant first input): per-channel DequantizeLinear the QNN EP "
@@ -39,7 +37,11 @@ MATMUL_DQ = known("hexagon-int8 on the mel MatMul (constant first input): per-ch
 KERAS_CUSTOM = known("subclassed .keras (registered custom class): Keras cannot locate the class and edgeconv has no way "
                      "to import the module that defines it (exit 3)")
 TOPK_GATE = known("int8 of a detector with a top-k post-process: near-tied scores reorder, indices are judged by "
-                  "positional exact match (0.14 < 0.97) and the gathered boxes by SNR: exit 5")
+                  "positional exact match (0.14 < 0.98) and the gathered boxes by SNR: exit 5")
+# Found by the stricter int8 gates (docs/profiles.md, "Accuracy gates"); the gate is right, the search cannot reach it.
+HTP_FLIP = known("hexagon-int8 on MobileNetV2: one of the 32 eval samples changes class on the HTP simulator (top-1 "
+                 "agreement 0.969 < 0.98, exit 5). The fallback search judges the QDQ model on ONNX Runtime CPU, where "
+                 "it agrees 32/32 at 29.8 dB, so it never starts: it has to measure on the target's runtime")
 
 # Every corpus family (and source form) once, on a cheap target (fp32 ONNX on ONNX Runtime).
 FAMILY_CELLS = [
@@ -57,7 +59,7 @@ FAMILY_CELLS = [
     pytest.param("bert_tiny", "onnx"),
     pytest.param("whisper_enc", "onnx"),
     pytest.param("ts_traced_flatten", "onnx"),
-    pytest.param("ts_scripted_control", "onnx", marks=LOOP_TRIP),
+    pytest.param("ts_scripted_control", "onnx"),  # float Loop trip count cast to int64 (passes/loop_trip_count.py)
     pytest.param("ts_scripted_while", "onnx"),
     pytest.param("pt2_dynamic_batch", "onnx"),  # exported with the program's recorded example, batch kept dynamic
     pytest.param("keras_h5_tfkeras", "onnx"),
@@ -70,7 +72,7 @@ TARGET_CELLS = [
     pytest.param("efficientnet", "onnx-fp16"),
     pytest.param("mobilenetv2", "tflite-int8"),
     pytest.param("keras_mobilenetv2", "tflite-fp32"),
-    pytest.param("mobilenetv2", "hexagon-int8"),
+    pytest.param("mobilenetv2", "hexagon-int8", marks=HTP_FLIP),
     pytest.param("bert_tiny", "hexagon-int16"),  # mask fill bounded, QNN's fixed 16-bit Tanh encoding: 59.6 dB (was 6.1)
     pytest.param("convnext", "coreml-fp32"),
     pytest.param("mtcnn_rnet", "coreml-fp32"),  # PReLU after Linear (rank 2)
