@@ -29,7 +29,15 @@ engine needs macOS or an NVIDIA GPU).
 An artifact written by `edgeconv convert` sits beside its manifest.json, which names its target, the source model's
 inputs (names, layout) and how the converted model's inputs map to them (e.g. the TFLite layout and int8 scales): bench
 and validate read it, so the artifact is fed exactly as it was during validation. A bare artifact (no manifest) is
-run with its own inputs, on random data of the declared shapes."""
+run with its own inputs, on random data of the declared shapes.
+
+Throughput: by default one inference runs at a time (latency = its time; throughput = batch / latency). `-j N` keeps N
+in flight: on OpenVINO through an AsyncInferQueue of N infer requests, on ONNX Runtime as N threads calling run() on
+one session (its intra-op thread pool is shared); the other runtimes run one at a time and refuse `-j` above 1. For an
+OpenVINO IR `--mode latency|throughput` sets PERFORMANCE_HINT and `--streams N|auto` sets the CPU plugin's NUM_STREAMS
+(without -j, the plugin's OPTIMAL_NUMBER_OF_INFER_REQUESTS are kept in flight). The report names the jobs, the mode
+and the streams the compiled model really has (the plugin caps streams at what the cores allow); with N in flight the
+latency percentiles are per request, under that load, and throughput is batch x completed / wall time."""
 
 
 @dataclass
@@ -212,52 +220,135 @@ class BenchResult:
     throughput_per_s: float  # samples (batch items) per second
     total_s: float
     note: str = ""
+    jobs: int = 1  # inferences kept in flight
+    driver: str = "one run() at a time"  # how they were kept in flight
+    mode: str | None = None  # OpenVINO PERFORMANCE_HINT of the compiled model (latency / throughput)
+    streams: int | None = None  # OpenVINO NUM_STREAMS of the compiled model
+    requested: dict[str, Any] = field(default_factory=dict)  # what -j / --streams / --mode asked for
+    config: dict[str, Any] = field(default_factory=dict)  # the runtime's own settings (compiled-model properties)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
+MODES = ("latency", "throughput")  # --mode: OpenVINO PERFORMANCE_HINT
+
+
+def parse_streams(value: str | int | None) -> int | str | None:
+    """--streams: a count ≥ 1 or `auto` (OpenVINO NUM_STREAMS AUTO) → int | "AUTO" | None."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "AUTO"
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"bad --streams {value!r}", "--streams takes a count ≥ 1 or `auto` (OpenVINO NUM_STREAMS)")
+    return n
+
+
+def _check_parallel(runtime_cls: type, jobs: int | None, streams: int | str | None, mode: str | None) -> None:
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise UsageError(f"bad -j/--jobs {jobs!r}", "-j takes the number of inferences to keep in flight, ≥ 1")
+    if mode is not None and mode not in MODES:
+        raise UsageError(f"bad --mode {mode!r}", f"--mode is one of {', '.join(MODES)} (OpenVINO PERFORMANCE_HINT)")
+    what = {"streams": "--streams (OpenVINO NUM_STREAMS)", "mode": "--mode (OpenVINO PERFORMANCE_HINT)"}
+    refused = [what[o] for o, v in (("streams", streams), ("mode", mode))
+               if v is not None and o not in runtime_cls.bench_options]
+    if refused:
+        raise UsageError(f"{' and '.join(refused)}: {runtime_cls.name} has no such setting",
+                         "leave it out (-j works on ONNX Runtime too), or bench an OpenVINO .xml "
+                         "(convert with -t openvino-fp32)")
+
+
+def _parallel_ok(session: Any) -> bool:
+    from edgeconv.runtimes.base import Session
+
+    return session.thread_safe_run or type(session).run_parallel is not Session.run_parallel
+
+
 def benchmark(path: Path, *, runs: int = 50, warmup: int = 5, input_shapes: dict[str, tuple[int, ...]] | None = None,
               runtime: str | None = None, target: str | None = None, reporter: Any = None,
-              max_seconds: float | None = None) -> BenchResult:
-    """Run the artifact `warmup` times (not timed), then `runs` times, timing each call."""
+              max_seconds: float | None = None, jobs: int | None = None, streams: str | int | None = None,
+              mode: str | None = None) -> BenchResult:
+    """Run the artifact `warmup` times (not timed), then `runs` times, timing each call. jobs / streams / mode: keep
+    that many inferences in flight (the runtime's asynchronous API or threads), with OpenVINO's NUM_STREAMS and
+    PERFORMANCE_HINT; without any, one run() at a time."""
     from edgeconv.progress import NullReporter
 
     if runs < 1 or warmup < 0:
         raise UsageError(f"bad --runs {runs} / --warmup {warmup}", "--runs must be ≥ 1 and --warmup ≥ 0")
+    streams = parse_streams(streams)
+    mode = mode.lower() if isinstance(mode, str) else mode
     reporter = reporter or NullReporter()
     actx = artifact_context(Path(path), target)
     runtime_cls = pick_runtime(actx.artifact.format, runtime)
+    _check_parallel(runtime_cls, jobs, streams, mode)
     inputs = concrete_inputs(actx.inputs, input_shapes or {})
     actx.inputs = inputs
+    requested = {k: v for k, v in (("jobs", jobs), ("streams", streams), ("mode", mode)) if v is not None}
     with tempfile.TemporaryDirectory(prefix="edgeconv-bench-") as tmp:
         ctx = step_context(actx, runtime_cls.name, Path(tmp))
         started = time.perf_counter()
-        session = runtime_cls().load(actx.artifact, ctx)
+        settings = {k: v for k, v in (("streams", streams), ("mode", mode)) if v is not None}
+        session = runtime_cls().load_tuned(actx.artifact, ctx, **settings) if settings else runtime_cls().load(actx.artifact, ctx)
         load_s = time.perf_counter() - started
+        config = session.config()
+        parallel = bool(requested)
+        if parallel and jobs is None:  # --streams / --mode alone: as many requests as the plugin says it wants
+            jobs = int(config.get("OPTIMAL_NUMBER_OF_INFER_REQUESTS") or 1)
+        jobs = jobs or 1
+        if parallel and not _parallel_ok(session):
+            if jobs > 1:
+                raise UsageError(f"`-j` is for OpenVINO (AsyncInferQueue) and ONNX Runtime (concurrent run() calls): "
+                                 f"{runtime_cls.name} runs one inference at a time here", "leave -j out (or -j 1)")
+            parallel = False
         feeds = random_feeds(inputs)
-        with reporter.task(f"warm-up ({runtime_cls.name})", total=warmup) as task:
-            for _ in range(warmup):
-                session.run(feeds)
-                task.advance()
-        times: list[float] = []
-        begin = time.perf_counter()
-        with reporter.task(f"benchmarking {actx.artifact.path.name}", total=runs) as task:
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                session.run(feeds)
-                times.append(time.perf_counter() - t0)
-                task.advance()
-                if max_seconds is not None and time.perf_counter() - begin > max_seconds:
-                    break
-        total = time.perf_counter() - begin
+        if parallel:
+            driver = session.parallel_driver(jobs)
+            with reporter.task(f"warm-up ({runtime_cls.name}, {jobs} in flight)", total=None) as task:
+                if warmup:
+                    session.run_parallel(feeds, jobs, max(warmup, jobs))  # every request (thread) runs at least once
+            with reporter.task(f"benchmarking {actx.artifact.path.name} ({jobs} in flight)", total=runs) as task:
+                times, total = session.run_parallel(feeds, jobs, runs, max_seconds, task.advance)
+        else:
+            driver = BenchResult.driver
+            with reporter.task(f"warm-up ({runtime_cls.name})", total=warmup) as task:
+                for _ in range(warmup):
+                    session.run(feeds)
+                    task.advance()
+            times = []
+            begin = time.perf_counter()
+            with reporter.task(f"benchmarking {actx.artifact.path.name}", total=runs) as task:
+                for _ in range(runs):
+                    t0 = time.perf_counter()
+                    session.run(feeds)
+                    times.append(time.perf_counter() - t0)
+                    task.advance()
+                    if max_seconds is not None and time.perf_counter() - begin > max_seconds:
+                        break
+            total = time.perf_counter() - begin
     ms = np.asarray(times) * 1000.0
     first = inputs[0].shape if inputs else ()
     batch = int(first[0]) if first else 1
     latency = {"min": float(ms.min()), "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
                "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "max": float(ms.max())}
+    if parallel:  # N in flight: completed per second of wall time
+        throughput = batch * len(times) / total if total > 0 else float("inf")
+    else:
+        throughput = batch * len(times) / sum(times) if sum(times) > 0 else float("inf")
+    hint = config.get("PERFORMANCE_HINT")
+    n_streams = config.get("NUM_STREAMS")
+    notes = [SIMULATED.get(runtime_cls.name, "")]
+    if isinstance(streams, int) and isinstance(n_streams, int) and n_streams != streams:
+        notes.append(f"asked for {streams} streams: the plugin made {n_streams} "
+                     f"({config.get('INFERENCE_NUM_THREADS', '?')} inference threads here)")
     return BenchResult(str(actx.artifact.path), actx.artifact.format.value, runtime_cls.name, actx.target,
                        {s.name: [int(d) for d in s.shape] for s in inputs}, batch, warmup, len(times),
                        round(load_s, 4), {k: round(v, 4) for k, v in latency.items()},
-                       round(batch * len(times) / sum(times), 2) if sum(times) > 0 else float("inf"), round(total, 4),
-                       SIMULATED.get(runtime_cls.name, ""))
+                       round(throughput, 2), round(total, 4), "; ".join(n for n in notes if n),
+                       jobs, driver, str(hint).lower() if hint else None,
+                       n_streams if isinstance(n_streams, int) else None, requested, config)

@@ -51,11 +51,17 @@ def utf8_path(path: str) -> str:
 
 
 class OrtSession(Session):
+    thread_safe_run = True  # InferenceSession.run is thread-safe: `bench -j N` runs N calls at once on it
+
     def __init__(self, session: object, source_inputs: tuple[TensorSpec, ...]):
         self.session = session
         self.inputs = tuple(value_info_spec_from_ort(i) for i in session.get_inputs())
         self.output_names = tuple(o.name for o in session.get_outputs())
         self._names = [i.name for i in self.inputs]
+
+    def config(self) -> dict[str, object]:
+        threads = self.session.get_session_options().intra_op_num_threads
+        return {"intra_op_num_threads": threads or "default (one per physical core, shared by concurrent runs)"}
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         dtypes = {i.name: i.dtype for i in self.inputs}

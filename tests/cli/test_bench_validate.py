@@ -88,3 +88,32 @@ def test_validate_bare_artifact_uses_the_profile_of_its_precision_and_says_so(cl
     assert fp32["target"] == "onnx" and "inferred" not in fp32
     explicit = json.loads(cli("validate", digits.onnx, bare, "-t", "onnx-fp16", "--eval", digits.eval, "--json").stdout)
     assert explicit["target"] == "onnx-fp16" and explicit["warnings"] == []
+
+
+def test_bench_jobs_on_onnxruntime(converted: Path) -> None:
+    """-j on ONNX Runtime: N threads calling run() on one session; --streams / --mode are OpenVINO's (exit 2)."""
+    from edgeconv.benchmark import benchmark
+    from edgeconv.errors import UsageError
+
+    artifact = converted / "onnx" / "digits_cnn.onnx"
+    result = benchmark(artifact, runs=30, warmup=2, jobs=3)
+    assert result.jobs == 3 and result.runs == 30 and result.requested == {"jobs": 3}
+    assert "3 threads calling run()" in result.driver and result.mode is None and result.streams is None
+    assert result.throughput_per_s > 0 and 0 < result.latency_ms["p50"] <= result.latency_ms["max"]
+    with pytest.raises(UsageError, match="NUM_STREAMS"):
+        benchmark(artifact, runs=2, streams="2")
+    with pytest.raises(UsageError, match="PERFORMANCE_HINT"):
+        benchmark(artifact, runs=2, mode="throughput")
+
+
+def test_bench_jobs_refused_where_one_runs_at_a_time(cli, digits, tmp_path: Path) -> None:
+    """LiteRT's interpreter runs one inference at a time: -j 2 is a usage error naming the runtimes that take it."""
+    from tests.helpers import convert, model_path
+
+    manifest = convert(digits.onnx, ["tflite-fp32"], tmp_path / "out", eval=str(digits.eval))
+    tflite = model_path(manifest, tmp_path / "out", "tflite-fp32")
+    result = cli("bench", tflite, "-n", "3", "-j", "2", "--json")
+    assert result.code == 2, result.stdout
+    assert "`-j` is for OpenVINO" in json.loads(result.stdout)["error"]["message"]
+    single = json.loads(cli("bench", tflite, "-n", "3", "-j", "1", "--json").stdout)
+    assert single["jobs"] == 1 and single["runtime"] == "litert" and single["driver"] == "one run() at a time"

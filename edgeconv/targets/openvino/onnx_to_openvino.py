@@ -34,7 +34,7 @@ from edgeconv.formats import Artifact, Format
 from edgeconv.targets.schema import Profile
 from edgeconv.targets.openvino._offline import no_telemetry
 from edgeconv.targets.openvino.options import OpenVinoOptions, parse
-from edgeconv.targets.openvino.runtime import compile_model, core, match_inputs
+from edgeconv.targets.openvino.runtime import compile_model, core, match_inputs, ov_message
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "w8", "int8")
@@ -269,7 +269,7 @@ def placement(model: Any, options: OpenVinoOptions) -> dict[str, Any]:
         try:
             supported = core().query_model(model, present[0])
         except Exception as e:  # noqa: BLE001 - a plugin that cannot answer is reported, not guessed
-            out[device] = f"{present[0]} could not be queried: {first_line(e)}"
+            out[device] = f"{present[0]} could not be queried: {ov_message(e)}"
             continue
         missing = [n for n in ops if n not in supported]
         out[device] = {"device": present[0], "ops": len(ops), "supported": len(ops) - len(missing),
@@ -310,7 +310,7 @@ class OnnxToOpenvino(Converter):
             try:
                 converted = ov.convert_model(str(artifact.path))
             except Exception as e:
-                raise UnsupportedError(f"openvino.convert_model cannot convert {artifact.path.name}: {first_line(e)}",
+                raise UnsupportedError(f"openvino.convert_model cannot convert {artifact.path.name}: {ov_message(e)}",
                                        "the message names the op; see docs/targets/openvino.md") from e
             stable_names(converted, keep)
             return converted
@@ -334,6 +334,6 @@ class OnnxToOpenvino(Converter):
         try:
             ov.save_model(model, str(out), compress_to_fp16=precision == "fp16")
         except Exception as e:
-            raise UnsupportedError(f"openvino.save_model failed: {first_line(e)}", "see docs/targets/openvino.md") from e
+            raise UnsupportedError(f"openvino.save_model failed: {ov_message(e)}", "see docs/targets/openvino.md") from e
         ctx.notes["openvino"] = notes
         return Artifact(out, Format.OPENVINO, companions=(out.with_suffix(".bin"),))
