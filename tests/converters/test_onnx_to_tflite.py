@@ -201,10 +201,14 @@ def test_prepare_check_reports_a_crash_by_signal(monkeypatch: pytest.MonkeyPatch
 
 def test_erf_gelu_from_an_opset_17_export_becomes_tflite_gelu(gelu_transformer: Path, tmp_path: Path) -> None:
     """onnx2tf maps ONNX Erf to TensorFlow's Erf, which has no TFLite builtin (this used to exit 4). The tflite profiles
-    fuse the Erf decomposition into one Gelu first (ONNX Runtime's fusion, opset 21)."""
+    fuse the Erf decomposition into one Gelu first (ONNX Runtime's fusion, opset 21).
+    Full int8 of this random-init block changes 8 of its 256 token decisions (top-1 agreement 0.969), below the int8
+    gate of 0.98 (exit 5; TFLiteConverter has no fallback search): this test is about the GELU op, so it sets its own
+    agreement bound, the one it asserts."""
     out = tmp_path / "out"
     manifest = convert(gelu_transformer / "gelu_block_opset17.onnx", ["tflite-fp32", "tflite-int8"], out,
-                       calib=str(gelu_transformer / "calib"), eval=str(gelu_transformer / "eval"))
+                       calib=str(gelu_transformer / "calib"), eval=str(gelu_transformer / "eval"),
+                       overrides=("validate.gate.min_top1_agreement=0.95",))
     for target, min_snr in (("tflite-fp32", 100.0), ("tflite-int8", 25.0)):
         record = target_record(manifest, target)
         assert record["notes"]["normalise"]["fused"] == {"gelu": 1}
