@@ -64,6 +64,8 @@ class FallbackResult:
     nodes: list[FallbackNode] = field(default_factory=list)
     candidates_measured: int = 0
     seconds: float = 0.0
+    scored_on: str = "onnxruntime"  # the runtime the base model and each kept step were judged on
+    target_unavailable: str = ""  # why the target's runtime could not judge the base model (then ORT did)
     final_path: Path | None = None
 
     def tensors(self) -> list[str]:
@@ -223,13 +225,23 @@ class Evaluation:
 class Evaluator:
     """Float ONNX outputs on fixed samples, computed once; quantized candidates compared against them."""
 
-    def __init__(self, float_path: Path, feeds: list[dict[str, np.ndarray]]):
+    def __init__(self, float_path: Path, feeds: list[dict[str, np.ndarray]],
+                 sessions: Callable[[Path], Any] | None = None):
         from edgeconv.runtimes.ort import cpu_session
 
         self.feeds = feeds
+        self.sessions = sessions or (lambda path: cpu_session(str(path)))  # QDQ path → session (target_scoring.py)
         session = cpu_session(str(float_path))
         self.names = [o.name for o in session.get_outputs()]
         self.references = [session.run(None, self._feed(session, f)) for f in feeds]
+
+    def on(self, sessions: Callable[[Path], Any] | None) -> "Evaluator":
+        """The same references, candidates run by `sessions` (None: this evaluator itself)."""
+        if sessions is None:
+            return self
+        other = object.__new__(Evaluator)
+        other.feeds, other.names, other.references, other.sessions = self.feeds, self.names, self.references, sessions
+        return other
 
     @staticmethod
     def _feed(session: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -238,10 +250,9 @@ class Evaluator:
 
     def evaluate(self, quant_path: Path) -> Evaluation:
         from edgeconv.quantizers.layer_errors import _Accumulator
-        from edgeconv.runtimes.ort import cpu_session
         from edgeconv.validation import compare
 
-        session = cpu_session(str(quant_path))
+        session = self.sessions(quant_path)
         actuals = [session.run(None, self._feed(session, f)) for f in self.feeds]
         channel: float | None = None
         for i, ref in enumerate(self.references[0] if self.references else []):
@@ -279,16 +290,27 @@ def _metrics_json(ev: Evaluation) -> dict[str, Any]:
 
 def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Path], Path], feeds: list[dict[str, Any]],
            gate: Any, budget: int, work_dir: Path, precision: str, max_candidates: int | None = None,
-           exclude_nodes: bool = False, rank_path: Path | None = None) -> FallbackResult:
+           exclude_nodes: bool = False, rank_path: Path | None = None,
+           target_sessions: Callable[[Path], Any] | None = None) -> FallbackResult:
     """Keep the costliest layers in `precision` until `qdq_path`'s successors pass `gate` (at most `budget`).
     Candidates are ranked by their per-layer error in `rank_path` (a QDQ graph; default `qdq_path`); every trial is
-    a model `requantize` writes, judged on its outputs."""
+    a model `requantize` writes, judged on its outputs. With `target_sessions` (target_scoring.py) the base model and
+    every step kept are judged on the target's runtime; single candidates are measured on ONNX Runtime's CPU."""
     started = time.perf_counter()
-    evaluate = Evaluator(float_path, feeds).evaluate
-    base = evaluate(qdq_path)
+    from edgeconv.quantizers.target_scoring import TargetUnavailable
+
+    evaluator = Evaluator(float_path, feeds)
+    evaluate = evaluator.evaluate
+    judge = evaluator.on(target_sessions).evaluate
+    unavailable = ""
+    try:
+        base = judge(qdq_path)
+    except TargetUnavailable as e:  # the converter's checks name what the target refuses; score on ORT meanwhile
+        unavailable, target_sessions, judge = str(e), None, evaluate
+        base = judge(qdq_path)
     base_passed, base_failures = passes(base, gate)
     result = FallbackResult(precision, budget, base_passed, base_passed, _metrics_json(base),
-                            _metrics_json(base), base_failures, final_path=qdq_path)
+                            _metrics_json(base), base_failures, final_path=qdq_path, target_unavailable=unavailable)
     if base_passed or budget <= 0:
         result.seconds = round(time.perf_counter() - started, 2)
         return result
@@ -299,7 +321,7 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
     rows.sort(key=lambda r: -r.cost_db)
     limit = max_candidates or max(6, 2 * budget)
     measured: list[FallbackNode] = []
-    base_obj = objective(base)
+    base_obj = objective(evaluate(qdq_path)) if target_sessions else objective(base)  # candidates' gains: on ORT
     floating = precision != "int16"
     for i, row in enumerate(rows[:limit]):
         alone = evaluate(requantize([row.tensor], work_dir / f"fallback.try{i}.onnx"))
@@ -315,17 +337,20 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
         measured.append(FallbackNode(row.tensor, row.op_type, nodes, float_tensors, _finite(row.snr_db),
                                      _finite(row.cost_db), round(gain, 3), item=item))
     result.candidates_measured = len(measured)
-    measured.sort(key=lambda f: -f.gain_alone)
+    measured.sort(key=lambda f: (-f.gain_alone, -(f.layer_cost_db or 0.0)))
     chosen: list[FallbackNode] = []
-    current, current_obj, final = base, base_obj, qdq_path
+    current, current_obj, final = base, objective(base), qdq_path
     for cand in measured:
         if len(chosen) >= budget:
             break
-        if cand.gain_alone <= MIN_GAIN and chosen:
+        if cand.gain_alone <= MIN_GAIN and chosen and not target_sessions:  # on the target, ORT's gains say little
             break
         trial = [*(c.item for c in chosen), cand.item]
         path = requantize(trial, work_dir / f"fallback.step{len(chosen) + 1}.onnx")
-        m = evaluate(path)
+        try:
+            m = judge(path)
+        except TargetUnavailable:  # this step makes a graph the target refuses: not a step to keep
+            continue
         gain = objective(m) - current_obj
         if gain <= MIN_GAIN:
             continue
@@ -361,10 +386,16 @@ def search_for_target(float_path: Path, qdq_path: Path, requantize: Callable[...
     budget = ctx.options.max_fallback if ctx.options.max_fallback is not None else scheme.max_fallback
     feeds = evaluation_feeds(ctx)
     limit = scheme.options.get("fallback_candidates")
-    with ctx.reporter.task("checking accuracy / mixed precision", total=None):
+    from edgeconv.quantizers.target_scoring import session_factory
+
+    sessions = session_factory(ctx)
+    label = f" on {ctx.profile.validate.runtime}" if sessions else ""
+    with ctx.reporter.task(f"checking accuracy / mixed precision{label}", total=None):
         result = search(float_path, qdq_path, requantize, feeds, gate, max(0, int(budget)), ctx.work_dir,
                         scheme.fallback, int(limit) if limit else None, exclude_nodes=scheme.format == "qoperator",
-                        rank_path=rank_path)
+                        rank_path=rank_path, target_sessions=sessions)
+    if sessions and not result.target_unavailable:
+        result.scored_on = ctx.profile.validate.runtime
     if result.nodes:
         kept = ", ".join(f"{n.tensor} (from {n.op_type}, +{n.gain:.1f})" for n in result.nodes)
         ctx.warn(f"kept {len(result.nodes)} layer output(s) in {scheme.fallback} to meet the accuracy gate: {kept}")

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16", "int16": "QInt16"}
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 EDGECONV_OPTIONS = frozenset({"op_types", "extra_op_types", "nodes_to_exclude", "reduce_range", "preprocess",
-                              "fallback_candidates", "placement", "backend_rules"})
+                              "fallback_candidates", "placement", "backend_rules",
+                              "score_on"})
 BACKEND_RULES = ("qnn",)  # "qnn": ONNX Runtime's QNN compatibility overrides (see qnn_compat_overrides)
 PER_CHANNEL_OPSET = 13
 NEVER_QUANTIZED = frozenset({"Cast"})  # op_types = "all" leaves these out, as ORT's get_qnn_qdq_config does
