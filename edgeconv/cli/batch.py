@@ -54,15 +54,15 @@ def batch(
 
 def _render(summary: Any, dry_run: bool) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    from edgeconv.cli.tables import human_bytes
+    from edgeconv.cli.tables import Col, FitTable, human_bytes
     from edgeconv.manifest import target_shipped_bytes
 
-    table = Table(title=f"edgeconv batch → {summary.output}", title_justify="left")
-    for col, justify in [("model", "left"), ("target", "left"), ("result", "left"), ("exit", "right"), ("time s", "right"),
-                         ("size", "right"), ("SNR dB", "right"), ("top-1", "right"), ("note", "left")]:
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    # on a narrow terminal the least important columns go first (drop order), model and target names are never cut
+    table = FitTable([Col("model", no_wrap=True), Col("target", no_wrap=True), Col("result"),
+                      Col("exit", "right", drop=4), Col("time s", "right", drop=6), Col("size", "right", drop=3),
+                      Col("SNR dB", "right", drop=2), Col("top-1", "right", drop=5), Col("note", drop=1)],
+                     title=f"edgeconv batch → {summary.output}")
     marks = {"ok": "[green]ok[/green]", "skipped": "[dim]unchanged[/dim]", "failed": "[red]failed[/red]",
              "pending": "[yellow]would run[/yellow]"}
     for r in summary.runs:

@@ -164,3 +164,32 @@ def test_batch_sigterm_stops_every_conversion(digits, tmp_path: Path) -> None:
     assert not (project / "out" / "batch-summary.json").exists()
     leftovers = subprocess.run(["pgrep", "-f", str(project / "out")], capture_output=True, text=True).stdout.split()
     assert [p for p in leftovers if int(p) != os.getpid()] == []
+
+
+@pytest.mark.parametrize("columns", [50, 60])
+def test_batch_table_fits_narrow_terminals(digits, tmp_path: Path, columns: int) -> None:
+    """The batch summary table drops its least important columns on a narrow terminal (the caption says which) and
+    never cuts a model or target name; --dry-run renders the same table without converting anything."""
+    import os
+    import subprocess
+    import sys
+
+    project = _project(tmp_path, digits, "pyproject.toml", PYPROJECT.replace('["onnx", "onnx-fp16"]',
+                                                                             '["onnx-int16-qdq", "onnx-fp16"]'))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+
+    def table(width: int) -> str:
+        proc = subprocess.run([sys.executable, "-m", "edgeconv", "batch", "--dry-run"], cwd=project, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**env, "COLUMNS": str(width)},
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    narrow = table(columns)
+    lines = [line for line in narrow.splitlines() if line[:1] in "┏┃┡│└"]
+    assert lines and max(len(line) for line in lines) <= columns and "…" not in narrow
+    for target in ("onnx-int16-qdq", "onnx-fp16"):
+        assert any(line.startswith(f"│ digits │ {target} ") for line in lines), narrow
+    assert "narrow terminal:" in " ".join(narrow.split())
+    wide = table(200)
+    assert "narrow terminal" not in wide and "SNR dB" in wide and "note" in wide
