@@ -134,8 +134,26 @@ def tensors_chain(model: Any, tensor: str) -> list[str]:
     return chain
 
 
+def ancestor_tensors(model: Any, tensor: str, limit: int = 16) -> list[str] | None:
+    """The activations computed before `tensor` (every node output it depends on, up to the graph inputs), in graph
+    order; None when more than `limit` nodes feed it (a unit that large is not a front end)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    seen: set[int] = set()
+    stack = [producer[tensor]] if tensor in producer else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if len(seen) > limit:
+            return None
+        stack.extend(producer[i] for i in node.input if i in producer)
+    return [o for n in model.graph.node if id(n) in seen for o in n.output if o and o != tensor]
+
+
 QIN_SUFFIX = "_QuantizeLinear_Input"
 NODES = "nodes:"  # requantize() item prefix: keep the tensor float by excluding its nodes (weights float too)
+UNIT = "unit:"  # search item: the tensor and everything computed before it (a front end: STFT → power → mel → log)
 NODE_VARIANT_MARGIN = 1.0  # objective units the node variant must beat the activation-only variant by
 
 
@@ -323,6 +341,18 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
     measured: list[FallbackNode] = []
     base_obj = objective(evaluate(qdq_path)) if target_sessions else objective(base)  # candidates' gains: on ORT
     floating = precision != "int16"
+    units: dict[str, list[str]] = {}
+
+    def expand(items: list[str]) -> list[str]:
+        """Search items → what requantize() takes: a unit is its tensor and the activations before it."""
+        out: list[str] = []
+        for item in items:
+            if item.startswith(UNIT):
+                out += [t for t in units[item] if t not in out]
+            elif item not in out:
+                out.append(item)
+        return out
+
     for i, row in enumerate(rows[:limit]):
         alone = evaluate(requantize([row.tensor], work_dir / f"fallback.try{i}.onnx"))
         gain = objective(alone) - base_obj
@@ -334,6 +364,17 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
             if node_gain > gain + NODE_VARIANT_MARGIN:
                 gain, item, float_tensors = node_gain, NODES + row.tensor, []
                 nodes = nodes_for_tensor(float_model, row.tensor)
+        before = ancestor_tensors(float_model, row.tensor) if not passes(alone, gate)[0] else None
+        if before and not item.startswith(NODES):  # a front end whose every step loses range (log of a power)
+            unit = UNIT + row.tensor
+            units[unit] = [*before, row.tensor]
+            unit_gain = objective(evaluate(requantize(expand([unit]), work_dir / f"fallback.try{i}u.onnx"))) - base_obj
+            if unit_gain > gain + NODE_VARIANT_MARGIN:
+                gain, item = unit_gain, unit
+                float_tensors = sorted({t for name in units[unit] for t in tensors_chain(float_model, name)}) \
+                    if floating and not exclude_nodes else []
+                nodes = sorted({n for name in units[unit] for n in nodes_for_tensor(float_model, name)}) \
+                    if floating and exclude_nodes else []
         measured.append(FallbackNode(row.tensor, row.op_type, nodes, float_tensors, _finite(row.snr_db),
                                      _finite(row.cost_db), round(gain, 3), item=item))
     result.candidates_measured = len(measured)
@@ -345,7 +386,7 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
             break
         if cand.gain_alone <= MIN_GAIN and chosen and not target_sessions:  # on the target, ORT's gains say little
             break
-        trial = [*(c.item for c in chosen), cand.item]
+        trial = expand([*(c.item for c in chosen), cand.item])
         path = requantize(trial, work_dir / f"fallback.step{len(chosen) + 1}.onnx")
         try:
             m = judge(path)
