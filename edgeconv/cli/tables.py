@@ -141,6 +141,9 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> FitTable:
         runtime = validation.get("runtime", "")
         if validation.get("stand_in"):  # e.g. a TensorRT engine not built here: its ONNX ran on ONNX Runtime
             runtime = f"{runtime} ({validation['stand_in']})"
+        share = _accelerator_share(target.get("notes") or {})
+        if share:
+            runtime = f"{runtime} ({share})"
         status = "[green]ok[/green]" if validation.get("passed") else "[red]failed[/red]"
         if validation.get("kind") == "structural":
             status += " (structural)"
@@ -176,6 +179,18 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> FitTable:
     if reused:
         table.caption = f"{table.caption}; validated on the calibration samples (no separate --eval): optimistic"
     return table
+
+
+def _accelerator_share(notes: dict[str, Any]) -> str:
+    """How much of the graph the accelerator took, where the converter measured it: 'XNNPACK 96%' (ExecuTorch's
+    delegate coverage), 'HTP 100%' (the QNN placement report)."""
+    delegation = (notes.get("executorch") or {}).get("delegation") or {}
+    if delegation.get("coverage") is not None:
+        return f"XNNPACK {100 * float(delegation['coverage']):.0f}%"
+    placement = (notes.get("hexagon") or {}).get("placement") or {}
+    if placement.get("total"):
+        return f"HTP {100 * placement.get('on_htp', 0) / placement['total']:.0f}%"
+    return ""
 
 
 def _task_cell(task: dict[str, Any] | None) -> str:

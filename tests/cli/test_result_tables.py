@@ -231,3 +231,15 @@ def test_targets_table_never_cuts_target_names(columns: int) -> None:
     assert "narrow terminal:" in " ".join(result.stdout.split())
     wide = run_cli("targets", env={"COLUMNS": "240"})
     assert "narrow terminal" not in wide.stdout and "produces" in wide.stdout
+
+
+@pytest.mark.skipif(not (is_installed("executorch") and is_installed("onnxruntime_qnn")),
+                    reason="needs the executorch and qnn extras")
+def test_table_shows_how_much_the_accelerator_took(digits, tmp_path: Path) -> None:
+    """ExecuTorch's delegate coverage and the HTP placement share are in the result table, not only in the manifest."""
+    result = run_cli("convert", digits.pt2, "--input-shape", "image=1x1x8x8", "-t", "executorch-fp32", "-t",
+                     "hexagon-int8", "--calib", digits.calib, "--eval", digits.eval, "-o", tmp_path / "out",
+                     env={"COLUMNS": "200"})
+    assert result.code == 0, result.stderr
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("│ ")}
+    assert "(XNNPACK 100%)" in rows["executorch-fp32"] and "(HTP 100%)" in rows["hexagon-int8"], result.stdout
