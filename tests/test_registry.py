@@ -47,7 +47,7 @@ def test_runtimes_and_quantizers_are_complete() -> None:
 def test_every_profile_is_reachable(profile) -> None:
     runtimes = {r.name for r in all_runtimes()}
     assert profile.validate.runtime in runtimes
-    for fmt in profile.produces:  # reachable from at least one source format (Core ML has no ONNX front end)
+    for fmt in profile.produces:  # reachable from at least one source format
         routes = []
         for src in (Format.ONNX, Format.TORCH, Format.KERAS):
             try:

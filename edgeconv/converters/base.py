@@ -21,7 +21,7 @@ class Converter(ABC):
     requires: ClassVar[tuple[str, ...]] = ()  # import names that must be installed
     cost: ClassVar[int] = 10  # route search prefers cheaper (more faithful) edges
     stage: ClassVar[str] = "export"  # "export" (into the hub) or "compile" (for the target)
-    # A documented dead end (e.g. ONNX → Core ML): route search may reach it, and planning then stops with exit 4 and
+    # A documented dead end (an edge that exists to explain a refusal): route search may reach it, and planning then stops with exit 4 and
     # this reason + hint (also under --dry-run) instead of a bare "no route".
     unsupported_reason: ClassVar[str] = ""
     unsupported_hint: ClassVar[str] = ""

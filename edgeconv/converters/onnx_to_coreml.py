@@ -1,44 +1,122 @@
-"""ONNX → Core ML: not possible; this edge says so (exit 4) with the routes that exist.
+"""ONNX → Core ML through PyTorch: onnx2torch rebuilds the graph as a torch.fx module, torch.jit.trace freezes it,
+coremltools converts the trace (coremltools removed its own ONNX front end in version 6).
 
-coremltools removed its ONNX front end (coremltools 6); it converts PyTorch and TensorFlow/Keras only. The ONNX →
-PyTorch libraries were considered and not used: onnx2torch (last release 2024) imports torchvision at import time, and
-a round trip through a regenerated PyTorch module would be validated against a different model than the user's. This
-edge exists so that an ONNX source asking for a Core ML target gets that explanation instead of "no route": planning
-stops with exit 4 (also under --dry-run), before anything is written.
+Chosen by measurement (bench/bench_converters.py, bench/README.md "Converter choice"): before this edge an ONNX source
+had no Core ML route at all (exit 4). What the detour costs is measured where it matters: validation runs the original
+ONNX model (ONNX Runtime) against the Core ML program (Core ML on macOS, the MIL reference executor elsewhere), never
+against the regenerated PyTorch module.
+
+Preparation of the (already normalised) ONNX graph for onnx2torch 1.5, which implements opsets up to 17 for many ops
+and Reshape without allowzero: step the opset down to 17 when it is higher, and clear Reshape's allowzero where the
+shape holds no 0 (the two then mean the same). onnx2torch imports torchvision for NonMaxSuppression / RoiAlign only;
+where torchvision is missing or cannot load (a CPU-only torch with the CUDA torchvision wheel), a stub stands in and
+those two ops fail at conversion. Known limits (exit 4 naming the op): LSTM / GRU / STFT have no onnx2torch converter.
+Only ONNX sources take this edge: PyTorch and Keras sources convert to Core ML directly.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 from edgeconv.context import StepContext
+from edgeconv.converters import _coreml
 from edgeconv.converters.base import Converter
-from edgeconv.errors import UnsupportedError
+from edgeconv.deps import require
+from edgeconv.errors import UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
 
 if TYPE_CHECKING:
     from edgeconv.targets.schema import Profile
 
-HINT = ("convert the original model instead: a PyTorch .pt2 (torch.export.save) / TorchScript / --model factory, or a "
-        "Keras .keras/.h5 / SavedModel, e.g. `edgeconv convert model.pt2 --target coreml-fp32`")
+MAX_OPSET = 17  # onnx2torch 1.5.x: ReduceMean-18, Split-18, ... are not implemented
+HINT = ("convert the original model instead (a PyTorch .pt2 / TorchScript / --model factory, or a Keras .keras/.h5 / "
+        "SavedModel) when you have it: `edgeconv convert model.pt2 --target coreml-fp32`")
+
+
+def import_onnx2torch() -> Any:
+    if "onnx2torch" in sys.modules:
+        return sys.modules["onnx2torch"]
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # not installed, or a CUDA build next to a CPU torch ("operator torchvision::nms does not exist")
+        pass
+    else:
+        return require("onnx2torch", "coreml-onnx", purpose="ONNX → Core ML")
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]
+    stub, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
+
+    def missing(*_args: Any, **_kwargs: Any) -> Any:
+        raise UnsupportedError("NonMaxSuppression / RoiAlign need torchvision, which is not usable here",
+                               "install a torchvision build matching torch (pip install torchvision)")
+
+    ops.nms = ops.box_convert = ops.roi_align = missing  # type: ignore[attr-defined]
+    stub.ops = ops  # type: ignore[attr-defined]
+    sys.modules["torchvision"], sys.modules["torchvision.ops"] = stub, ops
+    try:
+        return require("onnx2torch", "coreml-onnx", purpose="ONNX → Core ML")
+    finally:  # onnx2torch holds its references; nothing else may take the stub for torchvision (transformers probes it)
+        del sys.modules["torchvision"], sys.modules["torchvision.ops"]
+
+
+def prepare(model: Any) -> Any:
+    """The ONNX graph as onnx2torch takes it: opset ≤ 17, Reshape allowzero cleared where it changes nothing."""
+    from onnx import numpy_helper, version_converter
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset > MAX_OPSET:
+        try:
+            model = version_converter.convert_version(model, MAX_OPSET)
+        except Exception as e:
+            raise UnsupportedError(f"cannot step the ONNX model from opset {opset} down to {MAX_OPSET} for onnx2torch: "
+                                   f"{first_line(e)}", HINT) from e
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    for node in model.graph.node:
+        shape = consts.get(node.input[1]) if node.op_type == "Reshape" and len(node.input) > 1 else None
+        for attr in node.attribute:
+            if attr.name == "allowzero" and attr.i == 1 and shape is not None and not (shape == 0).any():
+                attr.i = 0
+    return model
 
 
 class OnnxToCoreml(Converter):
     name = "onnx_to_coreml"
     source = Format.ONNX
     target = Format.COREML
-    extra = "coreml"
-    requires = ("coremltools",)
-    cost = 1000
+    extra = "coreml-onnx"
+    requires = ("onnx2torch", "torch", "coremltools")
+    cost = 40  # a detour through a regenerated PyTorch module: only ONNX sources take it (see refuses)
     stage = "compile"
-    unsupported_reason = "Core ML cannot be built from an ONNX model (coremltools has no ONNX front end)"
-    unsupported_hint = HINT
 
     def refuses(self, artifact: Artifact, profile: "Profile") -> str | None:
         if artifact.format != Format.ONNX:  # PyTorch / Keras sources convert directly, never through ONNX
-            return "coremltools has no ONNX front end"
+            return "PyTorch and Keras sources convert to Core ML directly"
         return None
 
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
-        raise UnsupportedError(f"target {ctx.profile.name}: {self.unsupported_reason}", HINT,
-                               details={"source_format": "onnx", "target_format": "coreml"})
+        import onnx
+
+        from edgeconv.converters.torch_to_onnx import example_inputs
+        from edgeconv.converters.torch_to_coreml import TorchToCoreml, _count_outputs
+
+        torch = require("torch", "torch", purpose="ONNX → Core ML")
+        _coreml.coremltools()
+        onnx2torch = import_onnx2torch()
+        model = prepare(onnx.load(str(artifact.path)))
+        try:
+            module = onnx2torch.convert(model).eval()
+        except Exception as e:
+            raise UnsupportedError(f"onnx2torch could not rebuild the ONNX graph in PyTorch: {first_line(e)}",
+                                   HINT) from e
+        args = example_inputs(ctx)
+        with torch.no_grad():
+            traced = TorchToCoreml._trace(module, args)
+        mlmodel = _coreml.convert(traced, ctx, inputs=_coreml.tensor_types(ctx),
+                                  outputs=_coreml.output_types(ctx, _count_outputs(module, args)))
+        ctx.notes["coreml_route"] = "ONNX → onnx2torch → torch.jit.trace → coremltools"
+        return _coreml.finish(mlmodel, ctx, list(ctx.source.output_names))

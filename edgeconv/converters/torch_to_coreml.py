@@ -122,7 +122,7 @@ class TorchToCoreml(Converter):
     target = Format.COREML
     extra = "coreml"
     requires = ("torch", "coremltools")
-    cost = 5  # direct: the only route (no ONNX → Core ML edge)
+    cost = 5  # direct (ONNX sources alone take onnx_to_coreml, through onnx2torch)
     stage = "compile"
 
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:

@@ -166,18 +166,20 @@ def test_inspect_keras_output_shapes(cli, keras_models) -> None:
 
 
 def test_inspect_says_a_shared_reason_once(cli, digits) -> None:
-    """Six Core ML profiles refuse an ONNX source for one reason: one row, the reason said once; JSON keeps each
-    profile and adds the groups."""
+    """The ExecuTorch profiles refuse an ONNX source for one reason (no route): one row, the reason said once; JSON
+    keeps each profile and adds the groups. The six Core ML profiles take it (through onnx2torch) and share one note."""
     result = cli("inspect", digits.onnx)
     assert result.code == 0, result.stderr
-    assert result.stdout.count("Core ML cannot be built from an ONNX model") == 1
-    assert "coreml-*, ane-fp16 (6 profiles)" in result.stdout
+    assert result.stdout.count("no route from onnx to executorch") == 1
+    assert "executorch-* (2 profiles)" in result.stdout and "coreml-*, ane-fp16 (6 profiles)" in result.stdout
     report = json.loads(cli("inspect", digits.onnx, "--json").stdout)
-    coreml = sorted(f["target"] for f in report["profiles"] if "Core ML cannot be built" in " ".join(f["reasons"]))
-    assert coreml == sorted(["coreml-fp32", "ane-fp16", "coreml-w8", "coreml-palettize6", "coreml-palettize4", "coreml-w8a8"])
-    (group,) = [g for g in report["profile_groups"] if "coreml-fp32" in g["targets"]]
-    assert sorted(group["targets"]) == coreml and group["status"] == "no"
-    assert group["label"] == "coreml-*, ane-fp16 (6 profiles)"
-    assert group["reasons"][0].startswith("Core ML cannot be built from an ONNX model")  # no one target's name
+    refused = sorted(f["target"] for f in report["profiles"] if "no route from onnx" in " ".join(f["reasons"]))
+    assert refused == sorted(p for p in (f["target"] for f in report["profiles"]) if p.startswith("executorch"))
+    (group,) = [g for g in report["profile_groups"] if refused[0] in g["targets"]]
+    assert sorted(group["targets"]) == refused and group["status"] == "no"
+    assert group["label"] == "executorch-* (2 profiles)"
+    assert group["reasons"][0].startswith("no route from onnx to executorch")  # no one target's name
+    (coreml,) = [g for g in report["profile_groups"] if "coreml-fp32" in g["targets"]]
+    assert coreml["label"] == "coreml-*, ane-fp16 (6 profiles)" and coreml["status"] != "no"
     single = [g for g in report["profile_groups"] if g["targets"] == ["onnx"]]
     assert single and single[0]["label"] == "onnx" and single[0]["status"] == "yes"

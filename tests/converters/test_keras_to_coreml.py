@@ -1,5 +1,5 @@
-"""Keras / SavedModel → Core ML directly (one tf.function concrete function → coremltools) for every Core ML profile;
-ONNX sources are refused with exit 4 (coremltools has no ONNX front end)."""
+"""Keras / SavedModel → Core ML directly (one tf.function concrete function → coremltools) for every Core ML profile
+(ONNX sources go through onnx2torch: tests/converters/test_onnx_to_coreml.py)."""
 
 from __future__ import annotations
 
@@ -62,10 +62,3 @@ def test_savedmodel_source(keras_models: Path, tmp_path: Path) -> None:
     assert record["notes"]["coreml_route"].startswith("SavedModel") and record["validation"]["passed"]
     if not ON_MACOS:
         assert record["validation"]["checks"]["weights"]["linear/INT8"] == 2
-
-
-def test_onnx_source_is_refused_with_the_routes_that_exist(digits, tmp_path: Path, cli) -> None:
-    result = cli("convert", digits.onnx, "--target", "coreml-fp32", "-o", tmp_path / "out", "--json")
-    assert result.code == 4, result.stdout + result.stderr
-    assert "no ONNX front end" in result.stdout and ".pt2" in result.stdout
-    assert not (tmp_path / "out").exists()

@@ -169,6 +169,7 @@ HIDING_RUNNER = textwrap.dedent("""
 @pytest.mark.parametrize("hidden, source, target, extra", [
     ("onnx2tf", "onnx", "tflite-fp32", "tflite"),
     ("coremltools", "pt2", "coreml-fp32", "coreml"),  # Core ML is built from the PyTorch / Keras source
+    ("onnx2torch", "onnx", "coreml-fp32", "coreml-onnx"),  # ... or from ONNX through onnx2torch
 ])
 def test_missing_backend_names_pip_extra(digits, ws: Path, tmp_path: Path, hidden: str, source: str, target: str,
                                          extra: str) -> None:
