@@ -135,12 +135,29 @@ def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any])
     if samples.kind == "generated":
         ctx.warn("validated on generated random inputs (no --eval/--calib data given); pass --eval DIR for real numbers")
     if failures:
-        raise AccuracyGateError(
-            f"{profile.name} failed its accuracy gate: {'; '.join(failures)}",
-            "pass real --calib data, pick a higher-precision profile, or relax the gate with --set validate.gate.<key>=...",
-            details={"target": profile.name, "validation": asdict(record)},
-        )
+        search = _search_summary(ctx)
+        hint = "pass real --calib data, pick a higher-precision profile, or relax the gate with --set validate.gate.<key>=..."
+        if search:
+            hint = (f"the mixed-precision search kept {len(search['kept'])} tensor(s) in {search['precision']} within its "
+                    f"budget of {search['budget']} (judged on {search['scored_on']}); raise it with --max-fallback N, "
+                    "or " + hint)
+        raise AccuracyGateError(f"{profile.name} failed its accuracy gate: {'; '.join(failures)}", hint,
+                                details={"target": profile.name, "validation": asdict(record),
+                                         **({"fallback": search} if search else {})})
     return record
+
+
+def _search_summary(ctx: StepContext) -> dict[str, Any] | None:
+    """What the quantizer's mixed-precision search did for this target (notes.quantize.fallback), for the error of a
+    failed gate: no manifest is written then, and this is what a user tunes next."""
+    quantize = ctx.notes.get("quantize")
+    fallback = quantize.get("fallback") if isinstance(quantize, dict) else None
+    if not isinstance(fallback, dict) or fallback.get("gate_passed_before"):
+        return None
+    return {"precision": fallback.get("precision"), "budget": fallback.get("budget"),
+            "scored_on": fallback.get("scored_on", "onnxruntime"), "before": fallback.get("before"),
+            "after": fallback.get("after"), "kept": [n.get("tensor") for n in fallback.get("nodes") or []],
+            "candidates_measured": fallback.get("candidates_measured"), "seconds": fallback.get("seconds")}
 
 
 def task_result(samples: SampleSet, names: list[str], references: list[list[Any]], actuals: list[list[Any]], ctx: StepContext,

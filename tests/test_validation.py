@@ -88,3 +88,19 @@ def test_nan_in_the_converted_output_fails_whatever_the_gate() -> None:
     assert metrics.outputs[0].nonfinite == 1 and metrics.snr_db == -SNR_CAP_DB
     result = check_gate(metrics, Gate(min_snr_db=None))
     assert not result.passed and result.failures == ("1 NaN/Inf value(s) where the source's are finite",)
+
+
+def test_failed_gate_error_says_what_the_search_did() -> None:
+    """No manifest is written when a gate fails, so the error carries the search's summary (and the hint names it)."""
+    from types import SimpleNamespace
+
+    from edgeconv.validation_stage import _search_summary
+
+    fallback = {"precision": "int16", "budget": 8, "scored_on": "qnn_htp", "gate_passed_before": False,
+                "before": {"snr_db": 26.8}, "after": {"snr_db": 26.9}, "candidates_measured": 8, "seconds": 64.6,
+                "nodes": [{"tensor": "add_30"}, {"tensor": "mean"}]}
+    summary = _search_summary(SimpleNamespace(notes={"quantize": {"fallback": fallback}}))
+    assert summary is not None
+    assert summary["kept"] == ["add_30", "mean"] and summary["scored_on"] == "qnn_htp" and summary["budget"] == 8
+    assert _search_summary(SimpleNamespace(notes={"quantize": {"fallback": {**fallback, "gate_passed_before": True}}})) is None
+    assert _search_summary(SimpleNamespace(notes={})) is None
