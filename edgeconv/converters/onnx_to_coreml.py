@@ -16,6 +16,7 @@ Only ONNX sources take this edge: PyTorch and Keras sources convert to Core ML d
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from edgeconv.context import StepContext
 from edgeconv.converters import _coreml
 from edgeconv.converters.base import Converter
 from edgeconv.deps import require
-from edgeconv.errors import UnsupportedError, first_line
+from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
 
 if TYPE_CHECKING:
@@ -84,6 +85,42 @@ def prepare(model: Any) -> Any:
     return model
 
 
+def _flat_outputs(torch: Any, module: Any) -> Any:
+    """The module with its outputs as one flat tuple: onnx2torch returns a list, and nests TopK's (values, indices)
+    pair in it, which torch.jit.trace cannot type."""
+    from edgeconv.runtimes.torch_runtime import flatten_outputs
+
+    class Flat(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any) -> tuple:
+            return tuple(flatten_outputs(self.inner(*args)))
+
+    return Flat(module).eval()
+
+
+def example_args(ctx: StepContext) -> tuple:
+    """One input per source input for the trace: a dynamic batch becomes 1 (as in the Core ML input type); another
+    dynamic dim needs --input-shape."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(ctx.options.seed)
+    args = []
+    for spec in ctx.source.inputs:
+        unknown = [i for i in spec.dynamic_dims if i != 0]
+        if unknown or not spec.rank_known:
+            raise InvalidInputError(f"Core ML needs a fixed input shape; {spec.name} is [{spec.shape_str()}]",
+                                    f"fix it with --input-shape {spec.name}=DIMS (your real sizes)")
+        shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape)
+        dtype = np.dtype(spec.dtype)
+        value = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.ones(shape, dtype)
+        args.append(torch.from_numpy(value))
+    return tuple(args)
+
+
 class OnnxToCoreml(Converter):
     name = "onnx_to_coreml"
     source = Format.ONNX
@@ -101,7 +138,6 @@ class OnnxToCoreml(Converter):
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         import onnx
 
-        from edgeconv.converters.torch_to_onnx import example_inputs
         from edgeconv.converters.torch_to_coreml import TorchToCoreml, _count_outputs
 
         torch = require("torch", "torch", purpose="ONNX → Core ML")
@@ -113,10 +149,14 @@ class OnnxToCoreml(Converter):
         except Exception as e:
             raise UnsupportedError(f"onnx2torch could not rebuild the ONNX graph in PyTorch: {first_line(e)}",
                                    HINT) from e
-        args = example_inputs(ctx)
+        args = example_args(ctx)
+        module = _flat_outputs(torch, module)
         with torch.no_grad():
             traced = TorchToCoreml._trace(module, args)
         mlmodel = _coreml.convert(traced, ctx, inputs=_coreml.tensor_types(ctx),
                                   outputs=_coreml.output_types(ctx, _count_outputs(module, args)))
         ctx.notes["coreml_route"] = "ONNX → onnx2torch → torch.jit.trace → coremltools"
-        return _coreml.finish(mlmodel, ctx, list(ctx.source.output_names))
+        # ML Program names are identifiers: an ONNX output called "25" keeps the name coremltools gave it
+        names = [n if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n or "") else "" for n in ctx.source.output_names]
+        return _coreml.finish(mlmodel, ctx, names)
+
