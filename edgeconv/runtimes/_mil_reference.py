@@ -118,6 +118,17 @@ def _clip(a: dict[str, Any]) -> np.ndarray:
     return np.clip(_f(a["x"]), a["alpha"], a["beta"])
 
 
+@_op("thresholded_relu")
+def _thresholded_relu(a: dict[str, Any]) -> np.ndarray:
+    x = _f(a["x"])
+    return np.where(x >= float(a.get("alpha", 1.0)), x, np.zeros_like(x))
+
+
+@_op("sigmoid_hard")
+def _sigmoid_hard(a: dict[str, Any]) -> np.ndarray:
+    return np.clip(_f(a["x"]) * float(a.get("alpha", 0.2)) + float(a.get("beta", 0.5)), 0.0, 1.0)
+
+
 @_op("leaky_relu")
 def _leaky_relu(a: dict[str, Any]) -> np.ndarray:
     x = _f(a["x"])

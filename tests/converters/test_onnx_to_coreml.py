@@ -97,3 +97,13 @@ def test_without_onnx2torch_the_plan_names_the_extra(digits, monkeypatch: pytest
     with pytest.raises(MissingBackendError) as e:
         check_backends(plan)
     assert "coreml-onnx" in e.value.hint
+
+
+def test_mil_reference_runs_the_activations_onnx2torch_programs_use() -> None:
+    """onnx2torch's HardSigmoid / HardSwish lower to MIL sigmoid_hard and thresholded_relu (MobileNetV3 from ONNX)."""
+    from edgeconv.runtimes._mil_reference import _OPS
+
+    x = np.array([-4.0, -1.0, 0.0, 0.5, 1.0, 4.0], dtype=np.float32)
+    hard = _OPS["sigmoid_hard"]({"x": x, "alpha": 1 / 6, "beta": 0.5})
+    np.testing.assert_allclose(hard, np.clip(x / 6 + 0.5, 0, 1), rtol=1e-6)
+    np.testing.assert_array_equal(_OPS["thresholded_relu"]({"x": x, "alpha": 1.0}), np.where(x >= 1.0, x, 0.0))
