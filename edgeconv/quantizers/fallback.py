@@ -342,6 +342,8 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
     base_obj = objective(evaluate(qdq_path)) if target_sessions else objective(base)  # candidates' gains: on ORT
     floating = precision != "int16"
     units: dict[str, list[str]] = {}
+    unit_variants: dict[int, tuple[float, str]] = {}  # candidate index → (gain, unit item), used if no tensor suffices
+    any_passed_alone = False
 
     def expand(items: list[str]) -> list[str]:
         """Search items → what requantize() takes: a unit is its tensor and the activations before it."""
@@ -364,19 +366,25 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
             if node_gain > gain + NODE_VARIANT_MARGIN:
                 gain, item, float_tensors = node_gain, NODES + row.tensor, []
                 nodes = nodes_for_tensor(float_model, row.tensor)
-        before = ancestor_tensors(float_model, row.tensor) if not passes(alone, gate)[0] else None
+        passed_alone = passes(alone, gate)[0]
+        any_passed_alone = any_passed_alone or passed_alone
+        before = ancestor_tensors(float_model, row.tensor) if not passed_alone else None
         if before and not item.startswith(NODES):  # a front end whose every step loses range (log of a power)
             unit = UNIT + row.tensor
             units[unit] = [*before, row.tensor]
             unit_gain = objective(evaluate(requantize(expand([unit]), work_dir / f"fallback.try{i}u.onnx"))) - base_obj
             if unit_gain > gain + NODE_VARIANT_MARGIN:
-                gain, item = unit_gain, unit
-                float_tensors = sorted({t for name in units[unit] for t in tensors_chain(float_model, name)}) \
-                    if floating and not exclude_nodes else []
-                nodes = sorted({n for name in units[unit] for n in nodes_for_tensor(float_model, name)}) \
-                    if floating and exclude_nodes else []
+                unit_variants[len(measured)] = (unit_gain, unit)
         measured.append(FallbackNode(row.tensor, row.op_type, nodes, float_tensors, _finite(row.snr_db),
                                      _finite(row.cost_db), round(gain, 3), item=item))
+    if not any_passed_alone:  # no single tensor is enough: the units that bought more replace their tensor
+        for index, (unit_gain, unit) in unit_variants.items():
+            cand = measured[index]
+            cand.gain_alone, cand.item = round(unit_gain, 3), unit
+            cand.float_tensors = sorted({t for name in units[unit] for t in tensors_chain(float_model, name)}) \
+                if floating and not exclude_nodes else []
+            cand.nodes = sorted({n for name in units[unit] for n in nodes_for_tensor(float_model, name)}) \
+                if floating and exclude_nodes else []
     result.candidates_measured = len(measured)
     measured.sort(key=lambda f: (-f.gain_alone, -(f.layer_cost_db or 0.0)))
     chosen: list[FallbackNode] = []
