@@ -77,6 +77,7 @@ def prepare(model: Any) -> Any:
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    _prelu_as_relu(model)  # and Min / Max
     for node in model.graph.node:
         shape = consts.get(node.input[1]) if node.op_type == "Reshape" and len(node.input) > 1 else None
         for attr in node.attribute:
@@ -119,6 +120,51 @@ def example_args(ctx: StepContext) -> tuple:
         value = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.ones(shape, dtype)
         args.append(torch.from_numpy(value))
     return tuple(args)
+
+
+def _min_max_as_relu(helper: Any, node: Any) -> list[Any]:
+    """Min / Max(a, b, ...) pairwise as a − Relu(a − b) / b + Relu(a − b): onnx2torch stacks broadcast copies of the
+    inputs, which coremltools cannot convert ("Concat ... got 0 values"), and coremltools has no torch `greater`."""
+    base = f"{node.name or node.output[0]}_{node.op_type.lower()}"
+    out, acc = [], node.input[0]
+    for i, other in enumerate(node.input[1:], 1):
+        result = node.output[0] if i == len(node.input) - 1 else f"{base}_{i}"
+        diff, gap = f"{base}_diff{i}", f"{base}_gap{i}"
+        out += [helper.make_node("Sub", [acc, other], [diff], name=diff),
+                helper.make_node("Relu", [diff], [gap], name=gap)]
+        out.append(helper.make_node("Sub", [acc, gap], [result], name=f"{base}_{i}_out") if node.op_type == "Min"
+                   else helper.make_node("Add", [other, gap], [result], name=f"{base}_{i}_out"))
+        acc = result
+    return out
+
+
+def _prelu_as_relu(model: Any) -> int:
+    """PRelu(x, slope) → Relu(x) − slope · Relu(−x): onnx2torch rebuilds PRelu with boolean-mask indexing, which becomes
+    non_zero / gather_nd / scatter_nd in the Core ML program (data-dependent shapes, off the Neural Engine). Min / Max
+    likewise (see _min_max_as_relu)."""
+    from onnx import helper
+
+    nodes, count = [], 0
+    for node in model.graph.node:
+        if node.op_type in ("Min", "Max") and len(node.input) >= 2:
+            nodes += _min_max_as_relu(helper, node)
+            count += 1
+            continue
+        if node.op_type != "PRelu":
+            nodes.append(node)
+            continue
+        x, slope = node.input[0], node.input[1]
+        base = f"{node.name or node.output[0]}_prelu"
+        nodes += [helper.make_node("Relu", [x], [f"{base}_pos"], name=f"{base}_relu"),
+                  helper.make_node("Neg", [x], [f"{base}_negx"], name=f"{base}_neg"),
+                  helper.make_node("Relu", [f"{base}_negx"], [f"{base}_neg"], name=f"{base}_relu_neg"),
+                  helper.make_node("Mul", [f"{base}_neg", slope], [f"{base}_scaled"], name=f"{base}_mul"),
+                  helper.make_node("Sub", [f"{base}_pos", f"{base}_scaled"], list(node.output), name=f"{base}_sub")]
+        count += 1
+    if count:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return count
 
 
 class OnnxToCoreml(Converter):

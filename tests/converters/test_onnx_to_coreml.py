@@ -107,3 +107,30 @@ def test_mil_reference_runs_the_activations_onnx2torch_programs_use() -> None:
     hard = _OPS["sigmoid_hard"]({"x": x, "alpha": 1 / 6, "beta": 0.5})
     np.testing.assert_allclose(hard, np.clip(x / 6 + 0.5, 0, 1), rtol=1e-6)
     np.testing.assert_array_equal(_OPS["thresholded_relu"]({"x": x, "alpha": 1.0}), np.where(x >= 1.0, x, 0.0))
+
+
+def test_prepare_rewrites_prelu_min_max_into_what_coremltools_takes() -> None:
+    """PRelu (onnx2torch: boolean-mask indexing → non_zero in Core ML) and Min / Max (onnx2torch: torch.stack, which
+    coremltools refuses) become Relu arithmetic that computes the same thing."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    from edgeconv.converters.onnx_to_coreml import prepare
+
+    slope = numpy_helper.from_array(np.array([0.25, 0.5, 2.0], dtype=np.float32).reshape(3, 1, 1), "slope")
+    lo = numpy_helper.from_array(np.array(-0.5, dtype=np.float32), "lo")
+    hi = numpy_helper.from_array(np.array(0.75, dtype=np.float32), "hi")
+    nodes = [helper.make_node("PRelu", ["x", "slope"], ["p"]), helper.make_node("Max", ["p", "lo"], ["m"]),
+             helper.make_node("Min", ["m", "hi", "x"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [slope, lo, hi])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32) * 2
+    before = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    prepared = prepare(model)
+    assert not {"PRelu", "Min", "Max"} & {n.op_type for n in prepared.graph.node}
+    onnx.checker.check_model(prepared)
+    after = ort.InferenceSession(prepared.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
