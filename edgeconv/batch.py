@@ -300,6 +300,9 @@ class Runner:
                     if self.on_stage:
                         self.on_stage(model, target, event["stage"], event["detail"])
                 log.flush()
+        except BaseException:  # a full disk or a failing callback: stop the child, which may block on a full pipe
+            proc.kill()
+            raise
         finally:
             proc.wait()
             reader.join()

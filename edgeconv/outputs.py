@@ -18,9 +18,7 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Iterator
-
-from filelock import FileLock, Timeout
+from typing import Any, Iterator
 
 from edgeconv.errors import OutputError, SafetyError, UsageError
 
@@ -201,7 +199,7 @@ class OutputTransaction:
         self.force = force
         self.protected = protected
         self.staging: Path | None = None
-        self._lock: FileLock | None = None
+        self._lock: Any = None  # a filelock.FileLock while held
         self._lock_path = self.outdir.absolute().parent / f".{self.outdir.name}{LOCK_SUFFIX}"
         self.committed = False
 
@@ -228,6 +226,8 @@ class OutputTransaction:
     def _acquire_lock(self) -> None:
         """One non-blocking attempt (filelock: flock on POSIX, LockFileEx on Windows); the holder's PID is written
         after the one byte Windows locks, so a second run can name it on either platform."""
+        from filelock import FileLock, Timeout
+
         lock = FileLock(self._lock_path, blocking=False, thread_local=False, on_acquired=_write_pid)
         try:
             lock.acquire()

@@ -92,7 +92,12 @@ def _onnx(path: Path) -> Inferred:
     qdq = ops["QuantizeLinear"] + ops["DequantizeLinear"]
     zero_points = {name(init_types[n.input[2]]).lower() for n in nodes if n.op_type in ("QuantizeLinear", "DequantizeLinear")
                    and len(n.input) > 2 and n.input[2] in init_types} - {"int32"}  # int32: biases
-    sixteen = sorted(z for z in zero_points if z in ("int16", "uint16"))
+    # int16 when most activations are 16-bit: hexagon-int8's accuracy fallback widens a few tensors to 16 bit, and such
+    # an int8 model must keep int8's gate (the activations' QuantizeLinear nodes are counted, weights have no Q)
+    act_types = [name(init_types[n.input[2]]).lower() for n in nodes if n.op_type == "QuantizeLinear"
+                 and len(n.input) > 2 and n.input[2] in init_types]
+    wide = sum(1 for t in act_types if t in ("int16", "uint16"))
+    sixteen = wide * 2 > len(act_types) if act_types else any(z in ("int16", "uint16") for z in zero_points)
     dynamic = sum(ops[op] for op in DYNAMIC_OPS)
     if qlinear:
         kinds = ", ".join(sorted({op for op in ops if op.startswith("QLinear") or op in QLINEAR_OPS}))

@@ -138,9 +138,9 @@ def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any])
         search = _search_summary(ctx)
         hint = "pass real --calib data, pick a higher-precision profile, or relax the gate with --set validate.gate.<key>=..."
         if search:
-            hint = (f"the mixed-precision search kept {len(search['kept'])} tensor(s) in {search['precision']} within its "
-                    f"budget of {search['budget']} (judged on {search['scored_on']}); raise it with --max-fallback N, "
-                    "or " + hint)
+            more = "raise it with --max-fallback N, or " if len(search["kept"]) >= (search["budget"] or 0) else ""
+            hint = (f"the mixed-precision search kept {len(search['kept'])} tensor(s) in {search['precision']} (budget "
+                    f"{search['budget']}, judged on {search['scored_on']}); {more}" + hint)
         raise AccuracyGateError(f"{profile.name} failed its accuracy gate: {'; '.join(failures)}", hint,
                                 details={"target": profile.name, "validation": asdict(record),
                                          **({"fallback": search} if search else {})})

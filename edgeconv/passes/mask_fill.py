@@ -40,8 +40,8 @@ def bound_mask_fill(model: Any) -> int:
         fill = values <= FILL_THRESHOLD
         if values.size > 4096 or not fill.any() or not np.all(fill | (values == 0)):
             continue
-        if not _reaches_softmax(init.name, users):
-            continue
+        if not _reaches_softmax(init.name, users) or any(n.op_type not in MASK_OPS for n in users.get(init.name, ())):
+            continue  # a constant also used outside mask arithmetic keeps its value
         init.CopyFrom(numpy_helper.from_array(np.where(fill, np.asarray(MASK_FILL, values.dtype), values), init.name))
         fixed += 1
     return fixed

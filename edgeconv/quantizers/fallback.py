@@ -19,6 +19,7 @@ everything quantized and gives that tensor 16-bit activations (HTP-style W8A16 w
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,8 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeconv.quantizers.layer_errors import DQ_SUFFIX, layer_errors
+
+log = logging.getLogger(__name__)
 
 WIDE = {"uint8": "QUInt16", "int8": "QInt16", "uint16": "QUInt16", "int16": "QInt16"}
 MIN_GAIN = 0.05  # objective units a node must buy back to be kept
@@ -50,6 +53,7 @@ class FallbackNode:
     snr_db_after: float | None = None
     top1_after: float | None = None
     item: str = ""  # what requantize() is given for it: the tensor, or NODES + tensor (its nodes excluded)
+    unit: list[str] = field(default_factory=list)  # a search unit: the activations before the tensor, raised with it
 
 
 @dataclass
@@ -69,10 +73,7 @@ class FallbackResult:
     final_path: Path | None = None
 
     def tensors(self) -> list[str]:
-        return [n.tensor for n in self.nodes]
-
-    def items(self) -> list[str]:
-        return [n.item or n.tensor for n in self.nodes]
+        return list(dict.fromkeys(t for n in self.nodes for t in (*n.unit, n.tensor)))
 
     def node_names(self) -> list[str]:
         return sorted({name for n in self.nodes for name in n.nodes})
@@ -368,7 +369,7 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
                 nodes = nodes_for_tensor(float_model, row.tensor)
         passed_alone = passes(alone, gate)[0]
         any_passed_alone = any_passed_alone or passed_alone
-        before = ancestor_tensors(float_model, row.tensor) if not passed_alone else None
+        before = ancestor_tensors(float_model, row.tensor) if not any_passed_alone else None
         if before and not item.startswith(NODES):  # a front end whose every step loses range (log of a power)
             unit = UNIT + row.tensor
             units[unit] = [*before, row.tensor]
@@ -380,7 +381,7 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
     if not any_passed_alone:  # no single tensor is enough: the units that bought more replace their tensor
         for index, (unit_gain, unit) in unit_variants.items():
             cand = measured[index]
-            cand.gain_alone, cand.item = round(unit_gain, 3), unit
+            cand.gain_alone, cand.item, cand.unit = round(unit_gain, 3), unit, units[unit][:-1]
             cand.float_tensors = sorted({t for name in units[unit] for t in tensors_chain(float_model, name)}) \
                 if floating and not exclude_nodes else []
             cand.nodes = sorted({n for name in units[unit] for n in nodes_for_tensor(float_model, name)}) \
@@ -398,7 +399,8 @@ def search(float_path: Path, qdq_path: Path, requantize: Callable[[list[str], Pa
         path = requantize(trial, work_dir / f"fallback.step{len(chosen) + 1}.onnx")
         try:
             m = judge(path)
-        except TargetUnavailable:  # this step makes a graph the target refuses: not a step to keep
+        except TargetUnavailable as e:  # this step makes a graph the target refuses: not a step to keep
+            log.debug("fallback step with %s skipped: the target cannot run it (%s)", cand.tensor, e)
             continue
         gain = objective(m) - current_obj
         if gain <= MIN_GAIN:
@@ -445,8 +447,12 @@ def search_for_target(float_path: Path, qdq_path: Path, requantize: Callable[...
                         rank_path=rank_path, target_sessions=sessions)
     if sessions and not result.target_unavailable:
         result.scored_on = ctx.profile.validate.runtime
+    elif sessions:
+        ctx.warn(f"the accuracy search could not run the model on {ctx.profile.validate.runtime} "
+                 f"({result.target_unavailable}); it was judged on ONNX Runtime's CPU")
     if result.nodes:
-        kept = ", ".join(f"{n.tensor} (from {n.op_type}, +{n.gain:.1f})" for n in result.nodes)
+        kept = ", ".join(f"{n.tensor} (from {n.op_type}{f', with the {len(n.unit)} before it' if n.unit else ''}, "
+                         f"+{n.gain:.1f})" for n in result.nodes)
         ctx.warn(f"kept {len(result.nodes)} layer output(s) in {scheme.fallback} to meet the accuracy gate: {kept}")
     return result
 
