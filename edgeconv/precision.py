@@ -63,15 +63,9 @@ def _plural(n: int, word: str) -> str:
 
 
 def _onnx_nodes(graph: Any) -> list[Any]:
-    nodes = []
-    for node in graph.node:
-        nodes.append(node)
-        for attr in node.attribute:  # If / Loop / Scan bodies
-            if attr.g is not None and attr.g.node:
-                nodes += _onnx_nodes(attr.g)
-            for sub in attr.graphs:
-                nodes += _onnx_nodes(sub)
-    return nodes
+    from edgeconv.passes._reads import all_nodes
+
+    return all_nodes(graph)
 
 
 def _onnx(path: Path) -> Inferred:

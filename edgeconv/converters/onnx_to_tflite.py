@@ -150,17 +150,11 @@ def ops_onnx2tf_lacks(model_path: Path) -> list[str]:
 
     import onnx
 
-    def op_types(graph: Any) -> set[str]:
-        found = set()
-        for node in graph.node:
-            found.add(node.op_type)
-            for attr in node.attribute:
-                if attr.type == attr.GRAPH:
-                    found |= op_types(attr.g)
-        return found
+    from edgeconv.passes._reads import all_nodes
 
     graph = onnx.load_model(str(model_path), load_external_data=False).graph
-    return sorted(op for op in op_types(graph) if importlib.util.find_spec(f"onnx2tf.ops.{op}") is None)
+    return sorted(op for op in {n.op_type for n in all_nodes(graph)}
+                  if importlib.util.find_spec(f"onnx2tf.ops.{op}") is None)
 
 
 def run_onnx2tf(artifact: Artifact, ctx: StepContext, onnx_inputs: list[TensorSpec], keep_source: bool) -> tuple[Path, list[np.ndarray]]:

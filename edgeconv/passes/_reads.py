@@ -25,3 +25,14 @@ def drop_unused_initializers(graph: Any) -> None:
     if len(kept) != len(graph.initializer):
         del graph.initializer[:]
         graph.initializer.extend(kept)
+
+
+def all_nodes(graph: Any) -> list[Any]:
+    """The nodes of `graph` and of every If / Loop / Scan body below it, each graph's nodes in order."""
+    nodes: list[Any] = []
+    for node in graph.node:
+        nodes.append(node)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                nodes += all_nodes(sub)
+    return nodes
