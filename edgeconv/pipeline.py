@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -383,6 +383,17 @@ def _write_target(record: TargetRecord, primary: Artifact, extras: list[Artifact
         record.artifacts.append(ArtifactRecord(f"{target.profile.name}/(not built)", fmt.value, None, None, "not-built", reason))
 
 
+def recorded_source(plan: Plan) -> SourceModel:
+    """The source as the manifest records it: with the --input-shape dims applied, and where the source itself does not
+    know an input's rank (a TorchScript module), the dims its first target ran with; bench and validate feed the
+    artifact with these."""
+    source = plan.source.with_shapes(plan.options.input_shapes) if plan.options.input_shapes else plan.source
+    if plan.targets and any(not s.rank_known for s in source.inputs):
+        ran = {s.name: s for s in plan.targets[0].source.inputs}
+        source = replace(source, inputs=tuple(ran.get(s.name, s) if not s.rank_known else s for s in source.inputs))
+    return source
+
+
 def source_record(source: SourceModel) -> SourceRecord:
     path = source.artifact.path
     exists = path.exists()
@@ -433,7 +444,7 @@ def run(plan: Plan, outdir: Path, *, force: bool = False, reporter: Reporter | N
                 records.append(_failed_record(target.profile, error))
         if failures and len(failures) == len(plan.targets):
             raise max(failures, key=lambda f: f[1].exit_code)[1]  # nothing to keep: as without --keep-going
-        manifest = Manifest(source_record(plan.source), records, installed_versions(), options_record(options))
+        manifest = Manifest(source_record(recorded_source(plan)), records, installed_versions(), options_record(options))
         try:
             if not options.keep_work:
                 shutil.rmtree(tx.staging / ".work", ignore_errors=True)

@@ -117,3 +117,19 @@ def test_bench_jobs_refused_where_one_runs_at_a_time(cli, digits, tmp_path: Path
     assert "`-j` is for OpenVINO" in json.loads(result.stdout)["error"]["message"]
     single = json.loads(cli("bench", tflite, "-n", "3", "-j", "1", "--json").stdout)
     assert single["jobs"] == 1 and single["runtime"] == "litert" and single["driver"] == "one run() at a time"
+
+
+def test_bench_a_tflite_converted_from_torchscript(cli, digits, tmp_path: Path) -> None:
+    """A TorchScript module does not record its input shapes: the manifest records the dims the conversion ran with
+    (--input-shape), so bench feeds the .tflite with them (it was exit 1: 'axes don't match array')."""
+    import json
+
+    out = tmp_path / "out"
+    res = cli("convert", digits.torchscript, "--input-shape", "image=1x1x8x8", "-t", "tflite-fp32", "-o", out,
+              "--eval", digits.eval, "--json")
+    assert res.code == 0, res.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source"]["inputs"][0]["shape"] == [1, 1, 8, 8] and manifest["source"]["inputs"][0]["rank_known"]
+    bench = cli("bench", out / "tflite-fp32" / "digits_cnn.ts.tflite", "-n", "3", "--json")
+    assert bench.code == 0, bench.stderr
+    assert json.loads(bench.stdout)["inputs"] == {"image": [1, 1, 8, 8]}
