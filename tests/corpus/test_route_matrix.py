@@ -139,3 +139,39 @@ def test_route_cell(corpus, cli, tmp_path: Path, model: str, target: str) -> Non
         assert rec["artifacts"], rec
         return
     _check_metrics(target, validation)
+
+
+# Cells that must end with the documented refusal (exit 4, a one-line reason with a workaround), not exit 1 or 3.
+REFUSAL_CELLS = [
+    pytest.param("bert_tiny", "executorch-int8", 4, "PT2E could not calibrate", id="bert_tiny-executorch-int8"),
+]
+
+
+@pytest.mark.parametrize(("model", "target", "code", "reason"), REFUSAL_CELLS)
+def test_refusal_cell(cli, tmp_path: Path, model: str, target: str, code: int, reason: str) -> None:
+    from edgeconv.targets import resolve
+
+    names = [model]
+    root, build_errors = ROOT, registry.ensure(ROOT, names)
+    assert model not in build_errors, build_errors[model]
+    res = cli("convert", *registry.cli_args(root, model, static=bool(resolve(target).shapes.static)), "-t", target,
+              "-o", tmp_path / "out", "--json")
+    error = json.loads(res.stdout)["error"]
+    assert res.code == code and reason in error["message"] and error["hint"], (res.code, error)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dynamic_batch_program_to_executorch_int8_runs(cli, tmp_path: Path) -> None:
+    """PT2E's convert drops the program's dynamic batch: the int8 .pte is re-exported at the samples' shapes, so it
+    runs on them (was exit 3, 'set_inputs() failed with error 0x10'); the gate then judges it like any other."""
+    root, build_errors = ROOT, registry.ensure(ROOT, ["pt2_dynamic_batch"])
+    assert "pt2_dynamic_batch" not in build_errors
+    res = cli("convert", *registry.cli_args(root, "pt2_dynamic_batch", static=False), "-t", "executorch-int8",
+              "-o", tmp_path / "out", "--json")
+    doc = json.loads(res.stdout)
+    if res.code == 0:
+        validation = doc["targets"][0]["validation"]
+    else:
+        assert res.code == 5, doc["error"]  # ran and was judged: the accuracy gate, not a failure to run
+        validation = doc["error"]["details"]["validation"]
+    assert validation["runtime"] == "executorch" and validation["metrics"]["snr_db"] > 18.0

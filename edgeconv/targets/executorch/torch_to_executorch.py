@@ -80,15 +80,23 @@ def quantize_int8(program: Any, args: tuple, ctx: StepContext, options: ExecuTor
         raise UnsupportedError(f"PT2E cannot prepare the program for XNNPACK int8: {first_line(e)}",
                                "use executorch-fp32; see docs/targets/executorch.md") from e
     samples = samples_for(ctx)
-    with torch.no_grad():
-        for feeds in samples:
-            prepared(*(torch.from_numpy(feeds[s.name]) for s in ctx.source.inputs))
-    converted = convert_pt2e(prepared)
+    sample_args: tuple = ()
+    try:
+        with torch.no_grad():
+            for feeds in samples:
+                sample_args = tuple(torch.from_numpy(feeds[s.name]) for s in ctx.source.inputs)
+                prepared(*sample_args)
+        converted = convert_pt2e(prepared)
+    except Exception as e:  # noqa: BLE001 - an observer the quantizer put where the program cannot take it
+        raise UnsupportedError(f"PT2E could not calibrate the program for XNNPACK int8: {first_line(e)}",
+                               "use executorch-fp32; see docs/targets/executorch.md") from e
     ctx.notes.setdefault("executorch", {})["pt2e"] = {
         "quantizer": "XNNPACKQuantizer", "config": "symmetric int8, " + ("per-channel" if options.per_channel else
                                                                          "per-tensor") + " weights, static activations",
         "calibration_samples": len(samples), "torchao": version_of("torchao")}
-    return torch.export.export(converted, args)
+    # re-exported with the samples' shapes: a dynamic batch of the source program is not carried through PT2E's
+    # convert, and a .pte fixed at the example's batch refused the validation samples (set_inputs error 0x10)
+    return torch.export.export(converted, sample_args or args)
 
 
 def delegation(edge: Any) -> dict[str, Any]:
