@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeconv.errors import first_line
 from edgeconv.formats import Artifact, Format
 
 QLINEAR_OPS = ("QGemm", "QAttention", "QEmbedLayerNormalization")  # QOperator ops not named QLinear*
@@ -42,8 +43,8 @@ def infer_precision(artifact: Artifact) -> Inferred:
             return _tflite(artifact.path)
         if artifact.format == Format.OPENVINO:
             return _openvino(artifact.path)
-    except (OSError, ValueError) as e:
-        return Inferred(None, f"cannot read its tensors ({e})")
+    except Exception as e:  # noqa: BLE001 - protobuf DecodeError, XML ParseError...: loading it later says what is wrong
+        return Inferred(None, f"cannot read its tensors ({first_line(e)})")
     return Inferred(None, f"a {artifact.format.value} artifact's precision is not read from the file")
 
 
