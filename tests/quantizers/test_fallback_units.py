@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeconv.quantizers.fallback import ancestor_tensors
+from tests.conftest import save_samples
 
 
 def log_mel_classifier(folder: Path) -> Path:
@@ -38,11 +39,9 @@ def log_mel_classifier(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(folder / "logmel.onnx"))
     for name, seed in (("calib", 1), ("eval", 2)):
-        (folder / name).mkdir(exist_ok=True)
         r = np.random.default_rng(seed)
-        for i in range(32):
-            gain = 10.0 ** r.uniform(-3, 0)  # quiet to loud frames
-            np.save(folder / name / f"{i:03d}.npy", (gain * r.normal(0, 1, (1, 64))).astype(np.float32))
+        frames = [10.0 ** r.uniform(-3, 0) * r.normal(0, 1, 64) for _ in range(32)]  # quiet to loud frames
+        save_samples(folder / name, np.stack(frames))
     return folder
 
 

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeconv.quantizers.onnx_qdq import StaticSettings, qnn_compat_overrides
 from edgeconv.targets import resolve
+from tests.conftest import save_samples
 from tests.helpers import convert, target_record
 
 pytest.importorskip("onnxruntime_qnn")
@@ -38,10 +39,7 @@ def pooler_classifier(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(folder / "pooler.onnx"))
     for name, seed in (("calib", 1), ("eval", 2)):
-        (folder / name).mkdir(exist_ok=True)
-        data = np.random.default_rng(seed).normal(0, 1, (24, 1, 64)).astype(np.float32)
-        for i, x in enumerate(data):
-            np.save(folder / name / f"{i:03d}.npy", x)
+        save_samples(folder / name, np.random.default_rng(seed).normal(0, 1, (24, 64)))
     return folder
 
 

@@ -15,6 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from tests.reliability.conftest import expect_failure
+from tests.sources.external_models import relocate
 
 RNG_BYTES = np.random.default_rng(1234).integers(0, 256, 4096, dtype=np.uint8).tobytes()
 assert RNG_BYTES[:1] not in (b"\x80", b"P", b"\x89", b"\x08")  # the seeded "random" bytes look like nothing
@@ -142,24 +143,15 @@ def _with_external_data(digits, folder: Path) -> Path:
     return path
 
 
-def _relocate(path: Path, location: str) -> None:
-    model = onnx.load_model(str(path), load_external_data=False)
-    for tensor in model.graph.initializer:
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                entry.value = location
-    onnx.save_model(model, str(path))
-
-
 @pytest.mark.parametrize("attack", ["dotdot", "absolute", "symlink"])
 def test_external_data_escaping_refused(cli, digits, ws: Path, inputs: Path, attack: str) -> None:
     path = _with_external_data(digits, inputs / "model")
     outside = inputs / "secret.bin"
     os.replace(inputs / "model" / "weights.bin", outside)  # the data sits outside the model's folder
     if attack == "dotdot":
-        _relocate(path, "../secret.bin")
+        relocate(path, "../secret.bin")
     elif attack == "absolute":
-        _relocate(path, str(outside))
+        relocate(path, str(outside))
     else:
         (inputs / "model" / "weights.bin").symlink_to(outside)
     expect_failure(["convert", path, "-t", "onnx", "-o", ws / "out"], 7, "outside the model's folder", workspace=ws,

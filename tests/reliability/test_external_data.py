@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import stat
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import onnx
 import pytest
 
 from tests.reliability.conftest import expect_failure
-from tests.sources.external_models import PLACES, build, tensor_named
+from tests.sources.external_models import PLACES, build, make_special_file, relocate, tensor_named
 
 
 def _with_external_data(digits, folder: Path) -> tuple[Path, str]:
@@ -58,12 +57,7 @@ def test_external_data_symlink_loop_refused(cli, digits, ws: Path, inputs: Path,
     else:  # sub/weights.bin where sub -> sub
         (folder / "sub").symlink_to("sub")
         location = "sub/weights.bin"
-        model = onnx.load_model(str(path), load_external_data=False)
-        for tensor in model.graph.initializer:
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    entry.value = location
-        onnx.save_model(model, str(path))
+        relocate(path, location)
     expect_failure(["convert", path, "-t", "onnx", "-o", ws / "out"], 7, "symbolic link loop", repr(location),
                    repr(first), workspace=ws)
 
@@ -81,17 +75,11 @@ def test_external_data_not_a_regular_file(cli, digits, ws: Path, tmp_path_factor
     # compared here without opening anything but regular files
     path, first = _with_external_data(digits, tmp_path_factory.mktemp("special") / "model")
     data = path.parent / "weights.bin"
-    data.unlink()
-    if kind == "fifo":
-        os.mkfifo(data)
-    elif kind == "link-to-fifo":
-        os.mkfifo(path.parent / "pipe")
-        data.symlink_to("pipe")
-    elif kind == "socket":
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.bind(str(data))
-    else:
+    if kind == "directory":
+        data.unlink()
         data.mkdir()
+    else:
+        make_special_file(data, kind)
     before = _lstat_tree(path.parent)
     # a reader of the FIFO would block forever: the timeout turns that into a failure instead of a hung suite
     expect_failure(["convert", path, "-t", "onnx", "-o", ws / "out"], code, needle, "'weights.bin'", repr(first),

@@ -112,3 +112,34 @@ def tensor_named(place: str) -> str:
     if place == "constant-sparse":
         return "sparse_value"
     return "'w'"
+
+
+def relocate(path: Path, location: str) -> None:
+    """Point every initializer's external data of the model at `path` to `location` (an attack, or a moved file)."""
+    model = onnx.load_model(str(path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save_model(model, str(path))
+
+
+def make_special_file(data: Path, kind: str) -> Path | None:
+    """Put a FIFO ("fifo"), a link to a FIFO ("link-to-fifo") or a Unix socket ("socket") where the file `data` was.
+    Returns the FIFO a link points to (None otherwise)."""
+    import os
+    import socket
+
+    data.unlink()
+    if kind == "fifo":
+        os.mkfifo(data)
+    elif kind == "link-to-fifo":
+        os.mkfifo(data.parent / "pipe")
+        data.symlink_to("pipe")
+        return data.parent / "pipe"
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.bind(str(data))
+    else:
+        raise ValueError(kind)
+    return None

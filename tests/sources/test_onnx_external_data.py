@@ -7,7 +7,6 @@ from __future__ import annotations
 import builtins
 import errno
 import os
-import socket
 import stat
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from edgeconv.sources.onnx_source import (
     load_onnx_checked,
     model_tensors,
 )
-from tests.sources.external_models import PLACES, W, build, tensor_named
+from tests.sources.external_models import PLACES, W, build, make_special_file, tensor_named
 
 
 def _proto(path: Path) -> onnx.ModelProto:
@@ -137,20 +136,16 @@ def test_not_a_regular_file(tmp_path: Path, monkeypatch, never_opened, kind: str
                             place: str) -> None:
     path = build(tmp_path / "m", place)
     data = path.parent / "weights.bin"
-    data.unlink()
-    if kind == "fifo":
-        os.mkfifo(data)
-    elif kind == "link-to-fifo":
-        os.mkfifo(path.parent / "pipe")
-        data.symlink_to("pipe")
-        never_opened.append(path.parent / "pipe")
-    elif kind == "socket":
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.bind(str(data))
-    elif kind == "device":
+    if kind == "device":
+        data.unlink()
         _make_device(data, monkeypatch)
-    else:
+    elif kind == "directory":
+        data.unlink()
         data.mkdir()
+    else:
+        pipe = make_special_file(data, kind)
+        if pipe is not None:
+            never_opened.append(pipe)
     never_opened.append(data)
     with pytest.raises(error, match=needle.replace("(", r"\(").replace(")", r"\)")) as info:
         load_onnx_checked(path)  # with the data: the check comes before any read
