@@ -133,12 +133,6 @@ def dynamic_axes(spec: TensorSpec) -> list[dict[str, Any]]:
     return [{"axis": i, "name": spec.shape[i] if isinstance(spec.shape[i], str) else None} for i in spec.dynamic_dims]
 
 
-def _size(path: Path) -> int:
-    from edgeconv.manifest import size_of
-
-    return size_of(path)
-
-
 # --- ONNX -------------------------------------------------------------------------------------------------------------
 
 def _onnx_graph_ops(graph: Any, counts: Counter, constants: list[Any]) -> int:
@@ -406,7 +400,9 @@ def inspect_model(path: Path, *, input_shapes: dict[str, tuple[int, ...]] | None
                   targets: list[str] | None = None, fits: bool = True, trust_code: bool = False) -> ModelReport:
     """Everything `edgeconv inspect` shows. Raises InvalidInputError (exit 3) for files that are not models."""
     artifact = detect(Path(path))
-    size = sum(_size(p) for p in artifact.all_paths() if p.exists())  # with its companions (an IR's .bin, external data)
+    from edgeconv.manifest import shipped_size
+
+    size = shipped_size(artifact)  # the size convert, batch and validate show: with the files it loads
     report = ModelReport(str(artifact.path), artifact.format.value, artifact.variant, size, [], [])
     shapes = input_shapes or {}
     source = None
