@@ -76,7 +76,7 @@ def build_models(work: Path) -> list[dict]:
 
 
 def simulator_ms(ctx_model: Path, runs: int) -> float:
-    from edgeconv.converters._qnn import htp_options, qnn_session
+    from edgeconv.targets.qnn._ep import htp_options, qnn_session
 
     session = qnn_session(ctx_model, htp_options(None))
     feeds = {i.name: np.random.default_rng(0).uniform(0, 1, i.shape).astype(np.float32) for i in session.get_inputs()}
@@ -106,8 +106,8 @@ def main() -> None:
     args = parser.parse_args()
     from helpers import convert, target_record
 
-    from edgeconv.converters._qnn_placement import check_placement
-    from edgeconv.targets.hexagon_socs import resolve_soc
+    from edgeconv.targets.qnn._placement import check_placement
+    from edgeconv.targets.qnn.socs import resolve_soc
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-hexagon-") as tmp:

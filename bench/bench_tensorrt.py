@@ -118,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args()
-    from edgeconv.converters._tensorrt import detect_gpu, why_no_engine
+    from edgeconv.targets.tensorrt._tools import detect_gpu, why_no_engine
     from tests.helpers import model_path, target_record
 
     no_engine = why_no_engine()

@@ -34,8 +34,8 @@ VARIANTS = ["tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "tfli
 
 
 def latency_ms(path: Path, record: dict, inputs: tuple, runs: int, threads: int) -> float:
-    from edgeconv.converters._tflite import IoMap
-    from edgeconv.runtimes.litert import LiteRtSession, load_interpreter
+    from edgeconv.targets.tflite._convert import IoMap
+    from edgeconv.targets.tflite.runtime import LiteRtSession, load_interpreter
 
     interpreter, runner, _ = load_interpreter(str(path), threads)
     session = LiteRtSession(interpreter, runner, IoMap.from_json(record["notes"]["tflite_io"]), inputs)

@@ -125,7 +125,7 @@ def _qnn_context(path: Path) -> Inferred:
 
 
 def _tflite(path: Path) -> Inferred:
-    from edgeconv.converters._tflite_ops import BOUNDARY_OPS, _schema, list_ops
+    from edgeconv.targets.tflite._ops import BOUNDARY_OPS, _schema, list_ops
 
     data = path.read_bytes()
     compute = Counter(t for op in list_ops(data) if op.name not in BOUNDARY_OPS for t in op.activation_types)

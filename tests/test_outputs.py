@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeconv.converters._qnn_compile import staged
+from edgeconv.targets.qnn._compile import staged
 from edgeconv.errors import OutputError
 from edgeconv.outputs import LOCK_SUFFIX, OutputTransaction
 
@@ -71,7 +71,7 @@ def test_other_process_holding_the_lock(tmp_path: Path) -> None:
 STAGER = """
 import sys, time
 from pathlib import Path
-from edgeconv.converters._qnn_compile import staged
+from edgeconv.targets.qnn._compile import staged
 with staged(Path(sys.argv[1]), "m.onnx"):
     print("staged", flush=True)
     time.sleep(1.5)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from edgeconv.context import ConvertOptions, StepContext
-from edgeconv.converters.onnx_to_tensorrt import OnnxToTensorRT
+from edgeconv.targets.tensorrt.onnx_to_tensorrt import OnnxToTensorRT
 from edgeconv.converters.torch_to_onnx import TorchToOnnx
 from edgeconv.formats import TORCH_FACTORY, Artifact, Format, detect
 from edgeconv.pipeline import build_plan

@@ -147,7 +147,7 @@ def _private_tmpdir() -> str | None:
     _remove_stale_tmpdirs(Path(path).parent)
     _SAVED_TMP[:] = [os.environ.get("TMPDIR"), tempfile.tempdir]
     # what must not move from run to run stays in the shared temp folder: the QNN compiler writes its input's path
-    # into the context binary, so its staging folder is fixed (converters/_qnn_compile.py), else no two runs match
+    # into the context binary, so its staging folder is fixed (targets/qnn/_compile.py), else no two runs match
     os.environ.setdefault(SHARED_TMP_ENV, str(Path(path).parent))
     os.environ["TMPDIR"] = path
     tempfile.tempdir = path

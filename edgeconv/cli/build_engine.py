@@ -28,7 +28,7 @@ def build_engine(
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     from edgeconv.cli.convert import _parse_shape_ranges
-    from edgeconv.converters.onnx_to_tensorrt import build_engine_file
+    from edgeconv.targets.tensorrt.onnx_to_tensorrt import build_engine_file
     from edgeconv.errors import InvalidInputError
     from edgeconv.formats import Format, detect
 

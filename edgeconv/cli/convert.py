@@ -66,7 +66,7 @@ def convert(
         check_metric_option(metric, eval_data or (calib if calib != "random" else None))
     profiles = [resolve(t) for t in dict.fromkeys(target)]
     if soc is not None:  # an unknown part fails now (exit 2, parts listed), not after export and calibration
-        from edgeconv.targets.hexagon_socs import resolve_soc
+        from edgeconv.targets.qnn.socs import resolve_soc
 
         resolve_soc(soc)
     options = ConvertOptions(

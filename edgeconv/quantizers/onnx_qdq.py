@@ -62,7 +62,7 @@ class StaticSettings:
     nodes_to_exclude: tuple[str, ...] = ()
     exclude_op_types: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
-    placement: str = ""  # "tensorrt": Q/DQ where TensorRT fuses it (quantizers/_tensorrt_qdq.py)
+    placement: str = ""  # "tensorrt": Q/DQ where TensorRT fuses it (targets/tensorrt/qdq.py)
     backend_rules: str = ""  # "qnn": the encodings the QNN HTP fixes (qnn_compat_overrides)
 
     @classmethod
@@ -105,7 +105,7 @@ class StaticSettings:
 
 
 def _placement(value: Any) -> str:
-    from edgeconv.quantizers._tensorrt_qdq import PLACEMENTS
+    from edgeconv.targets.tensorrt.qdq import PLACEMENTS
 
     if value and value not in PLACEMENTS:
         raise UnsupportedError(f"[quantize.options] placement = {value!r} is not known", f"use one of {', '.join(PLACEMENTS)}")
@@ -280,9 +280,9 @@ def quantize_file(float_path: Path, out_path: Path, samples: SampleSet, settings
         raise
     log.debug("quantizer output:\n%s", buffer.getvalue())
     if settings.placement and fmt == "qdq":
-        from edgeconv.quantizers import _tensorrt_qdq
+        from edgeconv.targets.tensorrt import qdq as tensorrt_qdq
 
-        _tensorrt_qdq.apply(out_path)
+        tensorrt_qdq.apply(out_path)
 
 
 def op_types_to_quantize(settings: StaticSettings, float_path: Path | None = None) -> list[str] | None:
@@ -340,9 +340,9 @@ class OnnxQdq(Quantizer):
         cache = ctx.work_dir / "calibration.json"
         excluded = [*settings.nodes_to_exclude, *excluded_by_op_type(float_path, settings.exclude_op_types)]
         if settings.placement:  # e.g. bias Adds stay float for TensorRT
-            from edgeconv.quantizers import _tensorrt_qdq
+            from edgeconv.targets.tensorrt import qdq as tensorrt_qdq
 
-            excluded += [n for n in _tensorrt_qdq.nodes_to_exclude(float_path) if n not in excluded]
+            excluded += [n for n in tensorrt_qdq.nodes_to_exclude(float_path) if n not in excluded]
         qdq = ctx.work_dir / f"model.{scheme.precision}.qdq.onnx"
         with ctx.reporter.task("calibrating", total=len(samples)) as task:
             quantize_file(float_path, qdq, samples, settings, nodes_to_exclude=excluded, cache_path=cache, task=task,

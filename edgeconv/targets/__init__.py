@@ -1,4 +1,5 @@
-"""The target registry: every built-in profile (TOML files in this folder) plus users' own profile files."""
+"""The target registry: every built-in profile (the TOML files of the family folders, targets/<family>/*.toml) plus
+users' own profile files."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ BUILTIN_DIR = Path(__file__).parent
 @lru_cache(maxsize=1)
 def _builtin_raw() -> dict[str, RawProfile]:
     raws: dict[str, RawProfile] = {}
-    for path in sorted([*BUILTIN_DIR.glob("*.toml"), *BUILTIN_DIR.glob("*/profiles.toml")]):  # + family folders
-        for raw in read_profile_file(path):
+    files = [read_profile_file(path) for path in sorted(BUILTIN_DIR.glob("*/*.toml"))]
+    for file in sorted(files, key=lambda file: file[0].family if file else ""):  # listed by family name
+        for raw in file:
             if raw.name in raws:
-                raise UsageError(f"profile '{raw.name}' is defined in {raws[raw.name].source} and {path}", "rename one")
+                raise UsageError(f"profile '{raw.name}' is defined in {raws[raw.name].source} and {raw.source}", "rename one")
             raws[raw.name] = raw
     return raws
 

@@ -129,7 +129,7 @@ def test_validate_bare_tflite_int8_infers_int8(digits, tmp_path: Path) -> None:
 
 # -------------------------------------------------------------------------------------- TensorRT without a GPU here
 def _no_engine_here() -> bool:
-    from edgeconv.converters._tensorrt import why_no_engine
+    from edgeconv.targets.tensorrt._tools import why_no_engine
 
     return why_no_engine() is not None
 

@@ -289,7 +289,7 @@ def test_op_types_all_quantizes_every_op_in_the_graph(tmp_path: Path) -> None:
     from onnx import helper, numpy_helper
 
     from edgeconv.quantizers.onnx_qdq import NEVER_QUANTIZED, op_types_to_quantize
-    from tests.converters.hexagon_models import float_nodes
+    from tests.targets.qnn.hexagon_models import float_nodes
 
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.normal(0, 0.5, (16, 32)).astype(np.float32), "w1"),

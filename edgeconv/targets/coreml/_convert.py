@@ -1,0 +1,277 @@
+"""Shared by the Core ML converters (torch_to_coreml, keras_to_coreml): coremltools options from the profile, and the
+finishing steps (weight compression, I/O names, save, size notes).
+
+Profile keys used (all optional, see docs/targets/coreml.md):
+  [compiler] compute_precision = "float32" | "float16"      (Core ML compute precision; the Neural Engine needs float16)
+             minimum_deployment_target = "iOS16" | "iOS17" | "iOS18" | "macOS13" ...
+             compute_units = "ALL" | "CPU_AND_NE" | "CPU_AND_GPU" | "CPU_ONLY"   (stored in the manifest; used at load)
+             io_dtype = "float32" | "float16"                (dtype of the model's inputs/outputs)
+  [quantize] precision = fp32 | fp16 | w8 | palettize4 | palettize6 | w8a8, options.weight_threshold = N
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+from edgeconv.context import StepContext
+from edgeconv.deps import require
+from edgeconv.errors import InvalidInputError, UnsupportedError, UsageError, first_line
+from edgeconv.formats import Artifact, Format
+
+log = logging.getLogger(__name__)
+COMPUTE_UNITS = ("ALL", "CPU_AND_NE", "CPU_AND_GPU", "CPU_ONLY")
+PRECISIONS = {"float32": "FLOAT32", "fp32": "FLOAT32", "float16": "FLOAT16", "fp16": "FLOAT16"}
+
+
+def coremltools() -> Any:
+    """Import coremltools quietly (it imports TensorFlow and torch, warns about their versions, prints progress bars and
+    'Failed to load _MLModelProxy' on Linux)."""
+    import sys
+
+    if "coremltools" in sys.modules:  # imported before (by a test, or another module): the fixes still apply
+        from edgeconv.targets.coreml import _torch_ops
+
+        _torch_ops.install()
+        return sys.modules["coremltools"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # coremltools imports TensorFlow when it is installed
+    with quiet(), _native_stderr_silenced():
+        module = require("coremltools", "coreml", purpose="Core ML conversion")
+    from edgeconv.targets.coreml import _torch_ops
+
+    _torch_ops.install()  # its PyTorch front end's fixes for real models' patterns
+    return module
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """TensorFlow's C++ start-up lines (absl, oneDNN, CUDA probing) go to file descriptor 2 whatever
+    TF_CPP_MIN_LOG_LEVEL says; coremltools imports TensorFlow, so hide fd 2 while it does."""
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded / captured): nothing to hide
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """coremltools writes tqdm progress bars and warnings to stderr/stdout: keep --json output and the terminal clean."""
+    sink = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("coremltools", "root")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        if sink.getvalue():
+            log.debug("coremltools output:\n%s", sink.getvalue()[-4000:])
+
+
+def options(ctx: StepContext) -> dict[str, Any]:
+    """The ct.convert keyword arguments this profile asks for."""
+    ct = coremltools()
+    compiler = ctx.profile.compiler
+    precision_name = str(compiler.get("compute_precision", "float16" if ctx.profile.quantize.precision != "fp32" else "float32"))
+    if precision_name.lower() not in PRECISIONS:
+        raise UsageError(f"{ctx.profile.name}: compiler.compute_precision = {precision_name!r}", "use float32 or float16")
+    target_name = str(compiler.get("minimum_deployment_target", "iOS17"))
+    target = getattr(ct.target, target_name, None)
+    if target is None:
+        known = ", ".join(t.name for t in ct.target)
+        raise UsageError(f"{ctx.profile.name}: unknown compiler.minimum_deployment_target {target_name!r}", f"use one of {known}")
+    units = str(compiler.get("compute_units", "ALL"))
+    if units not in COMPUTE_UNITS:
+        raise UsageError(f"{ctx.profile.name}: compiler.compute_units = {units!r}", f"use one of {', '.join(COMPUTE_UNITS)}")
+    return {
+        "convert_to": "mlprogram",
+        "compute_precision": getattr(ct.precision, PRECISIONS[precision_name.lower()]),
+        "minimum_deployment_target": target,
+        "compute_units": getattr(ct.ComputeUnit, units),
+        "skip_model_load": True,  # loading needs the Core ML runtime (macOS); validation loads it when it can
+    }
+
+
+def io_dtype(ctx: StepContext) -> Any:
+    import numpy as np
+
+    name = str(ctx.profile.compiler.get("io_dtype", "float32"))
+    if name not in ("float32", "float16"):
+        raise UsageError(f"{ctx.profile.name}: compiler.io_dtype = {name!r}", "use float32 or float16")
+    return np.float32 if name == "float32" else np.float16
+
+
+def tensor_types(ctx: StepContext, names: list[str] | None = None) -> list[Any]:
+    """ct.TensorType for each source input (static shapes, dtype pinned so fp16 programs keep the I/O dtype asked)."""
+    ct = coremltools()
+    dtype = io_dtype(ctx)
+    out = []
+    for i, spec in enumerate(ctx.source.inputs):
+        unknown = [j for j in spec.dynamic_dims if j != 0]
+        if unknown or not spec.shape:
+            raise InvalidInputError(
+                f"Core ML needs a fixed input shape; {spec.name} is [{spec.shape_str()}]",
+                f"fix it with --input-shape {spec.name}=DIMS (your real sizes; a dynamic batch dim becomes 1)")
+        shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape)
+        name = names[i] if names else spec.name
+        out.append(ct.TensorType(name=name, shape=shape, dtype=dtype if "float" in spec.dtype else None))
+    return out
+
+
+def output_types(ctx: StepContext, count: int) -> list[Any]:
+    """One dtype-only ct.TensorType per output, so fp16 programs keep the asked I/O dtype on outputs too."""
+    ct = coremltools()
+    return [ct.TensorType(dtype=io_dtype(ctx)) for _ in range(count)]
+
+
+def convert(model: Any, ctx: StepContext, **kwargs: Any) -> Any:
+    """ct.convert with the profile's options; failures become exit 4 naming the op coremltools stopped at."""
+    ct = coremltools()
+    try:
+        with quiet():
+            return ct.convert(model, **options(ctx), **kwargs)
+    except (UsageError, UnsupportedError):
+        raise
+    except Exception as e:
+        raise UnsupportedError(f"coremltools could not convert the model: {first_line(e)}",
+                               "the message names the op coremltools does not support; see docs/targets/coreml.md") from e
+
+
+def rename_outputs(mlmodel: Any, names: list[str]) -> Any:
+    """Give the Core ML outputs the source's output names (coremltools names them after graph nodes: Identity, var_68)."""
+    ct = coremltools()
+    spec = mlmodel.get_spec()
+    current = [o.name for o in spec.description.output]
+    if not names or len(names) != len(current) or names == current:
+        return mlmodel
+    taken = {i.name for i in spec.description.input}
+    for old, new in zip(current, names):
+        if new and new not in taken and old != new:
+            ct.utils.rename_feature(spec, old, new, rename_inputs=False, rename_outputs=True)
+            taken.add(new)
+    with quiet():
+        return ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
+
+
+def finish(mlmodel: Any, ctx: StepContext, output_names: list[str], *, activations_done: bool = False) -> Artifact:
+    """Compress weights as the profile asks, name outputs, save work_dir/model.mlpackage, note sizes."""
+    from edgeconv.targets.coreml import compression as cq
+    from edgeconv.targets.coreml._spec import fp32_weight_bytes, inspect_package, package_bytes, weight_bytes
+
+    scheme = ctx.profile.quantize
+    cq.check_precision(scheme.precision, ctx.profile.name)
+    compressing = scheme.precision in cq.WEIGHT_PRECISIONS or scheme.precision == "w8a8"
+    before = _weights_of(mlmodel) if compressing else None  # (renaming drops the in-memory MIL program)
+    mlmodel = rename_outputs(mlmodel, output_names)
+    if compressing:
+        if scheme.precision == "w8a8" and not activations_done:
+            mlmodel = _calibrate_activations(mlmodel, ctx)
+        with quiet():
+            mlmodel = cq.compress_weights(mlmodel, scheme)
+    out = ctx.work_dir / "model.mlpackage"
+    try:
+        with quiet():
+            mlmodel.save(str(out))
+    except Exception as e:
+        raise UnsupportedError(f"coremltools could not save the .mlpackage: {first_line(e)}", "") from e
+    make_reproducible(out)
+    info = inspect_package(out)
+    reference = fp32_weight_bytes(info)
+    ctx.notes["coreml"] = {
+        "compute_precision": str(options(ctx)["compute_precision"].value),
+        "minimum_deployment_target": str(ctx.profile.compiler.get("minimum_deployment_target", "iOS17")),
+        "compute_units": str(ctx.profile.compiler.get("compute_units", "ALL")),
+        "opset": info.opset,
+        "package_bytes": package_bytes(out),
+        "weight_bytes": weight_bytes(out),
+        "fp32_weight_bytes": reference,
+        "weights_vs_fp32": round(weight_bytes(out) / reference, 4) if reference else None,
+        "weights": info.weight_summary(),
+    }
+    if before:
+        ctx.notes["coreml"]["weight_snr_db"] = _weight_snr(before, out, info)
+    return Artifact(out, Format.COREML)
+
+
+def make_reproducible(package: Path) -> None:
+    """Same model, same bytes. coremltools names the package's items with random UUIDs (Manifest.json) and serializes
+    the spec's maps in hash order; the items get UUIDs derived from their paths, the spec is serialized with sorted
+    maps. Core ML reads both unchanged (the identifiers are only keys)."""
+    import json
+    import uuid
+
+    from coremltools.proto import Model_pb2
+
+    manifest_path = package / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    ids = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, f"edgeconv:{item['path']}"))
+           for old, item in manifest["itemInfoEntries"].items()}
+    manifest["itemInfoEntries"] = {ids[old]: item for old, item in manifest["itemInfoEntries"].items()}
+    manifest["rootModelIdentifier"] = ids[manifest["rootModelIdentifier"]]
+    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n", encoding="utf-8")
+    root = manifest["itemInfoEntries"][manifest["rootModelIdentifier"]]
+    spec_path = package / "Data" / root["path"]
+    spec = Model_pb2.Model()
+    spec.ParseFromString(spec_path.read_bytes())
+    spec_path.write_bytes(spec.SerializeToString(deterministic=True))
+
+
+def _weights_of(mlmodel: Any) -> dict[str, Any] | None:
+    from edgeconv.targets.coreml._spec import weight_arrays
+
+    program = getattr(mlmodel, "_mil_program", None)
+    return weight_arrays(program) if program is not None else None
+
+
+def _weight_snr(before: dict[str, Any], out: Path, info: Any) -> dict[str, Any]:
+    """How much compression changed the weights: SNR (dB) of every compressed weight against itself before compression
+    (a numerical check that needs no Core ML runtime)."""
+    from edgeconv.targets.coreml._spec import load_program, weight_arrays, weight_snr_db
+
+    with quiet():
+        after = weight_arrays(load_program(out))
+    compressed = {w["name"].replace("_palettized", "").replace("_quantized", "").replace("_to_fp16", "")
+                  for w in info.weights if w["compression"]}
+    snr = {k: v for k, v in weight_snr_db(before, after).items() if k in compressed}
+    finite = [v for v in snr.values() if v != float("inf")]
+    return {"min": min(finite) if finite else None, "mean": round(sum(finite) / len(finite), 2) if finite else None,
+            "compressed": len(snr)}
+
+
+def _calibrate_activations(mlmodel: Any, ctx: StepContext) -> Any:
+    """int8 activations on the converted float program: ranges measured with Core ML where it exists (macOS), else
+    with the NumPy MIL reference executor; coremltools' passes insert the quantize/dequantize pairs either way."""
+    from edgeconv.targets.coreml import compression as cq
+    from edgeconv.quantizers.calibration import samples_for
+    from edgeconv.targets.coreml.runtime import CoremlRuntime
+
+    names = [i.name for i in mlmodel.get_spec().description.input]  # Core ML's input names, in source order
+    samples = [{n: feeds[s.name] for n, s in zip(names, ctx.source.inputs)} for feeds in samples_for(ctx)]
+    why_not = CoremlRuntime.can_execute_here()
+    with quiet():
+        if why_not is None:
+            ctx.notes["activation_calibration"] = "Core ML (coremltools linear_quantize_activations)"
+            return cq.quantize_activations(mlmodel, samples, ctx.profile.quantize)
+        ctx.notes["activation_calibration"] = ("edgeconv NumPy MIL reference executor (no Core ML runtime here) → "
+                                               "coremltools activation quantization passes")
+        return cq.quantize_activations_with_reference(mlmodel, samples, ctx.profile.quantize)

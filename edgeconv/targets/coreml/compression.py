@@ -1,0 +1,152 @@
+"""Core ML compression with coremltools (applied on the converted mlprogram, not on ONNX: profiles say `stage =
+"converter"`). No Quantizer subclass here on purpose: these are not ONNX quantizers, the Core ML converters call them.
+
+- w8          linear symmetric int8 weights, per output channel   (coremltools.optimize.coreml.linear_quantize_weights)
+- palettize4  4-bit k-means look-up table per tensor               (coremltools.optimize.coreml.palettize_weights)
+- palettize6  6-bit k-means look-up table per tensor
+- w8a8        int8 weights + int8 activations from calibration data:
+              * PyTorch sources: coremltools.optimize.torch LinearQuantizer, calibration only (no training), then the
+                fake-quantized module is traced and converted (quantize/dequantize ops in the program). Runs on Linux.
+              * other sources: coremltools' activation quantization passes on the converted program; the activation
+                ranges come from Core ML on macOS (coremltools.optimize.coreml.experimental.linear_quantize_activations)
+                and from edgeconv's NumPy MIL reference executor elsewhere (targets/coreml/_mil_reference.py).
+
+Weights with at most `quantize.options.weight_threshold` elements stay float (coremltools' default is 2048; small
+tensors gain nothing and lose accuracy).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+from edgeconv.deps import require
+from edgeconv.errors import UnsupportedError, first_line
+from edgeconv.targets.schema import QuantScheme
+
+log = logging.getLogger(__name__)
+
+WEIGHT_PRECISIONS = ("w8", "palettize4", "palettize6")
+COREML_PRECISIONS = ("fp32", "fp16", *WEIGHT_PRECISIONS, "w8a8")
+DEFAULT_WEIGHT_THRESHOLD = 2048
+PALETTE_BITS = {"palettize4": 4, "palettize6": 6}
+
+
+def weight_threshold(scheme: QuantScheme) -> int:
+    return int(scheme.options.get("weight_threshold", DEFAULT_WEIGHT_THRESHOLD))
+
+
+def check_precision(precision: str, target: str) -> None:
+    if precision not in COREML_PRECISIONS:
+        raise UnsupportedError(f"target {target}: Core ML has no '{precision}' scheme in edgeconv",
+                               f"Core ML profiles use: {', '.join(COREML_PRECISIONS)}")
+
+
+def _cto() -> Any:
+    return require("coremltools.optimize.coreml", "coreml", purpose="Core ML compression")
+
+
+def weight_config(scheme: QuantScheme) -> Any:
+    """The coremltools OptimizationConfig for a weight-only scheme (w8 / w8a8 weights / palettize4 / palettize6)."""
+    cto = _cto()
+    threshold = weight_threshold(scheme)
+    if scheme.precision in ("w8", "w8a8"):
+        op = cto.OpLinearQuantizerConfig(
+            mode="linear_symmetric" if scheme.symmetric_weights else "linear",
+            dtype="int8" if scheme.weights != "uint8" else "uint8",
+            granularity="per_channel" if scheme.per_channel else "per_tensor",
+            weight_threshold=threshold,
+        )
+    elif scheme.precision in PALETTE_BITS:
+        op = cto.OpPalettizerConfig(
+            mode=str(scheme.options.get("palettize_mode", "kmeans")),
+            nbits=PALETTE_BITS[scheme.precision],
+            granularity="per_tensor",
+            weight_threshold=threshold,
+        )
+    else:
+        raise UnsupportedError(f"'{scheme.precision}' is not a Core ML weight compression", "use w8, palettize4 or palettize6")
+    return cto.OptimizationConfig(global_config=op)
+
+
+def compress_weights(mlmodel: Any, scheme: QuantScheme) -> Any:
+    """int8 linear quantization or k-means palettization of the weights of an mlprogram (runs on any OS)."""
+    cto = _cto()
+    config = weight_config(scheme)
+    try:
+        if scheme.precision in PALETTE_BITS:
+            return cto.palettize_weights(mlmodel, config)
+        return cto.linear_quantize_weights(mlmodel, config)
+    except Exception as e:
+        raise UnsupportedError(f"coremltools could not compress the weights ({scheme.precision}): {first_line(e)}",
+                               "try another Core ML profile, or raise --set quantize.options.weight_threshold=...") from e
+
+
+def quantize_activations(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme: QuantScheme) -> Any:
+    """int8 activations calibrated by running the model with Core ML (coremltools' experimental API): macOS only."""
+    cto = _cto()
+    experimental = require("coremltools.optimize.coreml.experimental", "coreml")
+    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
+        mode="linear_symmetric" if scheme.symmetric_activations else "linear", dtype="int8"))
+    data = [{k: v for k, v in feeds.items()} for feeds in samples]
+    try:
+        return experimental.linear_quantize_activations(mlmodel, config, data)
+    except Exception as e:
+        raise UnsupportedError(f"coremltools could not calibrate activations: {first_line(e)}",
+                               "use a weight-only profile (coreml-w8, coreml-palettize4/6)") from e
+
+
+def quantize_activations_with_reference(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme: QuantScheme) -> Any:
+    """int8 activations without the Core ML runtime: the activation ranges come from edgeconv's NumPy reference
+    executor running the float program on the calibration samples; coremltools' own passes then insert the
+    quantize/dequantize pairs (the same passes linear_quantize_activations runs after its Core ML calibration)."""
+    import collections
+    from unittest import mock
+
+    cto = _cto()
+    post = require("coremltools.optimize.coreml._post_training_quantization", "coreml")
+    experimental = require("coremltools.optimize.coreml.experimental._post_training_quantization", "coreml")
+    debugger = require("coremltools.optimize.coreml.experimental._model_debugger", "coreml")
+    from edgeconv.targets.coreml._mil_reference import activation_stats
+
+    try:
+        stats = collections.defaultdict(dict, activation_stats(mlmodel, list(samples)))
+    except NotImplementedError as e:
+        raise UnsupportedError(f"int8 activations are calibrated here with edgeconv's reference executor, which has no "
+                               f"'{e}' op", "run this target on macOS (calibrated with Core ML), or use coreml-w8") from e
+    # the concat adjustment coremltools applies after its own calibration (reads the spec only)
+    experimental._adjust_concat_surrounding_activation_stats(debugger.ModelDebugger(mlmodel)._get_concat_op_info(), stats)
+    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
+        mode="linear_symmetric" if scheme.symmetric_activations else "linear", dtype="int8"))
+    try:
+        with mock.patch.object(post, "_get_activation_calibration_stats", lambda *args, **kwargs: stats):
+            return post.linear_quantize_activations(mlmodel, config, [])
+    except Exception as e:
+        raise UnsupportedError(f"coremltools could not insert activation quantization: {first_line(e)}",
+                               "use a weight-only profile (coreml-w8, coreml-palettize4/6)") from e
+
+
+def torch_w8a8(module: Any, example_args: tuple, samples: Iterable[tuple], scheme: QuantScheme) -> Any:
+    """Fake-quantize a PyTorch module for w8a8 with coremltools.optimize.torch.LinearQuantizer, calibrating observers on
+    `samples` (tuples of input tensors) without training. The result traces into quantize/dequantize ops."""
+    torch = require("torch", "torch")
+    cq = require("coremltools.optimize.torch.quantization", "coreml", purpose="w8a8 for PyTorch sources")
+    total = 10**9  # milestones: observers and fake quantization on from step 0; BN never frozen (no training)
+    config = cq.LinearQuantizerConfig.from_dict({"global_config": {
+        "quantization_scheme": "symmetric" if scheme.symmetric_activations else "affine",
+        "milestones": [0, 0, total, total],
+        "activation_observer": "min_max",  # the whole calibration set's range (the default moving average clips: no training)
+    }})
+    try:
+        quantizer = cq.LinearQuantizer(module, config)
+        prepared = quantizer.prepare(example_inputs=example_args, inplace=False)
+        prepared.eval()
+        with torch.no_grad():
+            for args in samples:
+                quantizer.step()
+                prepared(*args)
+        return quantizer.finalize(inplace=False)
+    except Exception as e:
+        raise UnsupportedError(f"coremltools.optimize.torch could not quantize this model for w8a8: {first_line(e)}",
+                               "convert the .pt2 (torch.export.save) instead: its activations are calibrated on the "
+                               "converted program; or use coreml-w8") from e

@@ -1,0 +1,93 @@
+"""PyTorch → ExecuTorch .pte (fp32, and int8 by PT2E with XNNPACKQuantizer), lowered to XNNPACK and validated by
+running the .pte with executorch.runtime: the digits CNN, a transformer block and a detector-shaped CNN, with numbers."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeconv.errors import UnsupportedError, UsageError
+from model_zoo import accuracy
+from tests.targets.openvino.openvino_models import build_detector_pt2
+from tests.helpers import convert, model_path, target_record
+
+pytest.importorskip("executorch")
+PROFILES = ["executorch-fp32", "executorch-int8"]
+
+
+def pte_logits(path: Path, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    from edgeconv.targets.executorch.runtime import load_program
+
+    method = load_program(str(path)).load_method("forward")
+    return np.concatenate([method.execute([torch.from_numpy(x[i:i + 1].copy())])[0].numpy() for i in range(len(x))])
+
+
+@pytest.mark.slow
+def test_digits_fp32_and_int8(digits, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    options = dict(calib=str(digits.calib), eval=str(digits.eval), input_shapes={"image": (1, 1, 8, 8)})
+    manifest = convert(digits.pt2, PROFILES, out, **options)
+    fp32, int8 = (target_record(manifest, p) for p in PROFILES)
+    assert [s["name"] for s in int8["steps"]] == ["torch_to_executorch"]
+    assert fp32["validation"]["metrics"]["snr_db"] > 100
+    assert int8["validation"]["metrics"]["snr_db"] > 30 and int8["validation"]["metrics"]["top1_agreement"] >= 0.97
+    sizes = {p: model_path(manifest, out, p).stat().st_size for p in PROFILES}
+    assert sizes["executorch-int8"] < 0.45 * sizes["executorch-fp32"], sizes
+    for record in (fp32, int8):  # XNNPACK takes every compute node of this CNN
+        delegation = record["notes"]["executorch"]["delegation"]
+        assert delegation["coverage"] == 1.0 and delegation["non_delegated_ops"] == {}, delegation
+    assert int8["notes"]["executorch"]["pt2e"]["calibration_samples"] == 64
+    x, y = digits.split.x_test, digits.split.y_test
+    acc = {p: accuracy(pte_logits(model_path(manifest, out, p), x), y) for p in PROFILES}
+    assert acc["executorch-fp32"] > 0.9 and acc["executorch-fp32"] - acc["executorch-int8"] <= 0.02, acc
+    again = convert(digits.pt2, PROFILES[::-1], tmp_path / "again", **options)  # same bytes, other order
+    for p in PROFILES:
+        assert hashlib.sha256(model_path(manifest, out, p).read_bytes()).digest() == \
+            hashlib.sha256(model_path(again, tmp_path / "again", p).read_bytes()).digest()
+
+
+@pytest.mark.slow
+def test_transformer_block_delegation(transformer: Path, tmp_path: Path) -> None:
+    manifest = convert(transformer / "transformer.pt2", PROFILES, tmp_path / "out",
+                       calib=str(transformer / "calib"), eval=str(transformer / "eval"))
+    assert target_record(manifest, "executorch-fp32")["validation"]["metrics"]["snr_db"] > 100
+    int8 = target_record(manifest, "executorch-int8")
+    assert int8["validation"]["metrics"]["snr_db"] > 25 and int8["validation"]["metrics"]["cosine"] > 0.998
+    delegation = int8["notes"]["executorch"]["delegation"]
+    # attention's masking / layer norm stay on the portable kernels; the matmuls go to XNNPACK
+    assert 0.5 < delegation["coverage"] < 1.0 and "aten_native_layer_norm_default" in delegation["non_delegated_ops"]
+
+
+@pytest.mark.slow
+def test_detector_two_heads(tmp_path: Path) -> None:
+    pt2 = build_detector_pt2(tmp_path / "detector")
+    manifest = convert(pt2, PROFILES, tmp_path / "out", calib=str(pt2.parent / "calib"), eval=str(pt2.parent / "eval"))
+    for p in PROFILES:
+        metrics = target_record(manifest, p)["validation"]["metrics"]
+        assert len(metrics["outputs"]) == 2
+    assert target_record(manifest, "executorch-int8")["validation"]["metrics"]["snr_db"] > 30
+
+
+@pytest.mark.slow
+def test_torchscript_is_refused_with_the_way_out(digits, tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedError, match="TorchScript") as info:
+        convert(digits.torchscript, ["executorch-fp32"], tmp_path / "out", input_shapes={"image": (1, 1, 8, 8)})
+    assert "torch.export.save" in info.value.hint and info.value.exit_code == 4
+
+
+def test_unknown_compiler_key_fails_while_planning(digits, tmp_path: Path) -> None:
+    from edgeconv.context import ConvertOptions
+    from edgeconv.formats import detect
+    from edgeconv.pipeline import build_plan
+    from edgeconv.targets import resolve
+
+    profile = tmp_path / "mine.toml"
+    profile.write_text('name = "mine"\nextends = "executorch-int8"\n[compiler]\nper_chanel = false\n')
+    with pytest.raises(UsageError, match="per_chanel") as info:
+        build_plan(detect(digits.pt2), [resolve(str(profile))], ConvertOptions(input_shapes={"image": (1, 1, 8, 8)}))
+    assert "per_channel" in info.value.hint
