@@ -288,10 +288,10 @@ class Runner:
         from edgeconv.progress import parse_event
 
         chunks: list[str] = []
-        reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
+        reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]  # Popen(stdout=PIPE)
         reader.start()
         try:
-            for line in proc.stderr:  # type: ignore[union-attr]
+            for line in proc.stderr:  # type: ignore[union-attr]  # Popen(stderr=PIPE)
                 event = parse_event(line)
                 if event is None:
                     log.write(line)

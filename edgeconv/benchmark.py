@@ -14,12 +14,15 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeconv.errors import InvalidInputError, UnsupportedError, UsageError
 from edgeconv.formats import Artifact, Format, TensorSpec, detect
+
+if TYPE_CHECKING:
+    from edgeconv.runtimes.base import Runtime
 
 USER_GUIDE = """\
 `edgeconv bench` times an artifact on the runtime this machine has for it: ONNX Runtime for .onnx, LiteRT for .tflite,
@@ -121,7 +124,7 @@ def artifact_context(path: Path, target: str | None = None) -> ArtifactContext:
     return ArtifactContext(artifact, target, inputs, outputs)
 
 
-def pick_runtime(fmt: Format, name: str | None = None) -> type:
+def pick_runtime(fmt: Format, name: str | None = None) -> type[Runtime]:
     """The runtime that executes `fmt` here (or the one named), else UnsupportedError naming what is missing."""
     from edgeconv.runtimes import all_runtimes, runtime_named
 
@@ -169,7 +172,7 @@ def step_context(ctx: ArtifactContext, runtime_name: str, work_dir: Path, **opti
     from edgeconv.context import ConvertOptions, StepContext
     from edgeconv.sources import SourceModel
 
-    source = SourceModel(ctx.artifact, ctx.inputs, ctx.output_names, "artifact", None)  # type: ignore[arg-type]
+    source = SourceModel(ctx.artifact, ctx.inputs, ctx.output_names, "artifact", None)  # type: ignore[arg-type]  # no loader: runtimes here never open the source
     return StepContext(work_dir, _profile_for(ctx, runtime_name), ConvertOptions(**options), source,
                        notes=dict(ctx.notes))
 
@@ -191,7 +194,7 @@ def random_feeds(inputs: tuple[TensorSpec, ...], seed: int = 0) -> dict[str, np.
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in inputs:
-        shape = tuple(int(d) for d in spec.shape)
+        shape = tuple(int(d) for d in spec.shape)  # type: ignore[arg-type]  # concrete_inputs gave every dim a value
         if spec.dtype.startswith(("float", "bfloat")):
             feeds[spec.name] = rng.standard_normal(shape).astype(np.float32 if spec.dtype == "bfloat16" else spec.dtype)
         elif spec.dtype == "bool":
@@ -250,7 +253,7 @@ def parse_streams(value: str | int | None) -> int | str | None:
     return n
 
 
-def _check_parallel(runtime_cls: type, jobs: int | None, streams: int | str | None, mode: str | None) -> None:
+def _check_parallel(runtime_cls: type[Runtime], jobs: int | None, streams: int | str | None, mode: str | None) -> None:
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise UsageError(f"bad -j/--jobs {jobs!r}", "-j takes the number of inferences to keep in flight, ≥ 1")
     if mode is not None and mode not in MODES:
@@ -333,7 +336,7 @@ def benchmark(path: Path, *, runs: int = 50, warmup: int = 5, input_shapes: dict
             total = time.perf_counter() - begin
     ms = np.asarray(times) * 1000.0
     first = inputs[0].shape if inputs else ()
-    batch = int(first[0]) if first else 1
+    batch = int(first[0]) if first else 1  # type: ignore[arg-type]  # concrete_inputs gave every dim a value
     latency = {"min": float(ms.min()), "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
                "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "max": float(ms.max())}
     if parallel:  # N in flight: completed per second of wall time
@@ -347,7 +350,7 @@ def benchmark(path: Path, *, runs: int = 50, warmup: int = 5, input_shapes: dict
         notes.append(f"asked for {streams} streams: the plugin made {n_streams} "
                      f"({config.get('INFERENCE_NUM_THREADS', '?')} inference threads here)")
     return BenchResult(str(actx.artifact.path), actx.artifact.format.value, runtime_cls.name, actx.target,
-                       {s.name: [int(d) for d in s.shape] for s in inputs}, batch, warmup, len(times),
+                       {s.name: [int(d) for d in s.shape] for s in inputs}, batch, warmup, len(times),  # type: ignore[arg-type]  # concrete dims
                        round(load_s, 4), {k: round(v, 4) for k, v in latency.items()},
                        round(throughput, 2), round(total, 4), "; ".join(n for n in notes if n),
                        jobs, driver, str(hint).lower() if hint else None,

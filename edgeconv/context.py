@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgeconv.errors import UsageError
 from edgeconv.progress import NullReporter, Reporter
@@ -98,7 +98,7 @@ class StepContext:
     source: "SourceModel"
     reporter: Reporter = field(default_factory=NullReporter)
     warnings: list[str] = field(default_factory=list)
-    notes: dict[str, object] = field(default_factory=dict)  # structured facts for the manifest (per target)
+    notes: dict[str, Any] = field(default_factory=dict)  # structured facts for the manifest (per target)
     shown: set[str] = field(default_factory=set)  # warnings already on screen in this run (shared by its targets)
 
     def warn(self, message: str) -> None:

@@ -128,7 +128,7 @@ def diagnose(*, imports: bool = False, only: list[str] | None = None) -> DoctorR
     from edgeconv.availability import availability
     from edgeconv.targets import builtin_profiles
 
-    backends = []
+    backends: list[dict[str, Any]] = []
     for dist, module in BACKENDS.items():
         backends.append({"name": dist, "module": module, "version": version_of(dist), "extra": EXTRA_OF.get(dist, "")})
     targets = []

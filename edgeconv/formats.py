@@ -78,7 +78,7 @@ class TensorSpec:
     def shape_str(self) -> str:
         if not self.rank_known:
             return "unknown"
-        return "x".join(str(d) if isinstance(d, int) and d > 0 else (d or "?") for d in self.shape) or "scalar"
+        return "x".join(str(d) if isinstance(d, int) and d > 0 else str(d or "?") for d in self.shape) or "scalar"
 
 
 @dataclass(frozen=True)

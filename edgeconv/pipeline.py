@@ -246,7 +246,7 @@ def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState
     before = ContextSnapshot.of(ctx)
     state.reporter.stage(step.kind, f"{ctx.profile.name}: {step.name}")
     if step.kind == "normalise":
-        shapes = {s.name: tuple(s.shape) for s in ctx.source.inputs if s.is_static}
+        shapes = {s.name: tuple(d for d in s.shape if isinstance(d, int)) for s in ctx.source.inputs if s.is_static}
         result, report = normalise(artifact, step_ctx.work_dir / "model.onnx", ctx.profile.opset, shapes,
                                    ctx.profile.normalise.fuse, ctx.profile.normalise.decompose)
         record.notes["normalise"] = asdict(report)

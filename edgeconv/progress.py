@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator, Protocol
 
 log = logging.getLogger("edgeconv")
@@ -14,7 +14,7 @@ class Task(Protocol):
 
 
 class Reporter(Protocol):
-    def task(self, description: str, total: int | None = None) -> "contextmanager[Task]": ...
+    def task(self, description: str, total: int | None = None) -> AbstractContextManager[Task]: ...
 
     def stage(self, name: str, detail: str = "") -> None: ...
 

@@ -11,8 +11,8 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def _subclasses(cls: type) -> list[type]:
-    out = []
+def _subclasses(cls: type[object]) -> list[type]:
+    out: list[type] = []
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_subclasses(sub))
@@ -38,8 +38,8 @@ def discover(package: str, base: type[T]) -> list[type[T]]:
     _import_package(FAMILIES)
     found = [c for c in _subclasses(base)
              if getattr(c, "name", "") and c.__module__.startswith((package + ".", FAMILIES + "."))]
-    names = [c.name for c in found]  # type: ignore[attr-defined]
+    names = [c.name for c in found]  # type: ignore[attr-defined]  # T is unbound: every plugin base declares `name`
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise RuntimeError(f"duplicate plugin names in {package}: {sorted(dupes)}")
-    return sorted(found, key=lambda c: c.name)  # type: ignore[attr-defined]
+    return sorted(found, key=lambda c: c.name)  # type: ignore[attr-defined]  # as above

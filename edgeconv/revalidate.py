@@ -86,7 +86,7 @@ def validate_artifact(source: Path, artifact: Path, options: ConvertOptions, *, 
         if recorded and src.artifact.path.is_file() and sha256_of(src.artifact.path) != recorded:
             warnings.append(f"{actx.manifest} records another source file (sha256 {recorded[:12]}…) than {source}")
     # dynamic source dims the user left open: take them from the artifact when it fixed them
-    fixed = {s.name: tuple(s.shape) for s in actx.inputs if s.is_static}
+    fixed = {s.name: tuple(d for d in s.shape if isinstance(d, int)) for s in actx.inputs if s.is_static}
     fill = {s.name: fixed[s.name] for s in src.inputs if not s.is_static and s.name in fixed
             and s.name not in options.input_shapes and len(fixed[s.name]) == len(s.shape)}
     if fill:

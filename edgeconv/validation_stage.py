@@ -116,14 +116,14 @@ def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any])
     references = source_outputs(samples, ctx, cache)
     session = runtime.load(artifact, ctx)
     actuals = []
-    with ctx.reporter.task(f"validating {profile.name}", total=len(samples)) as task:
+    with ctx.reporter.task(f"validating {profile.name}", total=len(samples)) as progress:
         for feeds in samples:
             actuals.append(session.run(feeds))
-            task.advance()
+            progress.advance()
     names = ctx.source.output_names or session.output_names
     metrics = compare(names, references, actuals)
     result = check_gate(metrics, profile.validate.gate)
-    task = task_result(samples, names, references, actuals, ctx, cache)
+    task = task_result(samples, list(names), references, actuals, ctx, cache)
     failures = (*result.failures, *check_task_gate(task, profile.validate.gate.max_task_drop))
     described = samples.describe()
     if reuses_calibration(ctx.options) and samples.kind in ("files", "images"):

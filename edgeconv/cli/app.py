@@ -31,7 +31,7 @@ from edgeconv.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EX
 try:  # typer >= 0.17 vendors click
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older typer
-    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]  # the same module, unvendored
 
 app = typer.Typer(
     name="edgeconv",
@@ -152,7 +152,7 @@ def _private_tmpdir() -> str | None:
     os.environ["TMPDIR"] = path
     tempfile.tempdir = path
     owner = os.getpid()  # a forked child that exits through sys.exit must not remove its parent's folder
-    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(path, True))
+    atexit.register(lambda: shutil.rmtree(path, True) if os.getpid() == owner else None)
     return path
 
 

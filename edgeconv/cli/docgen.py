@@ -46,7 +46,7 @@ def _type_name(param: Any) -> str:
         annotation = args[0] if args else str
         origin = typing.get_origin(annotation)
     if origin in (list, tuple):
-        args = typing.get_args(annotation)
+        args = list(typing.get_args(annotation))
         annotation = args[0] if args else str
     return _TYPE_NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)).upper())
 
@@ -137,7 +137,7 @@ def generate() -> str:
     from edgeconv.cli.app import app
 
     root = typer.main.get_command(app)
-    commands = {n: c for n, c in sorted(root.commands.items()) if not getattr(c, "hidden", False)}  # type: ignore[attr-defined]
+    commands = {n: c for n, c in sorted(root.commands.items()) if not getattr(c, "hidden", False)}  # type: ignore[attr-defined]  # a Typer app with commands: a click Group
     lines = [HEADER, "```", _usage("edgeconv", root), "```", "", _cell(root.help or ""), ""]
     lines += _options_table(root.params)
     lines += ["| command | what it does |", "|---|---|"]

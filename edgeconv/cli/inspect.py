@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from edgeconv.cli.ui import UI
+
+if TYPE_CHECKING:
+    from edgeconv.formats import TensorSpec
+    from edgeconv.inspect import ModelReport
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +39,7 @@ def inspect(
     _render(report, top)
 
 
-def _render(report, top: int) -> None:  # type: ignore[no-untyped-def]
+def _render(report: ModelReport, top: int) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -82,7 +87,7 @@ def _render(report, top: int) -> None:  # type: ignore[no-untyped-def]
         out.print(fits)
 
 
-def _dynamic(spec) -> str:  # type: ignore[no-untyped-def]
+def _dynamic(spec: TensorSpec) -> str:
     """`N (axis 0)`, `? (axis 0)` where the model names no dim; `—` for a static tensor, never a bare axis number."""
     from edgeconv.inspect import dynamic_axes
 

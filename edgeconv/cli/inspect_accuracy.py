@@ -113,7 +113,7 @@ def _render(report: dict[str, Any], top: int) -> None:
     table = Table(title="layers by SNR vs float (worst first)", title_justify="left")
     for col, justify in (("#", "right"), ("layer (node)", "left"), ("op", "left"), ("output tensor", "left"),
                          ("SNR dB", "right"), ("worst ch. dB", "right"), ("adds dB", "right"), ("quantized", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # "left" / "right": rich JustifyMethod literals
     for i, row in enumerate(report["layers"][:top], 1):
         snr = row["snr_db"]
         style = "red" if snr is not None and snr < 20 else "yellow" if snr is not None and snr < 30 else ""

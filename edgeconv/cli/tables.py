@@ -46,7 +46,7 @@ class FitTable:
         table = Table(title=self.title or None, title_justify="left", caption=caption or None)
         for i, col in enumerate(self.columns):
             if i not in dropped:
-                table.add_column(col.header, justify=col.justify, no_wrap=col.no_wrap,  # type: ignore[arg-type]
+                table.add_column(col.header, justify=col.justify, no_wrap=col.no_wrap,  # type: ignore[arg-type]  # rich JustifyMethod values
                                  overflow="ellipsis" if col.no_wrap else "fold")
         for row in self.rows:
             table.add_row(*(cell for i, cell in enumerate(row) if i not in dropped))

@@ -38,7 +38,7 @@ def list_all() -> None:
     from edgeconv.availability import availability
     from edgeconv.targets import builtin_profiles
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for profile in builtin_profiles():
         avail = availability(profile)
         rows.append({

@@ -70,7 +70,7 @@ def _stdout_console() -> Console:
 class Ui:
     json_mode: bool = False
     verbose: int = 0
-    _json_stream: TextIO | None = None
+    _json_stream: TextIO | PipeSafe | None = None
     out: Console = field(default_factory=lambda: _stdout_console())
     err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
 
@@ -79,7 +79,7 @@ class Ui:
         sys.stdout.flush()
         saved = os.dup(1)
         os.dup2(2, 1)
-        self._json_stream = PipeSafe(os.fdopen(saved, "w", encoding="utf-8", errors="surrogateescape", closefd=True))  # type: ignore[assignment]
+        self._json_stream = PipeSafe(os.fdopen(saved, "w", encoding="utf-8", errors="surrogateescape", closefd=True))
         sys.stdout = sys.stderr
 
     def quiet_native_output(self) -> None:
@@ -100,7 +100,7 @@ class Ui:
     def guard_stdout(self) -> None:
         """Without --json: a reader that stops early (`| head`) ends output quietly, not with a traceback."""
         if not isinstance(sys.stdout, PipeSafe):
-            sys.stdout = PipeSafe(sys.stdout)  # type: ignore[assignment]
+            sys.stdout = PipeSafe(sys.stdout)
 
     def emit_json(self, obj: Any) -> None:
         stream = self._json_stream or sys.stdout

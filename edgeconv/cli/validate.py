@@ -91,4 +91,4 @@ def _print_report(result: dict) -> None:
 
 
 def _f(value: object, spec: str) -> str:
-    return "—" if value is None else format(value, spec)  # type: ignore[arg-type]
+    return "—" if value is None else format(value, spec)

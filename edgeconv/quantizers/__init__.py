@@ -8,7 +8,7 @@ from edgeconv.registry import discover
 
 
 def all_quantizers() -> list[type[Quantizer]]:
-    return discover("edgeconv.quantizers", Quantizer)
+    return discover("edgeconv.quantizers", Quantizer)  # type: ignore[type-abstract]  # only its subclasses are used
 
 
 def quantizer_for(precision: str) -> type[Quantizer]:

@@ -94,7 +94,7 @@ class _Accumulator:
             assert self.ch_noise is not None and self.ch_peak is not None
             self.ch_signal += cs
             self.ch_noise += cn
-            self.ch_peak = np.maximum(self.ch_peak, cp)
+            self.ch_peak = np.maximum(self.ch_peak, cp) if cp is not None else self.ch_peak  # an empty batch has no peak
 
     def snr(self) -> float:
         return _snr(self.signal, self.noise)

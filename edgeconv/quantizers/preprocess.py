@@ -154,7 +154,7 @@ def _resized(im: Any, size: tuple[int, int], fit: str, path: Path) -> Any:
 
     h, w = size
     if fit == "stretch" or im.width * h == im.height * w:
-        return im.resize((w, h), Image.BILINEAR)
+        return im.resize((w, h), Image.Resampling.BILINEAR)
     s = max(w / im.width, h / im.height) if fit == "crop" else min(w / im.width, h / im.height)
     nw, nh = max(1, round(im.width * s)), max(1, round(im.height * s))
     if fit == "crop":
@@ -162,7 +162,7 @@ def _resized(im: Any, size: tuple[int, int], fit: str, path: Path) -> Any:
     if nw * nh > MAX_PIXELS:  # a 1x100000 strip cropped to a square
         raise InvalidInputError(f"image {path} ({im.width}x{im.height}) would be {nw}x{nh} pixels before the crop",
                                 "use --preprocess fit=stretch or fit=pad for images this elongated")
-    im = im.resize((nw, nh), Image.BILINEAR)
+    im = im.resize((nw, nh), Image.Resampling.BILINEAR)
     if fit == "crop":
         left, top = (nw - w) // 2, (nh - h) // 2
         return im.crop((left, top, left + w, top + h))
@@ -197,6 +197,7 @@ def load_image(path: Path, pp: Preprocess) -> np.ndarray:
     except ImportError as e:
         raise MissingBackendError("reading image folders needs Pillow", "pip install pillow") from e
     try:
+        im: Image.Image  # Image.open gives an ImageFile, convert() a plain Image
         with Image.open(path) as im:
             if im.width * im.height > MAX_PIXELS:  # a decompression bomb: a small file that decodes to gigabytes
                 raise InvalidInputError(f"image {path} is {im.width}x{im.height} pixels, more than edgeconv decodes "

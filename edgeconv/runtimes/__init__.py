@@ -11,7 +11,7 @@ from edgeconv.runtimes.base import Runtime
 
 
 def all_runtimes() -> list[type[Runtime]]:
-    return discover("edgeconv.runtimes", Runtime)
+    return discover("edgeconv.runtimes", Runtime)  # type: ignore[type-abstract]  # only its subclasses are used
 
 
 def runtime_named(name: str) -> type[Runtime]:

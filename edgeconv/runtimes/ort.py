@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from edgeconv.formats import Artifact, Format, TensorSpec
 from edgeconv.runtimes.base import Runtime, Session
 
 
-def cpu_session(path: str, threads: int = 0) -> object:
+def cpu_session(path: str, threads: int = 0) -> Any:
     ort = require("onnxruntime", "all")
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -35,7 +36,8 @@ def utf8_path(path: str) -> str:
 
     real = Path(path)
     try:
-        name = real.name.encode("utf-8") and real.name
+        name = real.name
+        name.encode("utf-8")
     except UnicodeEncodeError:
         name = "edgeconv-utf8-model.onnx"
     links = Path(tempfile.mkdtemp(prefix="ort-utf8-"))  # in the run's private TMPDIR, removed at exit
@@ -53,7 +55,7 @@ def utf8_path(path: str) -> str:
 class OrtSession(Session):
     thread_safe_run = True  # InferenceSession.run is thread-safe: `bench -j N` runs N calls at once on it
 
-    def __init__(self, session: object, source_inputs: tuple[TensorSpec, ...]):
+    def __init__(self, session: Any, source_inputs: tuple[TensorSpec, ...]):
         self.session = session
         self.inputs = tuple(value_info_spec_from_ort(i) for i in session.get_inputs())
         self.output_names = tuple(o.name for o in session.get_outputs())
@@ -68,7 +70,7 @@ class OrtSession(Session):
         return list(self.session.run(None, {n: feeds[n].astype(dtypes[n], copy=False) for n in self._names}))
 
 
-def value_info_spec_from_ort(node_arg: object) -> TensorSpec:
+def value_info_spec_from_ort(node_arg: Any) -> TensorSpec:
     dtype = node_arg.type.replace("tensor(", "").rstrip(")")
     dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)
     return TensorSpec(node_arg.name, tuple(d if isinstance(d, int) else d for d in node_arg.shape), dtype)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgeconv.context import StepContext
@@ -11,7 +13,7 @@ from edgeconv.runtimes.base import Runtime, Session
 
 
 class TensorFlowSession(Session):
-    def __init__(self, function: object, ctx: StepContext):
+    def __init__(self, function: Any, ctx: StepContext):
         self.function = function
         self.inputs = ctx.source.inputs
         self.output_names = ctx.source.output_names

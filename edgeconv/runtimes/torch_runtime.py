@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgeconv.context import StepContext
@@ -11,7 +13,7 @@ from edgeconv.formats import Artifact, Format
 from edgeconv.runtimes.base import Runtime, Session
 
 
-def flatten_outputs(out: object) -> list[object]:
+def flatten_outputs(out: object) -> list[Any]:
     if isinstance(out, dict):
         return [v for value in out.values() for v in flatten_outputs(value)]
     if isinstance(out, (list, tuple)):
@@ -20,7 +22,7 @@ def flatten_outputs(out: object) -> list[object]:
 
 
 class TorchSession(Session):
-    def __init__(self, module: object, ctx: StepContext):
+    def __init__(self, module: Any, ctx: StepContext):
         self.module = module
         self.inputs = ctx.source.inputs
         self.output_names = ctx.source.output_names

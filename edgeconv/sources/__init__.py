@@ -87,7 +87,7 @@ class SourceModel:
 
 
 def _loaders() -> list[type[SourceLoader]]:
-    return discover("edgeconv.sources", SourceLoader)
+    return discover("edgeconv.sources", SourceLoader)  # type: ignore[type-abstract]  # only its subclasses are used
 
 
 def open_source(artifact: Artifact, options: ConvertOptions) -> SourceModel:

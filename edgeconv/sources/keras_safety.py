@@ -114,7 +114,7 @@ def code_carrying_layers(config: Any) -> list[str]:
         elif class_name == "__lambda__":  # Keras 3: a Python lambda serialised anywhere (e.g. an activation)
             found.append("a Python lambda (__lambda__)")
         elif class_name in ("TFOpLambda", "SlicingOpLambda"):
-            config_ = obj.get("config") if isinstance(obj.get("config"), dict) else {}
+            config_ = obj["config"] if isinstance(obj.get("config"), dict) else {}
             symbol = str(config_.get("function", ""))
             if RISKY_TF_SYMBOL_PARTS & set(symbol.replace("tf.", "", 1).split(".")):
                 found.append(f"{_name(obj)} (TFOpLambda calling tf.{symbol})")

@@ -49,6 +49,7 @@ class _Msg:
     def __init__(self, data: bytes):
         self.fields: dict[int, list[Any]] = {}
         i, n = 0, len(data)
+        value: int | bytes
         while i < n:
             key, i = _varint(data, i)
             number, wire = key >> 3, key & 7
@@ -175,7 +176,7 @@ def _bad(node: _Node, allow_saver: bool) -> bool:
     if node.op in FILE_OPS or (node.op in SAVER_OPS and not allow_saver):
         return True
     attr = _ATTR_CHECKS.get(node.op)
-    return bool(attr) and node.attr_string(attr).startswith("file://")
+    return attr is not None and node.attr_string(attr).startswith("file://")
 
 
 def risky_ops(meta_graph: _MetaGraph) -> list[tuple[str, str, str]]:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-Handler = Callable[[dict[str, Any]], np.ndarray]
+Handler = Callable[[dict[str, Any]], "np.ndarray | tuple[np.ndarray, ...]"]  # split: one array per output
 _OPS: dict[str, Handler] = {}
 
 
@@ -82,6 +82,7 @@ def _f(x: Any) -> np.ndarray:
 
 
 # --- elementwise ---------------------------------------------------------------------------------------------------
+_fn: Callable[..., Any]  # the op tables below hold numpy ufuncs, functions and lambdas
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "real_div": np.divide, "maximum": np.maximum,
            "minimum": np.minimum, "pow": np.power, "floor_div": np.floor_divide, "mod": np.mod,
            "equal": np.equal, "not_equal": np.not_equal, "greater": np.greater, "greater_equal": np.greater_equal,
@@ -89,6 +90,7 @@ _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "real_div": np
 for _name, _fn in _BINARY.items():
     _OPS[_name] = (lambda fn: lambda a: fn(_f(a["x"]), _f(a["y"])))(_fn)
 
+_UNARY: dict[str, Callable[..., Any]]
 _UNARY = {"abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sin": np.sin, "cos": np.cos,
           "floor": np.floor, "ceil": np.ceil, "round": np.round, "sign": np.sign, "square": np.square,
           "relu": lambda x: np.maximum(x, 0), "relu6": lambda x: np.clip(x, 0, 6),
@@ -223,8 +225,8 @@ def _windows(x: np.ndarray, kernel: tuple[int, ...], strides: tuple[int, ...], d
 def _conv(a: dict[str, Any]) -> np.ndarray:
     x, w = _f(a["x"]), _f(a["weight"])
     rank = w.ndim - 2
-    strides = tuple(int(s) for s in (a.get("strides") if a.get("strides") is not None else [1] * rank))
-    dilations = tuple(int(d) for d in (a.get("dilations") if a.get("dilations") is not None else [1] * rank))
+    strides = tuple(int(s) for s in (a["strides"] if a.get("strides") is not None else [1] * rank))
+    dilations = tuple(int(d) for d in (a["dilations"] if a.get("dilations") is not None else [1] * rank))
     groups = int(a.get("groups") or 1)
     kernel = tuple(w.shape[2:])
     pads = _spatial_pads(a, x.shape[2:], kernel, strides, dilations)
@@ -250,7 +252,7 @@ def _pool(a: dict[str, Any], reduce: str) -> np.ndarray:
     x = _f(a["x"])
     kernel = tuple(int(k) for k in a["kernel_sizes"])
     rank = len(kernel)
-    strides = tuple(int(s) for s in (a.get("strides") if a.get("strides") is not None else [1] * rank))
+    strides = tuple(int(s) for s in (a["strides"] if a.get("strides") is not None else [1] * rank))
     pads = _spatial_pads(a, x.shape[2:], kernel, strides, (1,) * rank)
     if a.get("ceil_mode"):
         pads = [(lo, hi + (s - 1)) for (lo, hi), s in zip(pads, strides)]
@@ -309,8 +311,9 @@ def _reduce(fn: Callable[..., np.ndarray]) -> Handler:
     return run
 
 
-for _name, _fn in {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max, "reduce_min": np.min,
-                   "reduce_prod": np.prod}.items():
+_REDUCE: dict[str, Callable[..., Any]] = {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max,
+                                          "reduce_min": np.min, "reduce_prod": np.prod}
+for _name, _fn in _REDUCE.items():
     _OPS[_name] = _reduce(_fn)
 
 
@@ -370,7 +373,7 @@ def _slice_by_index(a: dict[str, Any]) -> np.ndarray:
     begin_mask = list(a["begin_mask"]) if a.get("begin_mask") is not None else [False] * rank
     end_mask = list(a["end_mask"]) if a.get("end_mask") is not None else [False] * rank
     squeeze_mask = list(a["squeeze_mask"]) if a.get("squeeze_mask") is not None else [False] * rank
-    index = []
+    index: list[int | slice] = []
     for i in range(rank):
         if squeeze_mask[i]:
             index.append(begin[i])

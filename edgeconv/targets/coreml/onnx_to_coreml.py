@@ -53,8 +53,8 @@ def import_onnx2torch() -> Any:
         raise UnsupportedError("NonMaxSuppression / RoiAlign need torchvision, which is not usable here",
                                "install a torchvision build matching torch (pip install torchvision)")
 
-    ops.nms = ops.box_convert = ops.roi_align = missing  # type: ignore[attr-defined]
-    stub.ops = ops  # type: ignore[attr-defined]
+    ops.nms = ops.box_convert = ops.roi_align = missing  # type: ignore[attr-defined]  # a stand-in module built here
+    stub.ops = ops  # type: ignore[attr-defined]  # a stand-in module built here
     sys.modules["torchvision"], sys.modules["torchvision.ops"] = stub, ops
     try:
         return require("onnx2torch", "coreml-onnx", purpose="ONNX → Core ML")

@@ -25,7 +25,7 @@ class _NoTelemetry:
 
 def no_telemetry() -> None:
     try:
-        module = importlib.import_module("openvino_telemetry")
+        module: Any = importlib.import_module("openvino_telemetry")
     except ImportError:  # OVC and NNCF then use their own stubs
         return
-    module.Telemetry = _NoTelemetry  # type: ignore[attr-defined]
+    module.Telemetry = _NoTelemetry

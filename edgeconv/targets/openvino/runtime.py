@@ -207,7 +207,7 @@ class OpenVinoRuntime(Runtime):
     def load(self, artifact: Artifact, ctx: "StepContext") -> Session:
         return self.load_tuned(artifact, ctx)
 
-    def load_tuned(self, artifact: Artifact, ctx: "StepContext", *, mode: str | None = None,
+    def load_tuned(self, artifact: Artifact, ctx: "StepContext", *, mode: str | None = None,  # type: ignore[override]  # named bench_options only
                    streams: int | str | None = None) -> Session:
         """mode: "latency" | "throughput" (PERFORMANCE_HINT); streams: NUM_STREAMS (int ≥ 1 or "AUTO")."""
         options = options_of(ctx)

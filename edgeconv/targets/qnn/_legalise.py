@@ -152,10 +152,10 @@ def _legal_quantized_layernorm(node: Any, producers: dict[str, Any], inits: dict
     beta_dq = producers.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     beta = _dq_values(beta_dq, inits, numpy_helper)
     beta_scale = np.float32(input_scale * gamma_scale) if input_scale and gamma_scale else None
-    already = (beta_dq is not None and _scalar_scale(beta_dq, inits, numpy_helper) is not None and beta_scale is not None
-               and abs(_scalar_scale(beta_dq, inits, numpy_helper) - float(beta_scale)) <= 1e-6 * float(beta_scale)
+    already = (beta_dq is not None and (dq_scale := _scalar_scale(beta_dq, inits, numpy_helper)) is not None
+               and beta_scale is not None and abs(dq_scale - float(beta_scale)) <= 1e-6 * float(beta_scale)
                and len(shared.get(beta_dq.output[0], [])) <= 1)
-    if beta is not None and beta_scale is not None and not already \
+    if beta is not None and beta_dq is not None and beta_scale is not None and not already \
             and numpy_helper.to_array(inits[beta_dq.input[0]]).dtype == np.int32:
         info = np.iinfo(np.int32)
         q32 = np.clip(np.round(beta / beta_scale), info.min, info.max).astype(np.int32)

@@ -83,7 +83,7 @@ def placement_gate(placement: Placement, ctx: StepContext, what: str) -> None:
 
 
 def zero_feeds(session: Any) -> dict[str, np.ndarray]:
-    feeds = {}
+    feeds: dict[str, np.ndarray] = {}
     for i in session.get_inputs():
         dtype = _NP.get(i.type.replace("tensor(", "").rstrip(")"), np.float32)
         feeds[i.name] = np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape], dtype)

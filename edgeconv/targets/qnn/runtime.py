@@ -4,6 +4,8 @@ that does not run on the HTP fails here instead of being compared CPU against CP
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgeconv.context import StepContext
@@ -13,7 +15,7 @@ from edgeconv.runtimes.base import Runtime, Session
 
 
 class QnnHtpSession(Session):
-    def __init__(self, session: object):
+    def __init__(self, session: Any):
         self.session = session
         from edgeconv.runtimes.ort import value_info_spec_from_ort
 

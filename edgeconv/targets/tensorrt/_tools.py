@@ -226,7 +226,7 @@ def _cuda_runtime_version() -> str:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
         try:
-            from cuda import cudart  # type: ignore[no-redef]  # older cuda-python
+            from cuda import cudart  # older cuda-python
         except ImportError:
             cudart = None
     if cudart is not None:
@@ -254,7 +254,7 @@ class BuildResult:
 
 
 def _logger(trt: Any) -> Any:
-    class Collecting(trt.ILogger):  # type: ignore[misc, name-defined]
+    class Collecting(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
@@ -410,7 +410,7 @@ class _Device:
 
     def __init__(self) -> None:
         self.torch = None
-        self.allocated = []
+        self.allocated: list[Any] = []
         try:
             import torch
 
@@ -426,14 +426,14 @@ class _Device:
             from cuda.bindings import runtime as cudart
         except ImportError:
             try:
-                from cuda import cudart  # type: ignore[no-redef]
+                from cuda import cudart
             except ImportError as e:
                 raise UnsupportedError("running a TensorRT engine needs CUDA buffers from PyTorch (CUDA build) or "
                                        "cuda-python, and neither is installed", "pip install cuda-python") from e
         self.cudart = cudart
         self.stream = self._check(cudart.cudaStreamCreate())
         self.stream_handle = int(self.stream)
-        self.allocated: list[Any] = []
+        self.allocated = []
 
     def release(self) -> None:
         """Free the previous run's buffers (torch frees its own)."""

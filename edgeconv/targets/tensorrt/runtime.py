@@ -6,6 +6,8 @@ validate stage checks the TensorRT-ready ONNX on ONNX Runtime instead (the recor
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgeconv.context import StepContext
@@ -15,15 +17,15 @@ from edgeconv.runtimes.base import Runtime, Session, StructuralCheck
 
 
 class TensorRTSession(Session):
-    def __init__(self, runner: object, output_order: tuple[str, ...]):
+    def __init__(self, runner: Any, output_order: tuple[str, ...]):
         self.runner = runner
-        self.inputs = runner.inputs()  # type: ignore[attr-defined]
-        names = tuple(runner.output_names)  # type: ignore[attr-defined]
+        self.inputs = runner.inputs()
+        names = tuple(runner.output_names)
         self.output_names = output_order if output_order and set(output_order) <= set(names) else names
         self._engine_order = names
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        outputs = dict(zip(self._engine_order, self.runner.run({s.name: feeds[s.name] for s in self.inputs})))  # type: ignore[attr-defined]
+        outputs = dict(zip(self._engine_order, self.runner.run({s.name: feeds[s.name] for s in self.inputs})))
         return [outputs[n] for n in self.output_names]
 
 

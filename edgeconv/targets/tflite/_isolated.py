@@ -31,7 +31,7 @@ def convert_in_child(saved_model: Path, signature: str, settings: dict[str, Any]
     samples = []
     for i, feed in enumerate(feeds):
         path = folder / f"calibration_{i:04d}.npz"
-        np.savez(path, **feed)
+        np.savez(path, allow_pickle=False, **feed)
         samples.append(str(path))
     job = folder / "job.json"
     out, error = folder / "model.tflite", folder / "error.txt"

@@ -93,16 +93,16 @@ def _offline_onnx2tf(images: np.ndarray) -> Iterator[None]:
     """Make onnx2tf's sample-image download return local data instead of fetching from the network."""
     import importlib
 
-    module = importlib.import_module("onnx2tf.onnx2tf")
+    module: Any = importlib.import_module("onnx2tf.onnx2tf")
     original = getattr(module, "download_test_image_data", None)
     if original is None:  # fail closed: an onnx2tf whose hook moved could reach the network
         raise UnsupportedError("this onnx2tf version has no download_test_image_data hook to keep it offline",
                                "install onnx2tf 1.26-1.28 (pip install 'edgeconv[tflite]')")
-    module.download_test_image_data = lambda: images  # type: ignore[attr-defined]
+    module.download_test_image_data = lambda: images
     try:
         yield
     finally:
-        module.download_test_image_data = original  # type: ignore[attr-defined]
+        module.download_test_image_data = original
 
 
 @contextlib.contextmanager
@@ -112,14 +112,14 @@ def _onnx2tf_numpy2_fixes() -> Iterator[None]:
     While onnx2tf converts, its TopK handler sees K as the 0-d array of the same value."""
     import importlib
 
-    module = importlib.import_module("onnx2tf.ops.TopK")
+    module: Any = importlib.import_module("onnx2tf.ops.TopK")
     original = module.make_node
 
     def make_node(*args: Any, **kwargs: Any) -> Any:
         node = kwargs.get("graph_node", args[0] if args else None)
         k = node.inputs[1] if node is not None and len(node.inputs) > 1 else None
         values = getattr(k, "values", None)
-        if not (isinstance(values, np.ndarray) and values.size == 1 and values.ndim):
+        if k is None or not (isinstance(values, np.ndarray) and values.size == 1 and values.ndim):
             return original(*args, **kwargs)
         k.values = values.reshape(())
         try:
@@ -258,11 +258,11 @@ def build_io_map(saved_model: Path, artifact: Artifact, ctx: StepContext, onnx_i
         key = match_key(o.name, out_keys, i)
         got = np.asarray(result[key])
         want = np.asarray(reference[i])
-        perm = _output_perm(got, want)
-        if perm is False:
+        out_perm = _output_perm(got, want)
+        if out_perm is False:
             raise UnsupportedError(f"onnx2tf output '{o.name}' has shape {got.shape}, the ONNX model's is {want.shape}",
                                    "onnx2tf changed the output's shape; report the model to edgeconv")
-        outputs.append({"source": out_names[i] if i < len(out_names) else o.name, "key": key, "perm": perm})
+        outputs.append({"source": out_names[i] if i < len(out_names) else o.name, "key": key, "perm": out_perm})
     return IoMap(SIGNATURE, inputs, outputs, "source" if keep_source else "nhwc")
 
 
