@@ -29,6 +29,7 @@ test: setup lint
 
 lint: setup
 	$(PY) -m ruff check edgeconv
+	$(PY) -m mypy edgeconv  # settings: [tool.mypy] in pyproject.toml
 
 test-fast: setup
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
@@ -47,4 +48,4 @@ docs: setup
 	$(PY) -m edgeconv.cli.docgen --update-exit-codes docs/exit-codes.md
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache .mypy_cache
