@@ -16,8 +16,8 @@ from edgeconv.converters import all_converters
 from edgeconv.converters.base import Converter
 from edgeconv.errors import InvalidInputError, MissingBackendError, UnsupportedError, UsageError
 from edgeconv.formats import Artifact, Format, TensorSpec
-from edgeconv.pipeline import UNAVAILABLE_PENALTY, Plan, build_plan, check_backends, find_route, plan_target, reachable, \
-    resolve_shapes
+from edgeconv.pipeline import (UNAVAILABLE_PENALTY, Plan, build_plan, check_backends, find_route, plan_target,
+                               reachable, resolve_shapes)
 from edgeconv.sources import SourceModel
 from edgeconv.targets import resolve
 from edgeconv.targets.schema import Profile
@@ -29,7 +29,8 @@ SOURCE_FILES = {Format.ONNX: "model.onnx", Format.TORCH: "model.pt", Format.KERA
 def source(fmt: Format, *inputs: TensorSpec) -> SourceModel:
     """A source model as planning sees it (nothing on disk is read while planning)."""
     specs = inputs or (TensorSpec("x", (1, 3, 8, 8)),)
-    return SourceModel(Artifact(Path(SOURCE_FILES[fmt]), fmt), specs, ("y",), fmt.value, loader=None)  # type: ignore[arg-type]
+    artifact = Artifact(Path(SOURCE_FILES[fmt]), fmt)
+    return SourceModel(artifact, specs, ("y",), fmt.value, loader=None)  # type: ignore[arg-type]
 
 
 def steps(fmt: Format, target: str) -> list[tuple[str, str, bool]]:
@@ -71,8 +72,8 @@ NORMALISE = ("normalise", "normalise", False)
                                     ("normalise", "normalise + fuse gelu, layernorm", False),
                                     ("quantize", "quantize int8", False), ("compile", "onnx_to_qnn", False),
                                     ("compile", "onnx_to_dlc", True)]),
-    (Format.TORCH, "tensorrt-fp16", [("export", "torch_to_onnx", False), NORMALISE, ("quantize", "quantize fp16", False),
-                                     ("compile", "onnx_to_tensorrt", False)]),
+    (Format.TORCH, "tensorrt-fp16", [("export", "torch_to_onnx", False), NORMALISE,
+                                     ("quantize", "quantize fp16", False), ("compile", "onnx_to_tensorrt", False)]),
     (Format.ONNX, "tensorrt-fp32", [NORMALISE, ("compile", "onnx_to_tensorrt", False)]),
 ], ids=lambda v: v.value if isinstance(v, Format) else (v if isinstance(v, str) else None))
 def test_route_for_each_source_and_target(fmt: Format, target: str, expected: list) -> None:
@@ -180,8 +181,8 @@ def test_a_missing_backend_is_still_planned_and_named(monkeypatch: pytest.Monkey
 
 def test_an_installed_step_describes_its_edge() -> None:
     target = plan_target(source(Format.TORCH), resolve("cpu-int8"))
-    assert [s.describe() for s in target.steps[:3]] == ["export    torch_to_onnx (torch → onnx)", "normalise normalise",
-                                                        "quantize  quantize int8"]
+    assert [s.describe() for s in target.steps[:3]] == ["export    torch_to_onnx (torch → onnx)",
+                                                        "normalise normalise", "quantize  quantize int8"]
     assert target.to_json() == {"target": "cpu-int8", "steps": [s.describe() for s in target.steps]}
 
 
@@ -202,7 +203,8 @@ def test_refusing_edges_are_left_out_of_the_search() -> None:
 
     artifact = Artifact(Path("model.pt"), Format.TORCH)
     assert OnnxToCoreml().refuses(artifact, resolve("coreml-fp32"))
-    assert all(OnnxToCoreml not in r for r in _all_routes(Format.TORCH, Format.COREML, artifact, resolve("coreml-fp32")))
+    routes = _all_routes(Format.TORCH, Format.COREML, artifact, resolve("coreml-fp32"))
+    assert routes and all(OnnxToCoreml not in r for r in routes)
 
 
 def test_a_precision_no_quantizer_handles_fails_while_planning() -> None:

@@ -22,7 +22,7 @@ from edgeconv.targets.schema import Gate
 from edgeconv.validation import Metrics
 
 GATE = Gate(min_snr_db=20.0)
-Score = Callable[[frozenset[str]], "float | None"]  # what a trial keeps float → output SNR (None: the target refuses it)
+Score = Callable[[frozenset[str]], "float | None"]  # what a trial keeps float → output SNR (None: the target refuses)
 
 
 def fan_model(folder: Path, branches: int = 8) -> Path:
@@ -31,7 +31,8 @@ def fan_model(folder: Path, branches: int = 8) -> Path:
     w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
     nodes = [helper.make_node("MatMul", ["x", "w"], [f"t{i}"], name=f"mm{i}") for i in range(1, branches + 1)]
     nodes.append(helper.make_node("Relu", ["t1"], ["r1"], name="relu1"))
-    nodes.append(helper.make_node("Concat", ["r1", *(f"t{i}" for i in range(2, branches + 1))], ["y"], axis=1, name="cat"))
+    rest = [f"t{i}" for i in range(2, branches + 1)]
+    nodes.append(helper.make_node("Concat", ["r1", *rest], ["y"], axis=1, name="cat"))
     return _save(folder, nodes, [w], branches * 4)
 
 

@@ -191,7 +191,8 @@ LINALG = [
          F.scaled_dot_product_attention(t(Q), t(K), t(V), attn_mask=t(BOOL_MASK)), "bool_mask"),
     case("scaled_dot_product_attention",
          lambda q, k, v, m: mb.scaled_dot_product_attention(query=q, key=k, value=v, attn_mask=m),
-         (Q, K, V, FLOAT_MASK), F.scaled_dot_product_attention(t(Q), t(K), t(V), attn_mask=t(FLOAT_MASK)), "float_mask"),
+         (Q, K, V, FLOAT_MASK), F.scaled_dot_product_attention(t(Q), t(K), t(V), attn_mask=t(FLOAT_MASK)),
+         "float_mask"),
 ]
 
 
@@ -245,7 +246,8 @@ def test_conv(x_shape, w_shape, pad_type, pad, strides, dilations, groups, bias)
     elif pad_type == "valid":
         pads = [(0, 0)] * len(spatial)
     else:
-        pads = [same_pads(n, k, s, d, pad_type == "same_lower") for n, k, s, d in zip(spatial, kernel, strides, dilations)]
+        pads = [same_pads(n, k, s, d, pad_type == "same_lower")
+                for n, k, s, d in zip(spatial, kernel, strides, dilations)]
         assert out.shape[2:] == tuple(math.ceil(n / s) for n, s in zip(spatial, strides))
     np.testing.assert_allclose(out, torch_conv(x, w, b, strides, dilations, groups, pads).numpy(), rtol=1e-5, atol=1e-5)
 
@@ -340,12 +342,13 @@ NORMS = [
 R = rand(2, 3, 4, seed=24)
 REDUCTIONS = [
     case("reduce_mean", lambda x: mb.reduce_mean(x=x, axes=[1]), (R,), t(R).mean(1)),
-    case("reduce_mean", lambda x: mb.reduce_mean(x=x, axes=[0, 2], keep_dims=True), (R,), t(R).mean((0, 2), keepdim=True),
-         "keep_dims"),
+    case("reduce_mean", lambda x: mb.reduce_mean(x=x, axes=[0, 2], keep_dims=True), (R,),
+         t(R).mean((0, 2), keepdim=True), "keep_dims"),
     case("reduce_mean", lambda x: mb.reduce_mean(x=x), (R,), t(R).mean(), "all"),
     case("reduce_sum", lambda x: mb.reduce_sum(x=x, axes=[-1], keep_dims=True), (R,), t(R).sum(-1, keepdim=True)),
     case("reduce_max", lambda x: mb.reduce_max(x=x, axes=[0]), (R,), t(R).amax(0)),
-    case("reduce_min", lambda x: mb.reduce_min(x=x, axes=[1, 2], keep_dims=True), (R,), t(R).amin((1, 2), keepdim=True)),
+    case("reduce_min", lambda x: mb.reduce_min(x=x, axes=[1, 2], keep_dims=True), (R,),
+         t(R).amin((1, 2), keepdim=True)),
     case("reduce_prod", lambda x: mb.reduce_prod(x=x, axes=[2]), (R,), t(R).prod(2)),
     case("reduce_argmax", lambda x: mb.reduce_argmax(x=x, axis=1), (R,), t(R).argmax(1).int()),
     case("reduce_argmax", lambda x: mb.reduce_argmax(x=x, axis=-1, keep_dims=True), (R,),
@@ -359,7 +362,7 @@ def test_normalisation_and_reductions(build, inputs, expected, tolerance) -> Non
 
 
 def test_norm_epsilon_takes_part() -> None:
-    """A tiny variance makes epsilon matter: 1e-2 against the default 1e-5 changes the result by far more than rounding."""
+    """A tiny variance makes epsilon matter: 1e-2 against the default 1e-5 changes the result far beyond rounding."""
     x = np.array([[1.0, 1.001, 0.999, 1.0]], np.float32)
     small, = run(lambda x: mb.layer_norm(x=x, axes=[-1], epsilon=np.float32(1e-2)), x)
     np.testing.assert_allclose(small, F.layer_norm(t(x), [4], eps=1e-2).numpy(), rtol=1e-4, atol=1e-6)
@@ -544,9 +547,8 @@ def test_every_handler_has_a_case() -> None:
     assert set(_OPS) - COVERED == set(), "handlers without a per-op case"
 
 
-# --- end to end ----------------------------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_converted_torch_program_matches_torch() -> None:
+# --- end to end (a real converted program) ------------------------------------------------------------------------
+def test_converted_torch_program_matches_torch() -> None:  # ~3 s
     """A tiny CNN (conv, batch norm, relu6, ceil-mode max pool with padding, avg pool, linear, log1p, softmax) converted
     by coremltools to an fp32 ML program: the executor's outputs are torch's."""
     from edgeconv.targets.coreml._mil_reference import program_of
