@@ -64,6 +64,38 @@ def test_every_profile_is_reachable(profile) -> None:
         assert bool(usable.reason) == (usable.validation != "numerical"), usable
 
 
+def test_runtimes_name_a_real_extra() -> None:
+    """A runtime's extra is a pyproject extra, or it needs only core dependencies (ONNX Runtime)."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    core = {re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].replace("-", "_") for d in project["dependencies"]}
+    for runtime in all_runtimes():
+        assert runtime.requires, f"{runtime.name} must declare the modules it imports (requires)"
+        if runtime.extra:
+            assert runtime.extra in _pip_extras(), f"{runtime.name}: extra {runtime.extra!r} is not in pyproject.toml"
+        else:
+            assert set(runtime.requires) <= core, f"{runtime.name} names no extra but needs {runtime.requires}"
+
+
+def test_an_unusable_target_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The branch test_every_profile_is_reachable cannot reach where everything is installed: a missing converter or
+    validation runtime makes the target unusable with the pip extra that installs it."""
+    from edgeconv.availability import Availability
+    from edgeconv.runtimes import runtime_named
+    from edgeconv.targets import resolve
+
+    profile = resolve("tflite-int8")
+    assert availability(profile) == Availability(True)
+    monkeypatch.setattr(runtime_named("litert"), "available", classmethod(lambda cls: False))
+    assert availability(profile) == Availability(False, "validation needs pip install 'edgeconv[tflite]'", "none")
+    for conv in all_converters():
+        if conv.target == Format.TFLITE:
+            monkeypatch.setattr(conv, "available", classmethod(lambda cls: False))
+    assert availability(profile) == Availability(False, "pip install 'edgeconv[tflite]'")
+
+
 def test_plugin_modules_import_no_heavy_framework() -> None:
     import subprocess
     import sys

@@ -91,13 +91,27 @@ for _name, _fn in _BINARY.items():
     _OPS[_name] = (lambda fn: lambda a: fn(_f(a["x"]), _f(a["y"])))(_fn)
 
 _UNARY: dict[str, Callable[..., Any]]
-_UNARY = {"abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sin": np.sin, "cos": np.cos,
+_UNARY = {"abs": np.abs, "exp": np.exp, "sqrt": np.sqrt, "tanh": np.tanh, "sin": np.sin, "cos": np.cos,
           "floor": np.floor, "ceil": np.ceil, "round": np.round, "sign": np.sign, "square": np.square,
           "relu": lambda x: np.maximum(x, 0), "relu6": lambda x: np.clip(x, 0, 6),
           "sigmoid": lambda x: 1 / (1 + np.exp(-x)), "silu": lambda x: x / (1 + np.exp(-x)),
           "softplus": lambda x: np.logaddexp(0, x), "identity": lambda x: x, "logical_not": np.logical_not}
 for _name, _fn in _UNARY.items():
     _OPS[_name] = (lambda fn: lambda a: fn(_f(a["x"])))(_fn)
+
+
+def _epsilon(a: dict[str, Any], default: float) -> float:
+    """The op's epsilon (0 is a value, not "use the default")."""
+    return float(a["epsilon"]) if a.get("epsilon") is not None else default
+
+
+@_op("log")
+def _log(a: dict[str, Any]) -> np.ndarray:
+    """log(x + epsilon): torch.log1p converts to log with epsilon 1. The default (1e-45) is added in the declared
+    dtype (0 in float16), as the device adds it."""
+    x = _f(a["x"])
+    epsilon = _f(a["epsilon"]) if a.get("epsilon") is not None else np.float32(1e-45)
+    return np.log(x + epsilon)
 
 
 @_op("erf")
@@ -107,12 +121,12 @@ def _erf(a: dict[str, Any]) -> np.ndarray:
 
 @_op("rsqrt")
 def _rsqrt(a: dict[str, Any]) -> np.ndarray:
-    return 1 / np.sqrt(_f(a["x"]) + float(a.get("epsilon") or 1e-12))
+    return 1 / np.sqrt(_f(a["x"]) + _epsilon(a, 1e-12))
 
 
 @_op("inverse")
 def _inverse(a: dict[str, Any]) -> np.ndarray:
-    return 1 / (_f(a["x"]) + float(a.get("epsilon") or 1e-4))
+    return 1 / (_f(a["x"]) + _epsilon(a, 1e-4))
 
 
 @_op("clip")
@@ -254,17 +268,27 @@ def _pool(a: dict[str, Any], reduce: str) -> np.ndarray:
     rank = len(kernel)
     strides = tuple(int(s) for s in (a["strides"] if a.get("strides") is not None else [1] * rank))
     pads = _spatial_pads(a, x.shape[2:], kernel, strides, (1,) * rank)
+    counts = [(size + lo + hi - k) // s + 1 for size, (lo, hi), k, s in zip(x.shape[2:], pads, kernel, strides)]
     if a.get("ceil_mode"):
-        pads = [(lo, hi + (s - 1)) for (lo, hi), s in zip(pads, strides)]
+        counts = [_ceil_windows(size, lo, hi, k, s) for size, (lo, hi), k, s in zip(x.shape[2:], pads, kernel, strides)]
+        pads = [(lo, max(hi, (n - 1) * s + k - size - lo)) for size, (lo, hi), k, s, n
+                in zip(x.shape[2:], pads, kernel, strides, counts)]
     fill = -np.inf if reduce == "max" else np.nan
     x = np.pad(x, [(0, 0), (0, 0), *pads], constant_values=fill)
-    win = _windows(x, kernel, strides, (1,) * rank)
+    win = _windows(x, kernel, strides, (1,) * rank)[(slice(None), slice(None), *(slice(0, n) for n in counts))]
     axes = tuple(range(-rank, 0))
     if reduce == "max":
         return win.max(axis=axes)
     if a.get("exclude_padding_from_average", False):
         return np.nanmean(win, axis=axes)
     return np.nansum(win, axis=axes) / math.prod(kernel)
+
+
+def _ceil_windows(size: int, lo: int, hi: int, k: int, s: int) -> int:
+    """Windows along one axis in ceil mode (the output size coremltools declares): rounded up, less one that would
+    start in the right padding when there is padding (PyTorch's rule)."""
+    count = (size + lo + hi - k + s - 1) // s + 1
+    return count - 1 if (count - 1) * s >= size + lo and (lo > 0 or hi > 0) else count
 
 
 @_op("max_pool")
@@ -284,7 +308,7 @@ def _layer_norm(a: dict[str, Any]) -> np.ndarray:
     axes = tuple(int(i) for i in a["axes"]) if a.get("axes") is not None else (-1,)
     mean = x.mean(axis=axes, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
-    out = (x - mean) / np.sqrt(var + float(a.get("epsilon") or 1e-5))
+    out = (x - mean) / np.sqrt(var + _epsilon(a, 1e-5))
     if a.get("gamma") is not None:
         out = out * _f(a["gamma"])
     if a.get("beta") is not None:
@@ -296,7 +320,7 @@ def _layer_norm(a: dict[str, Any]) -> np.ndarray:
 def _batch_norm(a: dict[str, Any]) -> np.ndarray:
     x = _f(a["x"])
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    out = (x - _f(a["mean"]).reshape(shape)) / np.sqrt(_f(a["variance"]).reshape(shape) + float(a.get("epsilon") or 1e-5))
+    out = (x - _f(a["mean"]).reshape(shape)) / np.sqrt(_f(a["variance"]).reshape(shape) + _epsilon(a, 1e-5))
     if a.get("gamma") is not None:
         out = out * _f(a["gamma"]).reshape(shape)
     if a.get("beta") is not None:
@@ -326,9 +350,12 @@ def _argmax(a: dict[str, Any]) -> np.ndarray:
 # --- layout --------------------------------------------------------------------------------------------------------
 @_op("reshape")
 def _reshape(a: dict[str, Any]) -> np.ndarray:
+    """A 0 in `shape` copies the dimension of x it aligns with counting from the right (iOS 17; the same dimension as
+    iOS 15's positional rule, which needs len(shape) == rank), or 1 past x's rank."""
     x = np.asarray(a["x"])
     shape = [int(d) for d in a["shape"]]
-    shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    offset = x.ndim - len(shape)
+    shape = [(x.shape[i + offset] if i + offset >= 0 else 1) if d == 0 else d for i, d in enumerate(shape)]
     return x.reshape(shape)
 
 
