@@ -16,7 +16,7 @@ import math
 import pkgutil
 import types
 import typing
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -50,10 +50,6 @@ class Table:
 
     def fail(self, key: str, value: Any, problem: str, hint: str = "see docs/profiles.md") -> UsageError:
         return UsageError(f"{self.at(key)}: {self.section}.{key} = {value!r} in profile '{self.profile}' {problem}", hint)
-
-
-def _resolved_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
 
 
 def _optional(kind: Any) -> tuple[Any, bool]:
@@ -115,7 +111,7 @@ def parse_options(cls: type, data: Any, table: Table) -> Any:
         raise UsageError(f"{table.source}: [{table.section}] of '{table.profile}' must be a table, not {data!r}",
                          "see docs/profiles.md")
     specs = {spec.name: spec for spec in fields(cls)}
-    kinds = _resolved_types(cls)
+    kinds = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in specs:
@@ -123,11 +119,6 @@ def parse_options(cls: type, data: Any, table: Table) -> Any:
         kwargs[key] = _convert(kinds[key], key, value, table)
         _check_value(specs[key], kwargs[key], table)
     return cls(**kwargs)
-
-
-def defaults_of(cls: type) -> dict[str, Any]:
-    """Each field's default (for docs and tests)."""
-    return {spec.name: spec.default for spec in fields(cls) if spec.default is not MISSING}
 
 
 @lru_cache(maxsize=1)
