@@ -8,7 +8,6 @@ a staging folder, validates every target against the source, and commits all out
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import shutil
@@ -31,6 +30,7 @@ from edgeconv.normalise import normalise
 from edgeconv.outputs import OutputTransaction, disk_full_cause, factory_paths, io_error
 from edgeconv.progress import NullReporter, Reporter
 from edgeconv.quantizers import quantizer_for
+from edgeconv.routes import search_route
 from edgeconv.sources import SourceModel, open_source
 from edgeconv.stage_cache import ContextSnapshot, StageCache
 from edgeconv.targets.schema import Profile, apply_overrides, check_distinct_names
@@ -38,7 +38,6 @@ from edgeconv.validation_stage import (planned_validation, source_outputs, valid
                                       validation_samples)
 
 log = logging.getLogger(__name__)
-UNAVAILABLE_PENALTY = 1000
 
 
 @dataclass(frozen=True)
@@ -80,30 +79,14 @@ class Plan:
 
 
 def find_route(src: Format, dst: Format, artifact: Artifact, profile: Profile) -> list[type[Converter]]:
-    """Cheapest chain of converter edges from src to dst (Dijkstra); unavailable edges cost a penalty so that an
-    installed route wins, but a route is still found (and reported with its pip extra) when none is installed."""
-    if src == dst:
-        return []
-    edges: dict[Format, list[type[Converter]]] = {}
-    for conv in all_converters():
-        if conv().refuses(artifact, profile) is None:
-            edges.setdefault(conv.source, []).append(conv)
-    frontier: list[tuple[int, int, Format, list[type[Converter]]]] = [(0, 0, src, [])]
-    seen: set[Format] = set()
-    tie = 0
-    while frontier:
-        cost, _, fmt, path = heapq.heappop(frontier)
-        if fmt == dst:
-            return path
-        if fmt in seen:
-            continue
-        seen.add(fmt)
-        for conv in edges.get(fmt, []):
-            tie += 1
-            extra = 0 if conv.available() else UNAVAILABLE_PENALTY
-            heapq.heappush(frontier, (cost + conv.cost + extra, tie, conv.target, [*path, conv]))
-    raise UnsupportedError(f"no route from {src} to {dst} for target {profile.name}",
-                           f"edgeconv converts {src} sources to: {', '.join(sorted(reachable(src)))}")
+    """Cheapest chain of converter edges from src to dst (routes.search_route); unavailable edges cost a penalty so
+    that an installed route wins, but a route is still found (and reported with its pip extra) when none is
+    installed."""
+    route = search_route(src, dst, artifact, profile)
+    if route is None:
+        raise UnsupportedError(f"no route from {src} to {dst} for target {profile.name}",
+                               f"edgeconv converts {src} sources to: {', '.join(sorted(reachable(src)))}")
+    return route
 
 
 def reachable(src: Format) -> set[str]:

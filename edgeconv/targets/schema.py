@@ -45,9 +45,6 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("Gate", "max_abs"): (0.0, None),
     ("Gate", "min_top1_agreement"): (0.0, 1.0),
     ("Gate", "min_exact_match"): (0.0, 1.0),
-    ("compiler", "min_neural_engine_share"): (0.0, 1.0),
-    ("compiler", "workspace_mib"): (1, 1 << 20),
-    ("compiler", "optimization_level"): (0, 5),
     ("Gate", "max_task_drop"): (0.0, None),
 }
 
@@ -449,6 +446,11 @@ def _profile_from_data(name: str, family: str, data: dict[str, Any], source: str
             _check_type(Profile, key, value, source, text, f"profile '{name}'")
         if key in _SECTIONS:
             kwargs[key] = _build_section(_SECTIONS[key], value, source, text, f"[{key}] of '{name}'")
+            if key == "quantize":  # [quantize.options]: edgeconv's keys typed (targets/quantize_options.py)
+                from edgeconv.targets.family_options import Table
+                from edgeconv.targets.quantize_options import parse_quantize_options
+
+                parse_quantize_options(kwargs[key].options, Table("quantize.options", name, source, text))
         elif key == "produces":
             produced = [value] if isinstance(value, str) else value
             if not isinstance(produced, list) or not all(isinstance(p, str) for p in produced):
@@ -459,8 +461,10 @@ def _profile_from_data(name: str, family: str, data: dict[str, Any], source: str
             except ValueError as e:
                 valid = ", ".join(f.value for f in Format)
                 raise UsageError(f"{source}:{_key_line(text, 'produces')}: {e} in profile '{name}'", f"use {valid}") from e
-        elif key == "compiler":
-            kwargs[key] = _check_compiler(family, dict(value), source, text, name)
+        elif key == "compiler":  # the family's options class (targets/<family>/options.py)
+            from edgeconv.targets.family_options import Table, check_compiler
+
+            kwargs[key] = check_compiler(family, value, Table("compiler", name, source, text))
         elif key == "opset":
             kwargs[key] = _opset_range(value, source, text, name)
         else:
@@ -473,44 +477,6 @@ def _profile_from_data(name: str, family: str, data: dict[str, Any], source: str
         return Profile(**kwargs)
     except TypeError as e:
         raise UsageError(f"{source}: bad profile '{name}': {e}", "see docs/profiles.md") from e
-
-
-# The [compiler] keys of the families whose compiler takes a closed set (their converters read exactly these). hexagon
-# passes its keys to the QNN execution provider as provider options (an open set); openvino / executorch check theirs
-# in their own options.py.
-COMPILER_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
-    "tensorrt": {"workspace_mib": (int,), "optimization_level": (int,), "tf32": (bool,)},
-    "coreml": {"compute_precision": (str,), "minimum_deployment_target": (str,), "compute_units": (str,),
-               "io_dtype": (str,), "min_neural_engine_share": (int, float)},
-    "onnx": {}, "cpu": {}, "tflite": {},
-}
-
-
-_CompilerSection = type("compiler", (), {})  # _BOUNDS knows [compiler] numbers by the name "compiler"
-
-
-def _check_compiler(family: str, compiler: dict[str, Any], source: str, text: str, name: str) -> dict[str, Any]:
-    """An unknown or mistyped [compiler] key is exit 2 naming key, file and line (`--set compiler.workspace_mb=4096`
-    on a TensorRT profile was accepted and ignored: the builder reads workspace_mib)."""
-    allowed = COMPILER_KEYS.get(family)
-    if allowed is None:
-        return compiler
-    for key, value in compiler.items():
-        if key not in allowed:
-            if not allowed:
-                line = _key_line(text, key)
-                at = f"{source}:{line}" if line else source
-                raise UsageError(f"{at}: [compiler] of '{name}' has key '{key}', but {family} profiles take no "
-                                 "[compiler] keys", "remove the [compiler] section")
-            raise _bad_key(source, text, f"[compiler] of '{name}'", key, set(allowed))
-        kinds = allowed[key]
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            line = _key_line(text, key)
-            at = f"{source}:{line}" if line else source
-            raise UsageError(f"{at}: compiler.{key} = {value!r} in profile '{name}' must be "
-                             f"{' or '.join(k.__name__ for k in kinds)}", "see docs/profiles.md")
-        _check_range(_CompilerSection, key, value, source, text, f"[compiler] of '{name}'")
-    return compiler
 
 
 def _opset_range(value: Any, source: str, text: str, name: str) -> OpsetRange:

@@ -153,6 +153,92 @@ def test_compiler_keys_are_checked_when_the_profile_loads(target: str, item: str
     assert needle in f"{info.value.message} {info.value.hint}"
 
 
-def test_hexagon_compiler_keys_pass_through() -> None:
-    """Hexagon's [compiler] keys go to the QNN execution provider as provider options: an open set."""
-    assert apply_overrides(resolve("hexagon-int8"), ["compiler.htp_graph_finalization_optimization_mode=3"])
+def test_hexagon_compiler_keys_are_typed() -> None:
+    """Hexagon's [compiler] keys (soc, then QNN EP provider options) are a typed set: the ones the code and profiles
+    use. An unknown one is exit 2 with the closest key, not an option the EP ignores."""
+    profile = apply_overrides(resolve("hexagon-int8"), ["compiler.htp_graph_finalization_optimization_mode=3"])
+    assert profile.compiler == {"soc": "8 Gen 3", "htp_performance_mode": "burst",
+                                "htp_graph_finalization_optimization_mode": 3}
+    with pytest.raises(UsageError, match="htp_performance_mod") as info:
+        apply_overrides(resolve("hexagon-int8"), ["compiler.htp_performance_mod=burst"])
+    assert "did you mean 'htp_performance_mode'" in info.value.hint and info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("target, key, close", [
+    ("tensorrt-fp32", "workspace", "workspace_mib"),
+    ("coreml-fp32", "compute_unit", "compute_units"),
+    ("hexagon-int8", "vtcm", "vtcm_mb"),
+    ("openvino-int8", "presets", "preset"),
+    ("executorch-int8", "delegat", "delegate"),
+])
+def test_unknown_compiler_key_per_family(tmp_path: Path, target: str, key: str, close: str) -> None:
+    """In a user's file: exit 2 naming the key, the file and its line, with the closest key of that family."""
+    path = tmp_path / "mine.toml"
+    path.write_text(f'name = "mine"\nextends = "{target}"\n\n[compiler]\n{key} = 1\n')
+    with pytest.raises(UsageError) as info:
+        resolve(str(path))
+    assert info.value.exit_code == 2
+    assert info.value.message.startswith(f"{path}:5: unknown key '{key}' in [compiler] of 'mine'")
+    assert f"did you mean '{close}'?" in info.value.hint
+
+
+@pytest.mark.parametrize("target", ["onnx", "cpu-int8", "tflite-fp32"])
+def test_families_without_compiler_keys(tmp_path: Path, target: str) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(f'name = "mine"\nextends = "{target}"\n[compiler]\nthreads = 4\n')
+    family = resolve(target).family
+    with pytest.raises(UsageError, match=rf"mine.toml:4: .*{family} profiles take no \[compiler\] keys") as info:
+        resolve(str(path))
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("target, item, needle", [
+    ("tensorrt-fp32", "compiler.workspace_mib=true", "compiler.workspace_mib = True in profile 'tensorrt-fp32' must be int"),
+    ("tensorrt-fp32", "compiler.workspace_mib=0", "between 1 and 1048576"),
+    ("tensorrt-fp32", "compiler.optimization_level=9", "between 0 and 5"),
+    ("openvino-int8", "compiler.fast_bias_correction=1", "must be bool"),
+    ("openvino-int8", 'compiler.placement="NPU"', "must be a list of strings"),
+    ("openvino-int8", 'compiler.fallback=["mixed", "retry"]', "fallback = 'retry' in [compiler] of 'openvino-int8' is "
+                                                              "not one of mixed, ignore_worst, accuracy_control"),
+    ("executorch-int8", "compiler.min_delegated=true", "must be int or float"),
+    ("hexagon-int8", 'compiler.vtcm_mb="8"', "must be int"),
+    ("hexagon-int8", "compiler.htp_performance_mode=fast", "is not one of burst"),
+    ("coreml-fp32", "compiler.io_dtype=int8", "is not one of float32, float16"),
+])
+def test_mistyped_compiler_values(target: str, item: str, needle: str) -> None:
+    """bool is no int (nor an int a bool), a list of strings is a list, numbers keep their bounds: exit 2."""
+    with pytest.raises(UsageError) as info:
+        apply_overrides(resolve(target), [item])
+    assert needle in info.value.message and info.value.exit_code == 2
+
+
+def test_numbers_may_be_written_as_integers() -> None:
+    """An integer is a number: min_neural_engine_share = 1 is 1.0."""
+    from edgeconv.targets.family_options import options_for
+
+    profile = apply_overrides(resolve("ane-fp16"), ["compiler.min_neural_engine_share=1"])
+    assert options_for(profile).min_neural_engine_share == 1.0 and profile.compiler["min_neural_engine_share"] == 1
+
+
+def test_quantize_options_are_checked_when_the_profile_loads(tmp_path: Path) -> None:
+    """[quantize.options]: an unknown lower-case key is exit 2 with file, line and the closest key, when the file loads
+    and through --set (it was exit 4 inside the QDQ quantizer, after export, and never for dynamic quantization);
+    keys starting with a capital letter are ONNX Runtime's extra options and pass through."""
+    path = tmp_path / "q.toml"
+    path.write_text('name = "q"\nextends = "onnx-dynamic"\n\n[quantize.options]\nreduce_rang = true\n')
+    with pytest.raises(UsageError) as info:
+        resolve(str(path))
+    assert info.value.message.startswith(f"{path}:5: unknown key 'reduce_rang' in [quantize.options] of 'q'")
+    assert "did you mean 'reduce_range'?" in info.value.hint and info.value.exit_code == 2
+    with pytest.raises(UsageError) as info:
+        apply_overrides(resolve("onnx-int8-qdq"), ["quantize.options.nodes_to_exclud=[\"a\"]"])
+    assert info.value.message.startswith("--set: unknown key 'nodes_to_exclud'") and info.value.exit_code == 2
+    assert "did you mean 'nodes_to_exclude'?" in info.value.hint
+    with pytest.raises(UsageError, match=r"--set: quantize.options.reduce_range = 1 .* must be bool"):
+        apply_overrides(resolve("onnx-int8-qdq"), ["quantize.method=entropy", "quantize.options.reduce_range=1"])
+    with pytest.raises(UsageError, match="placement = 'tensorrtx' in .* is not one of , tensorrt"):
+        apply_overrides(resolve("onnx-int8-qdq"), ["quantize.options.placement=tensorrtx"])
+    with pytest.raises(UsageError, match="score_on = 'gpu' is not one of ort, target"):  # QUANTIZE_OPTION_CHOICES
+        apply_overrides(resolve("hexagon-int8"), ["quantize.options.score_on=gpu"])
+    kept = apply_overrides(resolve("onnx-int8-qdq"), ["quantize.options.CalibPercentile=99.9"])
+    assert kept.quantize.options["CalibPercentile"] == 99.9

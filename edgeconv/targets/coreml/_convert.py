@@ -23,9 +23,9 @@ from edgeconv.context import StepContext
 from edgeconv.deps import require
 from edgeconv.errors import InvalidInputError, UnsupportedError, UsageError, first_line
 from edgeconv.formats import Artifact, Format
+from edgeconv.targets.coreml.options import parse
 
 log = logging.getLogger(__name__)
-COMPUTE_UNITS = ("ALL", "CPU_AND_NE", "CPU_AND_GPU", "CPU_ONLY")
 PRECISIONS = {"float32": "FLOAT32", "fp32": "FLOAT32", "float16": "FLOAT16", "fp16": "FLOAT16"}
 
 
@@ -91,18 +91,16 @@ def quiet() -> Iterator[None]:
 def options(ctx: StepContext) -> dict[str, Any]:
     """The ct.convert keyword arguments this profile asks for."""
     ct = coremltools()
-    compiler = ctx.profile.compiler
-    precision_name = str(compiler.get("compute_precision", "float16" if ctx.profile.quantize.precision != "fp32" else "float32"))
+    compiler = parse(ctx.profile)
+    precision_name = compiler.precision_for(ctx.profile.quantize.precision)
     if precision_name.lower() not in PRECISIONS:
         raise UsageError(f"{ctx.profile.name}: compiler.compute_precision = {precision_name!r}", "use float32 or float16")
-    target_name = str(compiler.get("minimum_deployment_target", "iOS17"))
+    target_name = compiler.minimum_deployment_target
     target = getattr(ct.target, target_name, None)
     if target is None:
         known = ", ".join(t.name for t in ct.target)
         raise UsageError(f"{ctx.profile.name}: unknown compiler.minimum_deployment_target {target_name!r}", f"use one of {known}")
-    units = str(compiler.get("compute_units", "ALL"))
-    if units not in COMPUTE_UNITS:
-        raise UsageError(f"{ctx.profile.name}: compiler.compute_units = {units!r}", f"use one of {', '.join(COMPUTE_UNITS)}")
+    units = compiler.compute_units  # one of COMPUTE_UNITS, checked when the profile loaded
     return {
         "convert_to": "mlprogram",
         "compute_precision": getattr(ct.precision, PRECISIONS[precision_name.lower()]),
@@ -115,9 +113,7 @@ def options(ctx: StepContext) -> dict[str, Any]:
 def io_dtype(ctx: StepContext) -> Any:
     import numpy as np
 
-    name = str(ctx.profile.compiler.get("io_dtype", "float32"))
-    if name not in ("float32", "float16"):
-        raise UsageError(f"{ctx.profile.name}: compiler.io_dtype = {name!r}", "use float32 or float16")
+    name = parse(ctx.profile).io_dtype  # float32 | float16, checked when the profile loaded
     return np.float32 if name == "float32" else np.float16
 
 
@@ -199,8 +195,8 @@ def finish(mlmodel: Any, ctx: StepContext, output_names: list[str], *, activatio
     reference = fp32_weight_bytes(info)
     ctx.notes["coreml"] = {
         "compute_precision": str(options(ctx)["compute_precision"].value),
-        "minimum_deployment_target": str(ctx.profile.compiler.get("minimum_deployment_target", "iOS17")),
-        "compute_units": str(ctx.profile.compiler.get("compute_units", "ALL")),
+        "minimum_deployment_target": parse(ctx.profile).minimum_deployment_target,
+        "compute_units": parse(ctx.profile).compute_units,
         "opset": info.opset,
         "package_bytes": package_bytes(out),
         "weight_bytes": weight_bytes(out),

@@ -22,6 +22,7 @@ from edgeconv.deps import is_installed
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
 from edgeconv.runtimes.base import Runtime, Session, StructuralCheck
+from edgeconv.targets.coreml.options import parse
 
 # precision → (compression kind, storage dtypes) that every compressible weight must have.
 EXPECTED_STORAGE = {
@@ -71,7 +72,7 @@ class CoremlRuntime(Runtime):
         from edgeconv.targets.coreml._convert import coremltools
 
         ct = coremltools()
-        units = getattr(ct.ComputeUnit, str(ctx.profile.compiler.get("compute_units", "ALL")))
+        units = getattr(ct.ComputeUnit, parse(ctx.profile).compute_units)
         try:
             model = ct.models.MLModel(str(artifact.path), compute_units=units)
         except Exception as e:
@@ -160,7 +161,7 @@ def _judge_placement(info: Any, placement: dict[str, Any], ctx: StepContext) -> 
     failure: a program with at least `[compiler] min_neural_engine_share` (default 0.8) of its compute ops on the
     Neural Engine, and nothing that moves the whole program off it (float32 compute, flexible shapes), is kept with a
     warning. Less than that is exit 4 unless --allow-cpu-fallback."""
-    share = float(ctx.profile.compiler.get("min_neural_engine_share", 0.8))
+    share = parse(ctx.profile).min_neural_engine_share
     listed = ", ".join(f"{op} ×{n}" for op, n in sorted(placement["elsewhere"].items()))
     where = (f"{placement['on_neural_engine']} of {placement['compute_ops']} compute ops "
              f"({100 * placement['share']:.0f}%) on the Neural Engine" + (f"; on GPU/CPU: {listed}" if listed else ""))
@@ -177,7 +178,7 @@ def _judge_placement(info: Any, placement: dict[str, Any], ctx: StepContext) -> 
 
 
 def _wants_neural_engine(ctx: StepContext) -> bool:
-    return str(ctx.profile.compiler.get("compute_units", "ALL")) == "CPU_AND_NE"
+    return parse(ctx.profile).compute_units == "CPU_AND_NE"
 
 
 def _check_io(info: Any, ctx: StepContext) -> list[str]:
@@ -202,7 +203,7 @@ def _check_weights(info: Any, ctx: StepContext) -> list[str]:
     scheme = ctx.profile.quantize
     problems = []
     compute = info.compute_dtypes
-    compute_precision = str(ctx.profile.compiler.get("compute_precision", "float16" if scheme.precision != "fp32" else "float32"))
+    compute_precision = parse(ctx.profile).precision_for(scheme.precision)
     want_float = "FLOAT32" if compute_precision in ("float32", "fp32") else "FLOAT16"
     wrong_compute = {d: n for d, n in compute.items() if d.startswith("FLOAT") and d != want_float}
     if wrong_compute:

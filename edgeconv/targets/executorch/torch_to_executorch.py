@@ -23,6 +23,7 @@ from edgeconv.converters.base import Converter
 from edgeconv.deps import require, version_of
 from edgeconv.errors import UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
+from edgeconv.targets.family_options import refuses_precision
 from edgeconv.sources.torch_source import contiguous_inputs
 from edgeconv.targets.executorch.options import ExecuTorchOptions, parse
 from edgeconv.targets.executorch.runtime import native_output_silenced
@@ -124,11 +125,7 @@ class TorchToExecutorch(Converter):
     stage = "compile"
 
     def refuses(self, artifact: Artifact, profile: Any) -> str | None:
-        if profile.family == "executorch":
-            parse(profile)  # a bad [compiler] key: exit 2 while planning
-            if profile.quantize.precision not in PRECISIONS:
-                return f"ExecuTorch profiles take precision {', '.join(PRECISIONS)}"
-        return None
+        return refuses_precision(profile, "executorch", PRECISIONS, "ExecuTorch")  # [compiler] keys were checked on load
 
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         require("torch", "torch", purpose="PyTorch → ExecuTorch")

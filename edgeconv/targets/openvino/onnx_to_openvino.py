@@ -31,6 +31,7 @@ from edgeconv.converters.base import Converter
 from edgeconv.deps import require, version_of
 from edgeconv.errors import UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
+from edgeconv.targets.family_options import refuses_precision
 from edgeconv.targets.schema import Profile
 from edgeconv.targets.openvino._offline import no_telemetry
 from edgeconv.targets.openvino.options import OpenVinoOptions, parse
@@ -289,11 +290,7 @@ class OnnxToOpenvino(Converter):
     cache_profile_keys = tuple(f.name for f in fields(Profile) if f.name != "source_file")
 
     def refuses(self, artifact: Artifact, profile: Any) -> str | None:
-        if profile.family == "openvino":
-            parse(profile)  # a bad [compiler] key: exit 2 while planning
-            if profile.quantize.precision not in PRECISIONS:
-                return f"OpenVINO profiles take precision {', '.join(PRECISIONS)}"
-        return None
+        return refuses_precision(profile, "openvino", PRECISIONS, "OpenVINO")  # [compiler] keys were checked on load
 
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         no_telemetry()  # before openvino.tools.ovc and nncf are imported

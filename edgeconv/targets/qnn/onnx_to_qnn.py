@@ -27,7 +27,8 @@ from edgeconv.targets.qnn._placement import Placement, check_placement
 from edgeconv.converters.base import Converter
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
-from edgeconv.targets.qnn.socs import DEFAULT_SOC, Soc, resolve_soc
+from edgeconv.targets.qnn.options import parse
+from edgeconv.targets.qnn.socs import Soc, resolve_soc
 
 log = logging.getLogger(__name__)
 NOTES_KEY = "hexagon"
@@ -37,7 +38,7 @@ _NP = {"float": np.float32, "float16": np.float16, "double": np.float64, "int64"
 
 def soc_for(ctx: StepContext) -> Soc:
     """--soc, else the profile's `compiler.soc`, else Snapdragon 8 Gen 3."""
-    return resolve_soc(ctx.options.soc or str(ctx.profile.compiler.get("soc", DEFAULT_SOC)))
+    return resolve_soc(ctx.options.soc or parse(ctx.profile).soc)
 
 
 def stem_of(ctx: StepContext) -> str:
@@ -152,7 +153,7 @@ class OnnxToQnn(Converter):
         config: dict[str, Any] = {"ep.context_enable": 1, "ep.context_file_path": str(ctx_model), "ep.context_embed_mode": 0}
         if not ctx.options.allow_cpu_fallback:
             config["session.disable_cpu_ep_fallback"] = 1
-        extra = {k: v for k, v in ctx.profile.compiler.items() if k != "soc"}
+        extra = parse(ctx.profile).provider_options()
         started = time.perf_counter()
         try:
             with ctx.reporter.task(f"compiling for {soc.label}", total=None):

@@ -20,13 +20,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeconv.context import ShapeRange
 from edgeconv.errors import InvalidInputError, UnsupportedError, UsageError, first_line
 from edgeconv.formats import TensorSpec
+
+if TYPE_CHECKING:
+    from edgeconv.targets.tensorrt.options import TensorRtOptions
 
 log = logging.getLogger(__name__)
 NOTES_KEY = "tensorrt"
@@ -270,7 +273,7 @@ def _logger(trt: Any) -> Any:
     return Collecting()
 
 
-def build_engine(onnx_path: Path, engine_path: Path, ranges: dict[str, ShapeRange], compiler: dict[str, Any],
+def build_engine(onnx_path: Path, engine_path: Path, ranges: dict[str, ShapeRange], options: "TensorRtOptions",
                  timing_cache: Path) -> BuildResult:
     """Parse the ONNX, build a serialized engine with one optimisation profile, reuse and update `timing_cache` (and
     the shared per-GPU cache). Raises UnsupportedError (exit 4) with the parser's / builder's errors."""
@@ -288,10 +291,10 @@ def build_engine(onnx_path: Path, engine_path: Path, ranges: dict[str, ShapeRang
                                "the op or data type is not supported by this TensorRT version; see docs/targets/tensorrt.md",
                                details={"parser_errors": errors[:20]})
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(compiler.get("workspace_mib", 1024)) << 20)
-    if "optimization_level" in compiler:
-        config.builder_optimization_level = int(compiler["optimization_level"])
-    if compiler.get("tf32") is False and hasattr(trt.BuilderFlag, "TF32"):
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    if options.optimization_level is not None:
+        config.builder_optimization_level = options.optimization_level
+    if options.tf32 is False and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # float32 engines compute in true fp32
     profile_json: dict[str, list[list[int]]] = {}
     dynamic = [network.get_input(i) for i in range(network.num_inputs) if any(d < 0 for d in network.get_input(i).shape)]

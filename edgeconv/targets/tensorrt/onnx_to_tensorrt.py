@@ -18,6 +18,8 @@ from edgeconv.targets.tensorrt import _tools as trt_tools
 from edgeconv.converters.base import Converter
 from edgeconv.errors import StepSkipped, UnsupportedError
 from edgeconv.formats import Artifact, Format
+from edgeconv.targets.family_options import Table, parse_options
+from edgeconv.targets.tensorrt.options import TensorRtOptions, parse
 
 log = logging.getLogger(__name__)
 COMPARE_SAMPLES = 8
@@ -61,7 +63,7 @@ class OnnxToTensorRT(Converter):
                               "pass --require-engine to make this an error (exit 4)")
         engine = ctx.work_dir / f"{stem}.engine"
         with ctx.reporter.task("building the TensorRT engine", total=None):
-            built = trt_tools.build_engine(artifact.path, engine, ranges, ctx.profile.compiler,
+            built = trt_tools.build_engine(artifact.path, engine, ranges, parse(ctx.profile),
                                            ctx.work_dir / f"{stem}.timing.cache")
         notes.update({"engine": "built", "build_s": built.seconds, "timing_cache_reused": built.timing_cache_reused,
                       "engine_bytes": engine.stat().st_size, "optimisation_profile": built.profile,
@@ -90,7 +92,8 @@ def build_engine_file(onnx_path: Path, engine_path: Path, *, shape_ranges: dict[
     timing_cache = timing_cache or engine_path.with_name(engine_path.name.removesuffix(".engine") + ".timing.cache")
     tmp_engine = engine_path.with_name(f".{engine_path.name}.{os.getpid()}.tmp")
     try:
-        built = trt_tools.build_engine(onnx_path, tmp_engine, ranges, compiler or {}, timing_cache)
+        options = parse_options(TensorRtOptions, compiler or {}, Table("compiler", onnx_path.name, str(onnx_path)))
+        built = trt_tools.build_engine(onnx_path, tmp_engine, ranges, options, timing_cache)
         os.replace(tmp_engine, engine_path)
     finally:
         tmp_engine.unlink(missing_ok=True)
