@@ -33,7 +33,7 @@ from edgeconv.outputs import OutputTransaction, disk_full_cause, factory_paths, 
 from edgeconv.progress import NullReporter, Reporter
 from edgeconv.quantizers import quantizer_for
 from edgeconv.sources import SourceModel, open_source
-from edgeconv.stage_cache import ContextSnapshot, StageCache
+from edgeconv.stage_cache import ContextSnapshot, StageCache, cache_key
 from edgeconv.targets.schema import Profile, apply_overrides, check_distinct_names
 from edgeconv.validation_stage import (planned_validation, source_outputs, validate_target, validated_on, validation_runtime,
                                       validation_samples)
@@ -208,13 +208,14 @@ class _RunState:
 
 
 def _cache_key(step: Step, artifact: Artifact, profile: Profile, source: SourceModel) -> str:
+    """A step's key within one run: the targets that share it (same input, same settings) reuse its output."""
     settings: dict[str, Any] = {"opset": asdict(profile.opset), "inputs": [asdict(s) for s in source.inputs]}
     if step.kind == "quantize":  # the accuracy fallback searches until the gate passes: the gate decides the output
         settings["quantize"] = asdict(profile.quantize)
         settings["validate"] = asdict(profile.validate)
     if step.kind == "compile":
         settings["profile"] = profile.name
-    return json.dumps([step.kind, step.name, str(artifact.path), settings], sort_keys=True, default=str)
+    return cache_key([step.kind, step.name, str(artifact.path), settings])
 
 
 def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState, record: TargetRecord) -> Artifact:
