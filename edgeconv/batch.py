@@ -1,8 +1,9 @@
 """`edgeconv batch`: every (model, target) pair of a config, each as its own `edgeconv convert ... --json` process, N at
 a time; pairs whose inputs and settings are unchanged since their last successful run are skipped.
 
-The cache key of a pair hashes: the content of the source (and weights, calibration and evaluation data), the resolved
-target profile, the convert options, edgeconv's version and the installed backends' versions. It is kept in
+The cache key of a pair (stage_cache.cache_key, the stage cache's) hashes: the content of the source (and weights,
+calibration and evaluation data), the resolved target profile, the convert options and the tools (edgeconv's version and
+the digest of its code, Python, the installed backends' versions). It is kept in
 OUTPUT/.edgeconv-batch.json; a pair is skipped only when its key matches, its last run passed, and the artifacts its
 manifest lists are still there with the same sha256. Each run's stderr goes to OUTPUT/.logs/<model>--<target>.log.
 The summary (OUTPUT/batch-summary.json) lists every pair; the exit code is the highest of the runs' exit codes.
@@ -10,8 +11,6 @@ The summary (OUTPUT/batch-summary.json) lists every pair; the exit code is the h
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
 import subprocess
@@ -107,44 +106,34 @@ def check_pairs(config: BatchConfig, pairs: list[tuple[ModelEntry, str]]) -> Non
         owners[key] = target
 
 
-def _hash_path(path: Path, digest: Any) -> None:
+def _file_digest(path: Path) -> list[str]:
     from edgeconv.manifest import sha256_of
 
-    digest.update(str(path).encode())
-    digest.update(sha256_of(path).encode() if path.exists() else b"<missing>")
+    return [str(path), sha256_of(path) if path.exists() else "<missing>"]
 
 
 def pair_key(model: ModelEntry, target: str, root: Path | None = None) -> str:
-    """Content hash of everything that decides a pair's result (`root`: the config's folder, where the runs start)."""
-    from edgeconv import __version__
+    """Content hash of everything that decides a pair's result (`root`: the config's folder, where the runs start):
+    stage_cache.cache_key over the files by content, the resolved profile, the options and the tools (edgeconv's code
+    digest and version, the installed backends)."""
+    from edgeconv.stage_cache import cache_key, tool_versions
     from edgeconv.targets import resolve
     from edgeconv.targets.schema import _profile_to_dict
 
-    digest = hashlib.sha256()
-    for path in model.input_paths():
-        _hash_path(path, digest)
+    files = [_file_digest(path) for path in model.input_paths()]
     try:
         profile: Any = _profile_to_dict(resolve(target))
     except Exception as e:  # an unknown target: the run itself reports it (exit 2); never cached as passed
         profile = f"unresolved: {e}"
     if target.endswith(".toml") and Path(target).is_file():
-        _hash_path(Path(target), digest)
+        files.append(_file_digest(Path(target)))
     factory = model.options.get("model")
     if isinstance(factory, str):
         module_file = _factory_file(factory, root)
         if module_file is not None:
-            _hash_path(module_file, digest)
-    settings = {"target": target, "profile": profile, "options": model.options, "edgeconv": __version__,
-                "versions": _versions()}
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def _versions() -> dict[str, str]:
-    from edgeconv.deps import installed_versions
-
-    return installed_versions()
+            files.append(_file_digest(module_file))
+    return cache_key({"files": files, "target": target, "profile": profile, "options": model.options,
+                      "tools": tool_versions()})
 
 
 def _factory_file(spec: str, root: Path | None = None) -> Path | None:

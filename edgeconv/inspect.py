@@ -160,13 +160,13 @@ def _tensor_elements(tensor: Any) -> int:
 
 
 def inspect_onnx(artifact: Artifact, report: ModelReport) -> None:
-    from edgeconv.sources.onnx_source import load_onnx_checked, value_info_spec
+    from edgeconv.onnx_graph import io_specs
+    from edgeconv.sources.onnx_source import load_onnx_checked
 
     model = load_onnx_checked(artifact.path, with_data=False)
     graph = model.graph
-    initializers = {i.name for i in graph.initializer}
-    report.inputs = [value_info_spec(v) for v in graph.input if v.name not in initializers]
-    report.outputs = [value_info_spec(v) for v in graph.output]
+    io = io_specs(model)
+    report.inputs, report.outputs = list(io.inputs), list(io.outputs)
     counts: Counter = Counter()
     constants: list[Any] = []
     report.nodes = _onnx_graph_ops(graph, counts, constants)

@@ -20,19 +20,20 @@ from edgeconv.context import ConvertOptions, StepContext
 from edgeconv.converters import all_converters
 from edgeconv.converters.base import Converter
 from edgeconv.deps import installed_versions
-from edgeconv.errors import (AccuracyGateError, EdgeconvError, Interrupted, InvalidInputError, MissingBackendError, OutputError,
+from edgeconv.errors import (AccuracyGateError, EdgeconvError, Interrupted, MissingBackendError, OutputError,
                              SafetyError, StepSkipped, TargetsFailed, UnsupportedError, first_line)
 from edgeconv.formats import FILE_SUFFIXES, Artifact, Format
 from edgeconv.manifest import (MANIFEST_NAME, ArtifactRecord, Manifest, SourceRecord, StepRecord, TargetRecord, sha256_of,
                                shipped_size, size_of)
 from edgeconv.native_libs import load_in_safe_order
 from edgeconv.normalise import normalise
+from edgeconv.onnx_graph import static_shape_error, stem_of
 from edgeconv.outputs import OutputTransaction, disk_full_cause, factory_paths, io_error
 from edgeconv.progress import NullReporter, Reporter
 from edgeconv.quantizers import quantizer_for
 from edgeconv.routes import search_route
 from edgeconv.sources import SourceModel, open_source
-from edgeconv.stage_cache import ContextSnapshot, StageCache
+from edgeconv.stage_cache import ContextSnapshot, StageCache, cache_key
 from edgeconv.targets.schema import Profile, apply_overrides, check_distinct_names
 from edgeconv.validation_stage import (planned_validation, source_outputs, validate_target, validated_on, validation_runtime,
                                       validation_samples)
@@ -146,13 +147,7 @@ def resolve_shapes(source: SourceModel, profile: Profile, options: ConvertOption
     if profile.shapes.static:
         dynamic = resolved.dynamic_inputs()
         if dynamic:
-            fix = " ".join(f"--input-shape {s.name}={'x'.join(str(d) if isinstance(d, int) and d > 0 else '1' for d in s.shape) or 'DIMS'}" for s in dynamic)
-            raise InvalidInputError(
-                f"target {profile.name} needs static shapes; dynamic input(s): "
-                + ", ".join(f"{s.name} [{s.shape_str()}]" for s in dynamic),
-                f"fix them with {fix} (your real sizes)",
-                details={"dynamic_inputs": [s.name for s in dynamic]},
-            )
+            raise static_shape_error(f"target {profile.name}", dynamic)
     return resolved
 
 
@@ -196,13 +191,14 @@ class _RunState:
 
 
 def _cache_key(step: Step, artifact: Artifact, profile: Profile, source: SourceModel) -> str:
+    """A step's key within one run: the targets that share it (same input, same settings) reuse its output."""
     settings: dict[str, Any] = {"opset": asdict(profile.opset), "inputs": [asdict(s) for s in source.inputs]}
     if step.kind == "quantize":  # the accuracy fallback searches until the gate passes: the gate decides the output
         settings["quantize"] = asdict(profile.quantize)
         settings["validate"] = asdict(profile.validate)
     if step.kind == "compile":
         settings["profile"] = profile.name
-    return json.dumps([step.kind, step.name, str(artifact.path), settings], sort_keys=True, default=str)
+    return cache_key([step.kind, step.name, str(artifact.path), settings])
 
 
 def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState, record: TargetRecord) -> Artifact:
@@ -340,8 +336,7 @@ def _write_target(record: TargetRecord, primary: Artifact, extras: list[Artifact
     """Copy the target's artifacts into STAGING/<target>/ named after the source; companions keep their names (the
     model files refer to them by name)."""
     folder = state.staging / target.profile.name
-    source_path = target.source.artifact.path
-    stem = (source_path.stem if source_path.suffix else source_path.name) or "model"
+    stem = stem_of(target.source.artifact.path)
     taken: set[str] = set()
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _onnx_nodes(graph: Any) -> list[Any]:
-    from edgeconv.passes._reads import all_nodes
+    from edgeconv.onnx_graph import all_nodes
 
     return all_nodes(graph)
 

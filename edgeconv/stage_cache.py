@@ -107,6 +107,14 @@ def tool_versions() -> dict[str, Any]:
             "machine": f"{sys.platform}-{platform.machine()}", "backends": installed_versions()}
 
 
+def cache_key(payload: Any) -> str:
+    """The one cache key: sha256 over `payload` as canonical JSON (keys sorted; paths and other objects as str). The
+    stage cache, the pipeline's reuse of a step between the targets of one run and batch's skipping of unchanged
+    pairs all key with it; edgeconv's own code enters a payload as `tool_versions()` (the code digest, not only the
+    version string). TypeError / ValueError when the payload cannot be written as JSON."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def step_settings(kind: str, plugin: type | None, ctx: "StepContext",
                   data_digest: Callable[[Path], str]) -> dict[str, Any]:
     """The settings a step's output depends on (see the module docstring)."""
@@ -198,11 +206,10 @@ class StageCache:
                 "settings": step_settings(kind, plugin, ctx, self._data_digest),
                 "tools": tool_versions(),
             }
-            text = json.dumps(payload, sort_keys=True, default=str)
+            return cache_key(payload)
         except (OSError, TypeError, ValueError) as e:
             log.debug("stage cache: no key for %s (%s): not cached", name, e)
             return None
-        return hashlib.sha256(text.encode()).hexdigest()
 
     def _data_digest(self, path: Path) -> str:
         if str(path) not in self._data:

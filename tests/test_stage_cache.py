@@ -24,7 +24,7 @@ from edgeconv.targets.tensorrt.onnx_to_tensorrt import OnnxToTensorRT
 from edgeconv.converters.torch_to_onnx import TorchToOnnx
 from edgeconv.formats import TORCH_FACTORY, Artifact, Format, detect
 from edgeconv.pipeline import build_plan
-from edgeconv.stage_cache import ENTRY_NAME, FILES_DIR, STAGES_DIR, StageCache
+from edgeconv.stage_cache import ENTRY_NAME, FILES_DIR, STAGES_DIR, StageCache, cache_key
 from edgeconv.targets import resolve
 from tests.helpers import convert, target_record
 
@@ -265,6 +265,14 @@ def test_engine_builds_and_factory_exports_are_never_keyed(digits: Any, tmp_path
     factory = dataclasses.replace(target.source, artifact=Artifact(digits.state_dict, Format.TORCH, TORCH_FACTORY))
     factory_ctx = dataclasses.replace(ctx, source=factory)
     assert stages.key("export", "torch_to_onnx", TorchToOnnx, factory.artifact, factory_ctx) is None
+
+
+def test_one_cache_key_function() -> None:
+    """cache_key: sha256 over canonical JSON (key order never matters, paths hash as their text)."""
+    key = cache_key({"step": ["quantize", "onnx_qdq"], "input": Path("a/model.onnx"), "settings": {"b": 1, "a": 2}})
+    assert len(key) == 64 and int(key, 16) >= 0
+    assert key == cache_key({"settings": {"a": 2, "b": 1}, "input": "a/model.onnx", "step": ["quantize", "onnx_qdq"]})
+    assert key != cache_key({"step": ["quantize", "onnx_qdq"], "input": "a/model.onnx", "settings": {"b": 1, "a": 3}})
 
 
 def test_no_cache_runs_no_cache_code(cli: Any, digits: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

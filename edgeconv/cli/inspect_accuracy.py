@@ -48,7 +48,7 @@ def build_report(float_model: Path, quant_model: Path, calib: str | None, prepro
     from edgeconv.quantizers.calibration import RANDOM, open_samples
     from edgeconv.quantizers.fallback import Evaluator
     from edgeconv.quantizers.layer_errors import layer_errors
-    from edgeconv.sources.onnx_source import value_info_spec
+    from edgeconv.onnx_graph import io_specs
 
     if sort not in ("snr", "drop"):
         raise UsageError(f"unknown --sort {sort!r}", "use snr or drop")
@@ -66,8 +66,7 @@ def build_report(float_model: Path, quant_model: Path, calib: str | None, prepro
                                 "cannot be matched with the float model's",
                                 "compare the QDQ form of the same quantization (edgeconv quantize writes QDQ by default)")
     fm = onnx.load_model(str(float_model), load_external_data=False)
-    inits = {i.name for i in fm.graph.initializer}
-    specs = tuple(value_info_spec(v) for v in fm.graph.input if v.name not in inits)
+    specs = io_specs(fm).inputs
     shapes = parse_input_shapes(input_shape)
     if shapes:
         from dataclasses import replace

@@ -1,20 +1,21 @@
 """What the passes need to know about who reads a tensor: names read inside If / Loop / Scan bodies count too (a body
-may read any outer tensor or initializer by name)."""
+may read any outer tensor or initializer by name). The graph walking itself is onnx_graph's."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from edgeconv.onnx_graph import subgraphs
 
 
 def subgraph_reads(graph: Any) -> set[str]:
     """Every name read by a node of a subgraph at any depth below `graph`'s nodes."""
     names: set[str] = set()
     for node in graph.node:
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                names.update(i for n in sub.node for i in n.input)
-                names.update(o.name for o in sub.output)
-                names |= subgraph_reads(sub)
+        for sub in subgraphs(node):
+            names.update(i for n in sub.node for i in n.input)
+            names.update(o.name for o in sub.output)
+            names |= subgraph_reads(sub)
     return names
 
 
@@ -25,14 +26,3 @@ def drop_unused_initializers(graph: Any) -> None:
     if len(kept) != len(graph.initializer):
         del graph.initializer[:]
         graph.initializer.extend(kept)
-
-
-def all_nodes(graph: Any) -> list[Any]:
-    """The nodes of `graph` and of every If / Loop / Scan body below it, each graph's nodes in order."""
-    nodes: list[Any] = []
-    for node in graph.node:
-        nodes.append(node)
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                nodes += all_nodes(sub)
-    return nodes

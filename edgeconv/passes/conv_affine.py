@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeconv.onnx_graph import consumers, initializers
 from edgeconv.passes._reads import drop_unused_initializers, subgraph_reads
 
 AFFINE_OPS = frozenset({"Mul", "Div", "Add", "Sub"})
@@ -35,16 +36,13 @@ def _fold_one_round(model: Any) -> int:
     from onnx import numpy_helper
 
     graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
+    inits = initializers(graph)
     inner_reads = subgraph_reads(graph)  # read inside an If / Loop body: never rewritten or renamed
     outputs = {o.name for o in graph.output} | inner_reads
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    readers = consumers(graph)
 
     def only_consumer(name: str) -> Any | None:
-        users = consumers.get(name, [])
+        users = readers.get(name, [])
         return users[0] if len(users) == 1 and name not in outputs else None
 
     removed: list[Any] = []
@@ -82,9 +80,9 @@ def _fold_one_round(model: Any) -> int:
             bias = bias * scale
         else:
             bias = bias + vector if node.op_type == "Add" else bias - vector
-        _set(model, conv, 1, w.astype(weight.dtype), inits, consumers)
+        _set(model, conv, 1, w.astype(weight.dtype), inits, readers)
         if len(conv.input) > 2 and conv.input[2]:
-            _set(model, conv, 2, bias.astype(weight.dtype), inits, consumers)
+            _set(model, conv, 2, bias.astype(weight.dtype), inits, readers)
         else:
             while len(conv.input) < 3:
                 conv.input.append("")
@@ -92,7 +90,7 @@ def _fold_one_round(model: Any) -> int:
             graph.initializer.append(numpy_helper.from_array(bias.astype(weight.dtype), name))
             inits[name] = graph.initializer[-1]
             conv.input[2] = name
-        _bypass(model, node, last, consumers)
+        _bypass(model, node, last, readers)
         removed.append(node)
         break  # the maps are stale now: the next round rebuilds them
     for node in removed:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeconv.onnx_graph import initializers
+
 
 def gathernd_to_gather(model: Any) -> int:
     import numpy as np
@@ -19,7 +21,7 @@ def gathernd_to_gather(model: Any) -> int:
     candidates = [n for n in model.graph.node if n.op_type == "GatherND" and n.domain in ("", "ai.onnx")]
     if not candidates:
         return 0
-    inits = {t.name: t for t in model.graph.initializer}
+    inits = initializers(model.graph)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     shapes = {}
     for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):

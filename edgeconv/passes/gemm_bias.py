@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeconv.onnx_graph import initializers
+
 
 def expand_scalar_gemm_bias(model: Any) -> int:
     import numpy as np
     from onnx import numpy_helper
 
-    inits = {t.name: t for t in model.graph.initializer}
+    inits = initializers(model.graph)
     users: dict[str, int] = {}
     for node in model.graph.node:
         for name in node.input:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeconv.onnx_graph import initializers, producers
 from edgeconv.passes._reads import drop_unused_initializers, subgraph_reads
 
 HARDSWISH_OPSET = 14
@@ -59,9 +60,9 @@ def _one_rewrite(model: Any, allow_hardswish: bool, ranks: dict[str, int]) -> tu
     from onnx import numpy_helper
 
     graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
+    inits = initializers(graph)
     outputs = {o.name for o in graph.output} | subgraph_reads(graph)  # read there: never rewritten
-    producer = {o: n for n in graph.node for o in n.output}
+    producer = producers(graph)
     readers: dict[str, int] = {}
     for node in graph.node:
         for name in node.input:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeconv.onnx_graph import consumers
+
 MASK_FILL = -100.0
 FILL_THRESHOLD = -1e9  # what exporters write: -3.4028235e38 (finfo.min), -1e30, -inf; -10000 (old BERTs) is left alone
 MASK_OPS = frozenset({"Where", "Mul", "Add", "Sub", "Cast", "Expand", "Unsqueeze", "Reshape", "Squeeze", "Tile"})
@@ -28,10 +30,7 @@ def bound_mask_fill(model: Any) -> int:
     from onnx import numpy_helper
 
     graph = model.graph
-    users: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
+    users = consumers(graph)
     fixed = 0
     for init in graph.initializer:
         if init.data_type not in (1, 10, 16):  # float, float16, bfloat16

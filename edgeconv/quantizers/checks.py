@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.errors import UnsupportedError, first_line
+from edgeconv.onnx_graph import producers
 
 WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 INTEGER_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "DynamicQuantizeMatMul",
@@ -43,7 +44,7 @@ def float_weight_nodes(model: Any, skip: set[str]) -> list[str]:
     floats |= {n.output[0] for n in model.graph.node if n.op_type == "Constant" and n.attribute and
                n.attribute[0].HasField("t") and n.attribute[0].t.data_type in FLOAT_ELEM and
                int(np.prod(n.attribute[0].t.dims or [1])) > 1}
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = producers(model.graph)
     left = []
     for node in model.graph.node:
         if node.op_type not in WEIGHT_OPS or node.name in skip or len(node.input) < 2:

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeconv.onnx_graph import consumers, producers
 from edgeconv.quantizers.layer_errors import DQ_SUFFIX, layer_errors
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def passes(ev: Evaluation, gate: Any) -> tuple[bool, tuple[str, ...]]:
 def nodes_for_tensor(model: Any, tensor: str) -> list[str]:
     """Nodes to keep out of quantization so that `tensor` stays float: its consumers, its producer, and the producers
     above it through pass-through ops (Relu, MaxPool, Reshape... carry their input's quantization)."""
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = producers(model.graph)
     names: list[str] = [n.name for n in model.graph.node if tensor in n.input and n.name]
     current = producer.get(tensor)
     while current is not None:
@@ -127,7 +128,7 @@ def nodes_for_tensor(model: Any, tensor: str) -> list[str]:
 def tensors_chain(model: Any, tensor: str) -> list[str]:
     """`tensor` and the tensors above it through pass-through producers (Relu, MaxPool, Reshape...), which carry the
     same quantization range."""
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = producers(model.graph)
     chain, current = [tensor], producer.get(tensor)
     while current is not None and current.op_type in PASS_THROUGH and current.input:
         chain.append(current.input[0])
@@ -138,7 +139,7 @@ def tensors_chain(model: Any, tensor: str) -> list[str]:
 def ancestor_tensors(model: Any, tensor: str, limit: int = 16) -> list[str] | None:
     """The activations computed before `tensor` (every node output it depends on, up to the graph inputs), in graph
     order; None when more than `limit` nodes feed it (a unit that large is not a front end)."""
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = producers(model.graph)
     seen: set[int] = set()
     stack = [producer[tensor]] if tensor in producer else []
     while stack:
@@ -167,10 +168,7 @@ def strip_qdq(path: Path, tensors: set[str]) -> int:
     model = onnx.load_model(str(path))
     graph = model.graph
     outputs = {o.name for o in graph.output}
-    readers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    readers = consumers(graph)
     removed: set[int] = set()
     renames: dict[str, str] = {}
     pairs = 0

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeconv.onnx_graph import consumers, ort_numpy_dtype, producers
+
 MIN_FLOAT_MS = 0.2  # float models faster than this are not timed
 SMALL_MS = 1.0  # below this, Q/DQ overhead is named as the cause
 MARGIN = 1.05  # slower than float by more than 5 %: noise on a shared CPU stays below
@@ -66,11 +68,8 @@ class LatencyReport:
 def unfused_ops(model: Any) -> dict[str, int]:
     """Op types (and counts) of the nodes between a DequantizeLinear and a QuantizeLinear that ORT has no 8-bit
     kernel for: each one computes in float on dequantized data and is requantized after."""
-    producer = {o: n.op_type for n in model.graph.node for o in n.output}
-    readers: dict[str, list[str]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node.op_type)
+    producer = {o: n.op_type for o, n in producers(model.graph).items()}
+    readers = {name: [n.op_type for n in nodes] for name, nodes in consumers(model.graph).items()}
     found: Counter = Counter()
     for node in model.graph.node:
         if node.op_type in QDQ or node.op_type in ORT_INT8_OPS or node.domain not in ("", "ai.onnx"):
@@ -152,11 +151,6 @@ def check_latency(float_path: Path, quant_path: Path, feeds: dict[str, Any], pre
     return report
 
 
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(uint8)": "uint8", "tensor(int8)": "int8",
-               "tensor(bool)": "bool"}
-
-
 def _feeds_for(session: Any, sample: dict[str, Any]) -> dict[str, Any] | None:
     """The sample keyed by the session's input names (by position when the names differ), in its dtypes."""
     import numpy as np
@@ -168,8 +162,9 @@ def _feeds_for(session: Any, sample: dict[str, Any]) -> dict[str, Any] | None:
         values = list(sample.values())
     else:
         return None
-    return {i.name: np.asarray(v).astype(_ORT_DTYPES.get(i.type, np.asarray(v).dtype), copy=False)
-            for i, v in zip(inputs, values)}
+    dtypes = [ort_numpy_dtype(i.type) for i in inputs]
+    return {i.name: np.asarray(v).astype(np.asarray(v).dtype if dtype is None else dtype, copy=False)
+            for i, v, dtype in zip(inputs, values, dtypes)}
 
 
 def check_target(float_model: Any, quant_model: Any, ctx: Any) -> LatencyReport | None:

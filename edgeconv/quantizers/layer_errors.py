@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeconv.onnx_graph import consumers, initializers, producers
+
 DQ_SUFFIX = "_DequantizeLinear_Output"
 CAP_DB = 60.0  # above int8 noise levels: "exact" for ranking purposes (graph inputs, float layers)
 JSON_CAP = 300.0  # what validation.py reports for identical outputs
@@ -142,7 +144,7 @@ def matched_tensors(float_model: Any, quant_model: Any) -> dict[str, tuple[str, 
 
     fm = onnx.shape_inference.infer_shapes(float_model, strict_mode=False)
     types = {v.name: v.type.tensor_type.elem_type for v in (*fm.graph.value_info, *fm.graph.output, *fm.graph.input)}
-    q_producer = {o: n.op_type for n in quant_model.graph.node for o in n.output}
+    q_producer = {o: n.op_type for o, n in producers(quant_model.graph).items()}
     pairs: dict[str, tuple[str, str, str, bool]] = {}
     for node in float_model.graph.node:
         if node.op_type in SKIP_OPS:
@@ -172,11 +174,8 @@ def layer_errors(float_model: Any, quant_model: Any, feeds: Iterable[dict[str, n
     acc = {name: _Accumulator() for name in pairs}
     # a tensor read only by Relu: ORT gives it the Relu's (non-negative) range, which clips what the Relu drops
     # anyway — compare what the Relu makes of it, or every pre-activation looks broken
-    readers: dict[str, set[str]] = {}
-    for node in fm.graph.node:
-        for name in node.input:
-            readers.setdefault(name, set()).add(node.op_type)
-    relu_only = {name for name in pairs if readers.get(name) == {"Relu"}}
+    readers = consumers(fm.graph)
+    relu_only = {name for name in pairs if {n.op_type for n in readers.get(name, [])} == {"Relu"}}
     count = 0
     for feed in feeds:
         f_out = dict(zip(f_names, sf.run(None, {k: v for k, v in feed.items() if k in f_inputs})))
@@ -190,22 +189,22 @@ def layer_errors(float_model: Any, quant_model: Any, feeds: Iterable[dict[str, n
     if count == 0:
         raise ValueError("no samples to compare on")
     snr = {name: a.snr() for name, a in acc.items()}
-    producers = {o: n for n in fm.graph.node for o in n.output}
+    producer = producers(fm.graph)
     rows = []
-    inits = {i.name for i in fm.graph.initializer}
+    inits = initializers(fm.graph)
 
     def upstream(tensor: str, depth: int = 0) -> float:
         """SNR of a node input: its own, or that of the nearest compared tensors above it (fused-away tensors such
         as a Conv output feeding a Relu are not compared)."""
         if tensor in snr:
             return snr[tensor]
-        node = producers.get(tensor)
+        node = producer.get(tensor)
         if node is None or tensor in inits or depth > 8:
             return math.inf
         return min((upstream(i, depth + 1) for i in node.input if i), default=math.inf)
 
     for name, (node_name, op, _, quantized) in pairs.items():
-        in_snr = min((upstream(i) for i in producers[name].input if i), default=math.inf)
+        in_snr = min((upstream(i) for i in producer[name].input if i), default=math.inf)
         out_snr = snr[name]
         drop = min(in_snr, CAP_DB) - min(out_snr, CAP_DB)
         rows.append(LayerError(node_name, op, name, out_snr, acc[name].worst_channel(), in_snr, drop, quantized))

@@ -11,6 +11,7 @@ from edgeconv.context import StepContext
 from edgeconv.deps import require
 from edgeconv.errors import InvalidInputError, first_line
 from edgeconv.formats import Artifact, Format, TensorSpec
+from edgeconv.onnx_graph import ort_dtype_name
 from edgeconv.runtimes.base import Runtime, Session
 
 
@@ -71,9 +72,8 @@ class OrtSession(Session):
 
 
 def value_info_spec_from_ort(node_arg: Any) -> TensorSpec:
-    dtype = node_arg.type.replace("tensor(", "").rstrip(")")
-    dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)
-    return TensorSpec(node_arg.name, tuple(d if isinstance(d, int) else d for d in node_arg.shape), dtype)
+    return TensorSpec(node_arg.name, tuple(d if isinstance(d, int) else d for d in node_arg.shape),
+                      ort_dtype_name(node_arg.type))
 
 
 class OnnxRuntime(Runtime):

@@ -17,19 +17,14 @@ from typing import Any
 
 from edgeconv.context import ConvertOptions
 from edgeconv.errors import InvalidInputError, SafetyError, UnsupportedError, first_line
-from edgeconv.formats import Artifact, Format, TensorSpec
+from edgeconv.formats import Artifact, Format
+from edgeconv.onnx_graph import DTYPE_NAMES, UNFEEDABLE_DTYPES, initializers, io_specs
 from edgeconv.sources import SourceLoader, SourceModel
-
-ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
-               10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
-# input types no sample can be made for (strings, complex, sub-byte and 8-bit floats): exit 4 naming the input
-UNFEEDABLE_DTYPES = {8: "string", 14: "complex64", 15: "complex128", 17: "float8e4m3fn", 18: "float8e4m3fnuz",
-                     19: "float8e5m2", 20: "float8e5m2fnuz", 21: "uint4", 22: "int4", 23: "float4e2m1",
-                     24: "float8e8m0", 25: "uint2", 26: "int2"}
 
 
 def check_input_dtypes(model: Any, path: Path, names: set[str]) -> None:
-    """Exit 4 for graph inputs of a type edgeconv cannot generate or feed samples for."""
+    """Exit 4 for graph inputs of a type edgeconv cannot generate or feed samples for (UNFEEDABLE_DTYPES, or a type
+    outside DTYPE_NAMES)."""
     bad = []
     for value in model.graph.input:
         if value.name not in names:
@@ -39,7 +34,7 @@ def check_input_dtypes(model: Any, path: Path, names: set[str]) -> None:
             bad.append(f"{value.name} ({kind or 'no type'})")
             continue
         elem = value.type.tensor_type.elem_type
-        if elem in UNFEEDABLE_DTYPES or elem not in ONNX_DTYPES:
+        if elem in UNFEEDABLE_DTYPES or elem not in DTYPE_NAMES:
             bad.append(f"{value.name} ({UNFEEDABLE_DTYPES.get(elem, f'onnx type {elem}')})")
     if bad:
         raise UnsupportedError(
@@ -48,17 +43,6 @@ def check_input_dtypes(model: Any, path: Path, names: set[str]) -> None:
             "inside it, or feed them as numbers",
             details={"inputs": bad},
         )
-
-
-def value_info_spec(value_info: Any) -> TensorSpec:
-    tt = value_info.type.tensor_type
-    dims: list[int | str | None] = []
-    for d in tt.shape.dim:
-        if d.HasField("dim_value") and d.dim_value > 0:
-            dims.append(int(d.dim_value))
-        else:
-            dims.append(d.dim_param or None)
-    return TensorSpec(value_info.name, tuple(dims), ONNX_DTYPES.get(tt.elem_type, f"onnx-type-{tt.elem_type}"))
 
 
 def model_tensors(model: Any) -> Iterator[tuple[Any, str]]:
@@ -220,9 +204,8 @@ class OnnxSourceLoader(SourceLoader):
 
     def open(self, artifact: Artifact, options: ConvertOptions) -> SourceModel:
         model = load_onnx_checked(artifact.path, with_data=False)
-        initializers = {i.name for i in model.graph.initializer}
-        check_input_dtypes(model, artifact.path, {v.name for v in model.graph.input} - initializers)
-        inputs = tuple(value_info_spec(v) for v in model.graph.input if v.name not in initializers)
+        check_input_dtypes(model, artifact.path, {v.name for v in model.graph.input} - initializers(model.graph).keys())
+        inputs = io_specs(model).inputs
         outputs = tuple(o.name for o in model.graph.output)
         if not outputs:
             raise InvalidInputError(f"{artifact.path} has no graph outputs", "the model is incomplete")

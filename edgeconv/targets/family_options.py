@@ -12,6 +12,7 @@ Each family's options.py declares `FAMILY` (the profiles' `family` name, or a tu
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import pkgutil
 import types

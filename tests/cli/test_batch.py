@@ -137,6 +137,28 @@ def test_config_to_convert_arguments(tmp_path: Path) -> None:
     assert args[6:] == ["--calib", "random", "--input-shape", "image=1x1x8x8", "--set", "validate.samples=4", "--report"]
 
 
+def test_pair_key_follows_the_code_digest(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The pair key is stage_cache.cache_key over the tools the stage cache keys on: a changed edgeconv (its code
+    digest, the version string unchanged) never skips a pair as unchanged."""
+    from edgeconv import stage_cache
+    from edgeconv.batch import pair_key
+    from edgeconv.config import ModelEntry
+
+    (tmp_path / "m.onnx").write_bytes(b"not a model: only its bytes are hashed")
+    model = ModelEntry("m", tmp_path / "m.onnx", ("onnx",), {"calib": "random"})
+    real = dict(stage_cache.tool_versions())
+    tools = dict(real)
+    monkeypatch.setattr(stage_cache, "tool_versions", lambda: tools)
+    first = pair_key(model, "onnx")
+    assert pair_key(model, "onnx") == first and len(first) == 64
+    tools["code"] = "0" * 64
+    assert pair_key(model, "onnx") != first
+    tools.update(real)  # back to the real tools: the real key
+    assert pair_key(model, "onnx") == first
+    (tmp_path / "m.onnx").write_bytes(b"other bytes")
+    assert pair_key(model, "onnx") != first
+
+
 def test_batch_sigterm_stops_every_conversion(digits, tmp_path: Path) -> None:
     """SIGTERM: the running conversions are stopped, nothing is written, exit 143 with one JSON error object."""
     import os

@@ -23,6 +23,7 @@ from edgeconv.converters.base import Converter
 from edgeconv.deps import require, version_of
 from edgeconv.errors import UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
+from edgeconv.onnx_graph import stem_of
 from edgeconv.targets.family_options import refuses_precision
 from edgeconv.sources.torch_source import contiguous_inputs
 from edgeconv.targets.executorch.options import ExecuTorchOptions, parse
@@ -167,7 +168,6 @@ class TorchToExecutorch(Converter):
                                    f"compiler.min_delegated = {options.min_delegated:.0%}; left on portable kernels: "
                                    f"{', '.join(coverage['non_delegated_ops'])}",
                                    "see notes.executorch.delegation; lower min_delegated to accept it")
-        path = artifact.path
-        out = ctx.work_dir / f"{(path.stem if path.suffix else path.name) or 'model'}.pte"
+        out = ctx.work_dir / f"{stem_of(artifact.path)}.pte"
         out.write_bytes(buffer)
         return Artifact(out, Format.EXECUTORCH)

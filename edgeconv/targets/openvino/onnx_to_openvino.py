@@ -31,6 +31,7 @@ from edgeconv.converters.base import Converter
 from edgeconv.deps import require, version_of
 from edgeconv.errors import UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
+from edgeconv.onnx_graph import stem_of
 from edgeconv.targets.family_options import refuses_precision
 from edgeconv.targets.schema import Profile
 from edgeconv.targets.openvino._offline import no_telemetry
@@ -80,12 +81,6 @@ def stable_names(model: Any, keep: set[str]) -> int:
         op.set_friendly_name(f"{match.group(1)}_g{i}")
         changed += 1
     return changed
-
-
-def stem_of(ctx: StepContext) -> str:
-    """The output name the write step will give the .xml (its .bin must have the same stem: OpenVINO finds it so)."""
-    path = ctx.source.artifact.path
-    return (path.stem if path.suffix else path.name) or "model"
 
 
 def is_transformer(model: Any) -> bool:
@@ -327,7 +322,7 @@ class OnnxToOpenvino(Converter):
             notes["nncf"] = quant
         stable_names(model, keep)  # and the nodes NNCF added
         notes["placement"] = placement(model, options)
-        out = ctx.work_dir / f"{stem_of(ctx)}.xml"
+        out = ctx.work_dir / f"{stem_of(ctx.source.artifact.path)}.xml"  # the write step's name: the .bin must share it
         try:
             ov.save_model(model, str(out), compress_to_fp16=precision == "fp16")
         except Exception as e:

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeconv.onnx_graph import consumers, initializers, producers
+
 WIDER = {np.dtype(np.uint8): (np.uint16, 257), np.dtype(np.int8): (np.int16, 256)}
 WIDE = frozenset({np.dtype(np.uint16), np.dtype(np.int16)})
 WEIGHT_INPUTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1,), "LayerNormalization": (1, 2),
@@ -37,12 +39,9 @@ class Graph:
         from onnx import numpy_helper
 
         self.graph, self.rebuilt, self.numpy_helper = graph, rebuilt, numpy_helper
-        self.inits = {i.name: i for i in graph.initializer}
-        self.producers = {o: n for n in graph.node for o in n.output}
-        self.consumers: dict[str, list[Any]] = {}
-        for n in graph.node:
-            for i in n.input:
-                self.consumers.setdefault(i, []).append(n)
+        self.inits = initializers(graph)
+        self.producers = producers(graph)
+        self.consumers = consumers(graph)
         self.outputs = {o.name for o in graph.output}
 
     def array(self, name: str) -> np.ndarray | None:

@@ -20,7 +20,8 @@ from edgeconv.targets.qnn._ep import htp_options, qnn_module, qnn_session, read_
 from edgeconv.targets.qnn._compile import staged
 from edgeconv.targets.qnn._legalise import legalise_for_htp
 from edgeconv.converters.base import Converter
-from edgeconv.targets.qnn.onnx_to_qnn import require_static, stem_of
+from edgeconv.onnx_graph import stem_of
+from edgeconv.targets.qnn.onnx_to_qnn import require_static
 from edgeconv.errors import StepSkipped, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
 
@@ -68,9 +69,9 @@ class OnnxToDlc(Converter):
         qnn = qnn_module()
         require_static(artifact.path)
         legal, _ = legalise_for_htp(artifact.path, ctx.work_dir / "legal.onnx")
-        out = ctx.work_dir / f"{stem_of(ctx)}.dlc"
+        out = ctx.work_dir / f"{stem_of(ctx.source.artifact.path)}.dlc"
         with tempfile.TemporaryDirectory(prefix="edgeconv-dlc-", dir=ctx.work_dir) as tmp, \
-                staged(legal, f"{stem_of(ctx)}.onnx") as model:  # the graph name hashes the model's path: keep it fixed
+                staged(legal, f"{stem_of(ctx.source.artifact.path)}.onnx") as model:  # the graph name hashes the model's path: keep it fixed
             options = htp_options(None, dump_qnn_ir_dlc=1, dump_qnn_ir_dlc_dir=tmp,
                                   qnn_ir_backend_path=os.path.join(qnn.LIB_DIR_FULL_PATH, "libQnnIr.so"))
             try:

@@ -25,15 +25,14 @@ from edgeconv.targets.qnn._compile import compile_in_subprocess
 from edgeconv.targets.qnn._legalise import legalise_for_htp
 from edgeconv.targets.qnn._placement import Placement, check_placement
 from edgeconv.converters.base import Converter
-from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
+from edgeconv.errors import UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
+from edgeconv.onnx_graph import ort_numpy_dtype, read_io_specs, static_shape_error, stem_of
 from edgeconv.targets.qnn.options import parse
 from edgeconv.targets.qnn.socs import Soc, resolve_soc
 
 log = logging.getLogger(__name__)
 NOTES_KEY = "hexagon"
-_NP = {"float": np.float32, "float16": np.float16, "double": np.float64, "int64": np.int64, "int32": np.int32,
-       "uint8": np.uint8, "int8": np.int8, "uint16": np.uint16, "int16": np.int16, "bool": np.bool_}
 
 
 def soc_for(ctx: StepContext) -> Soc:
@@ -41,23 +40,11 @@ def soc_for(ctx: StepContext) -> Soc:
     return resolve_soc(ctx.options.soc or parse(ctx.profile).soc)
 
 
-def stem_of(ctx: StepContext) -> str:
-    path = ctx.source.artifact.path
-    return (path.stem if path.suffix else path.name) or "model"
-
-
 def require_static(model_path: Path) -> None:
     """NPUs need every dim fixed: name the dynamic inputs and the --input-shape fix (exit 3)."""
-    from edgeconv.targets.tflite.onnx_to_tflite import onnx_io
-
-    inputs, _ = onnx_io(model_path)
-    dynamic = [s for s in inputs if not s.is_static]
+    dynamic = [s for s in read_io_specs(model_path).inputs if not s.is_static]
     if dynamic:
-        fix = " ".join(f"--input-shape {s.name}={'x'.join(str(d) if isinstance(d, int) and d > 0 else '1' for d in s.shape)}"
-                       for s in dynamic)
-        raise InvalidInputError(
-            "the Hexagon HTP needs static shapes; dynamic input(s): " + ", ".join(f"{s.name} [{s.shape_str()}]" for s in dynamic),
-            f"fix them with {fix} (your real sizes)", details={"dynamic_inputs": [s.name for s in dynamic]})
+        raise static_shape_error("the Hexagon HTP", dynamic)
 
 
 def require_fp16_support(model_path: Path, soc: Soc) -> None:
@@ -86,7 +73,8 @@ def placement_gate(placement: Placement, ctx: StepContext, what: str) -> None:
 def zero_feeds(session: Any) -> dict[str, np.ndarray]:
     feeds: dict[str, np.ndarray] = {}
     for i in session.get_inputs():
-        dtype = _NP.get(i.type.replace("tensor(", "").rstrip(")"), np.float32)
+        dtype = ort_numpy_dtype(i.type)
+        dtype = np.float32 if dtype is None else dtype
         feeds[i.name] = np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape], dtype)
     return feeds
 
@@ -139,7 +127,7 @@ class OnnxToQnn(Converter):
         soc = soc_for(ctx)
         require_static(artifact.path)
         require_fp16_support(artifact.path, soc)
-        stem = stem_of(ctx)
+        stem = stem_of(ctx.source.artifact.path)
         legal, legal_report = legalise_for_htp(artifact.path, ctx.work_dir / "legal.onnx")
         placement = check_placement(legal, soc)
         notes: dict[str, Any] = {"soc": soc.to_json(), "placement": placement.to_json(), "legalised": legal_report.to_json()}

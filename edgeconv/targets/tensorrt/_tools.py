@@ -123,24 +123,13 @@ def dims_str(dims: tuple[int, ...]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------- checks
-def onnx_inputs(model: Any) -> list[TensorSpec]:
-    inits = {i.name for i in model.graph.initializer}
-    specs = []
-    for value in model.graph.input:
-        if value.name in inits:
-            continue
-        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
-                     for d in value.type.tensor_type.shape.dim)
-        specs.append(TensorSpec(value.name, dims))
-    return specs
-
-
 def check_tensorrt_ready(path: Path) -> dict[str, Any]:
     """What TensorRT's ONNX parser needs that ORT does not: a checker-valid graph, symmetric int8 Q/DQ (zero point 0,
     no quantized bias, per-tensor activation scales). Raises UnsupportedError (exit 4) listing the problems."""
     import onnx
 
     from edgeconv.normalise import default_opset
+    from edgeconv.onnx_graph import io_specs
     from edgeconv.targets.tensorrt import qdq as tensorrt_qdq
 
     model = onnx.load_model(str(path))
@@ -156,7 +145,7 @@ def check_tensorrt_ready(path: Path) -> dict[str, Any]:
                 for v in [*model.graph.input, *model.graph.output]}
     facts = {"opset": default_opset(model), "nodes": len(model.graph.node), "qdq": qdq,
              "initializers": {"float16": fp16, "float32": fp32}, "io_types": io_types,
-             "inputs": [{"name": s.name, "shape": list(s.shape)} for s in onnx_inputs(model)]}
+             "inputs": [{"name": s.name, "shape": list(s.shape)} for s in io_specs(model).inputs]}
     if qdq["problems"]:
         raise UnsupportedError(f"the ONNX has Q/DQ nodes TensorRT cannot build: {'; '.join(qdq['problems'][:5])}",
                                "use the tensorrt-int8 profile (symmetric int8, placement = \"tensorrt\")",

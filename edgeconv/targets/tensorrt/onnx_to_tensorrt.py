@@ -18,16 +18,12 @@ from edgeconv.targets.tensorrt import _tools as trt_tools
 from edgeconv.converters.base import Converter
 from edgeconv.errors import StepSkipped, UnsupportedError
 from edgeconv.formats import Artifact, Format
+from edgeconv.onnx_graph import stem_of
 from edgeconv.targets.family_options import Table, parse_options
 from edgeconv.targets.tensorrt.options import TensorRtOptions, parse
 
 log = logging.getLogger(__name__)
 COMPARE_SAMPLES = 8
-
-
-def stem_of(ctx: StepContext) -> str:
-    path = ctx.source.artifact.path
-    return (path.stem if path.suffix else path.name) or "model"
 
 
 class OnnxToTensorRT(Converter):
@@ -44,7 +40,7 @@ class OnnxToTensorRT(Converter):
         facts = trt_tools.check_tensorrt_ready(artifact.path)
         inputs = [trt_tools.TensorSpec(i["name"], tuple(i["shape"])) for i in facts["inputs"]]
         ranges = trt_tools.resolve_shape_ranges(inputs, dict(ctx.options.shape_ranges), ctx.warn)
-        stem = stem_of(ctx)
+        stem = stem_of(ctx.source.artifact.path)
         notes: dict[str, Any] = {"onnx": facts, "compiler": dict(ctx.profile.compiler),
                                  "shape_ranges": {n: [list(r.min), list(r.opt), list(r.max)] for n, r in ranges.items()}}
         ctx.notes[trt_tools.NOTES_KEY] = notes

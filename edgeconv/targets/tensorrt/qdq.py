@@ -19,6 +19,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from edgeconv.onnx_graph import initializers
+from edgeconv.onnx_graph import producers as node_producers
+
 WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
 SHAPE_ONLY = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
@@ -48,10 +51,6 @@ def residual_adds(model: Any) -> set[str]:
             and not any(i in consts for i in n.input)}
 
 
-def _producers(model: Any) -> dict[str, Any]:
-    return {o: n for n in model.graph.node for o in n.output}
-
-
 def _from_weighted(tensor: str, producers: dict[str, Any], depth: int = 0) -> bool:
     """Is `tensor` the output of a weighted op, directly or through its bias Add or a reshape (normalisation turns
     MatMul + bias on 3-D inputs into Reshape → Gemm → Reshape)?"""
@@ -77,7 +76,7 @@ def _qdq_source(tensor: str, producers: dict[str, Any]) -> str | None:
 
 
 def _fix_residual_adds(model: Any, adds: set[str]) -> int:
-    producers = _producers(model)
+    producers = node_producers(model.graph)
     removed = 0
     for node in model.graph.node:
         if node.name not in adds:
@@ -95,7 +94,7 @@ def _fix_residual_adds(model: Any, adds: set[str]) -> int:
 
 def _restrict_consumers(model: Any, adds: set[str]) -> int:
     """Only weighted ops and residual Adds read DQ outputs; other readers get the float tensor back."""
-    producers = _producers(model)
+    producers = node_producers(model.graph)
     rewired = 0
     for node in model.graph.node:
         if node.op_type in QDQ or node.op_type in WEIGHTED or node.name in adds:
@@ -159,8 +158,8 @@ def describe(model: Any) -> dict[str, Any]:
 
     from edgeconv.normalise import default_opset
 
-    inits = {i.name: i for i in model.graph.initializer}
-    producers = _producers(model)
+    inits = initializers(model.graph)
+    producers = node_producers(model.graph)
     fed: dict[str, int] = defaultdict(int)
     q_after: dict[str, int] = defaultdict(int)
     counts = {"QuantizeLinear": 0, "DequantizeLinear": 0}

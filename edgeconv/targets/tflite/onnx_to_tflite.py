@@ -32,6 +32,7 @@ from edgeconv.converters.base import Converter
 from edgeconv.deps import require
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format, TensorSpec
+from edgeconv.onnx_graph import read_io_specs
 from edgeconv.quantizers.calibration import RANDOM, open_samples, preprocess_spec
 
 log = logging.getLogger(__name__)
@@ -56,20 +57,6 @@ def match_key(name: str, keys: list[str], position: int) -> str:
         return indexed
     raise UnsupportedError(f"cannot match ONNX tensor '{name}' to the converted model's signature ({', '.join(keys)})",
                            "rename the model's inputs/outputs to plain identifiers and retry")
-
-
-def onnx_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    import onnx
-
-    model = onnx.load_model(str(path), load_external_data=False)
-    init = {i.name for i in model.graph.initializer}
-
-    def spec(v: Any) -> TensorSpec:
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in v.type.tensor_type.shape.dim)
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
-        return TensorSpec(v.name, dims, dtype)
-
-    return [spec(v) for v in model.graph.input if v.name not in init], [spec(v) for v in model.graph.output]
 
 
 def _sample_stack(ctx: StepContext, onnx_inputs: list[TensorSpec]) -> list[np.ndarray]:
@@ -150,7 +137,7 @@ def ops_onnx2tf_lacks(model_path: Path) -> list[str]:
 
     import onnx
 
-    from edgeconv.passes._reads import all_nodes
+    from edgeconv.onnx_graph import all_nodes
 
     graph = onnx.load_model(str(model_path), load_external_data=False).graph
     return sorted(op for op in {n.op_type for n in all_nodes(graph)}
@@ -333,7 +320,8 @@ class OnnxToTflite(Converter):
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         require("tensorflow", "tf", purpose="ONNX → TFLite")
         artifact = private_copy(artifact, ctx.work_dir / "onnx2tf_input")
-        onnx_inputs, onnx_outputs = onnx_io(artifact.path)
+        io = read_io_specs(artifact.path, keep_dim_values=True, numpy_dtype_names=True)  # dims as written (0 stays 0)
+        onnx_inputs, onnx_outputs = list(io.inputs), list(io.outputs)
         bad = [o for o in onnx_inputs if not all(isinstance(d, int) and d > 0 for d in o.shape[1:])]
         if bad:
             raise InvalidInputError(
