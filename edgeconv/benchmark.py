@@ -84,25 +84,13 @@ def _recorded_format(manifest_path: Path, record: dict[str, Any], path: Path) ->
 
 
 def _own_io(artifact: Artifact) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]]:
-    from edgeconv.inspect import ModelReport, inspect_onnx, inspect_tflite
+    from edgeconv.artifact_readers import reader_for
 
-    report = ModelReport(str(artifact.path), artifact.format.value, artifact.variant, 0, [], [])
-    if artifact.format in (Format.ONNX, Format.QNN_CONTEXT):
-        inspect_onnx(artifact, report)
-    elif artifact.format == Format.TFLITE:
-        inspect_tflite(artifact, report)
-    elif artifact.format == Format.OPENVINO:
-        from edgeconv.targets.openvino.runtime import ir_io
-
-        return ir_io(artifact)
-    elif artifact.format == Format.EXECUTORCH:
-        from edgeconv.targets.executorch.runtime import pte_io
-
-        return pte_io(artifact)
-    else:
+    reader = reader_for(artifact.format)  # its family's reader.py
+    if reader is None:
         raise UnsupportedError(f"cannot run a {artifact.format} artifact on its own here",
                                "pass the output of `edgeconv convert` (its manifest.json names the inputs)")
-    return tuple(report.inputs), tuple(s.name for s in report.outputs)
+    return reader.io(artifact)
 
 
 def artifact_context(path: Path, target: str | None = None) -> ArtifactContext:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import EdgeconvError, InvalidInputError
+from edgeconv.errors import EdgeconvError
 from edgeconv.formats import Artifact, Format, TensorSpec, detect
 
 USER_GUIDE = """\
@@ -189,109 +189,6 @@ def inspect_onnx(artifact: Artifact, report: ModelReport) -> None:
         report.notes.append("contains EPContext nodes: a precompiled QNN/TensorRT context model")
 
 
-# --- TFLite -----------------------------------------------------------------------------------------------------------
-
-_TFLITE_WIDTH = {"float32": 4, "float16": 2, "float64": 8, "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8,
-                 "bool": 1, "uint16": 2, "uint32": 4, "uint64": 8, "int4": 0.5, "bfloat16": 2}
-
-
-def inspect_tflite(artifact: Artifact, report: ModelReport) -> None:
-    from edgeconv.deps import require
-
-    from edgeconv.targets.tflite._ops import builtin_op_names, operator_name
-
-    s = require("ai_edge_litert.schema_py_generated", "tflite", purpose="reading .tflite files")
-    data = artifact.path.read_bytes()
-    builtin = builtin_op_names(s)
-    ttype = {v: k.lower() for k, v in vars(s.TensorType).items() if not k.startswith("_")}
-    try:
-        model = s.Model.GetRootAs(data, 0)
-        subgraphs = model.SubgraphsLength()
-    except Exception as e:  # flatbuffer errors
-        raise InvalidInputError(f"cannot read {artifact.path} as TFLite: {e}", "the file is damaged") from e
-    counts: Counter = Counter()
-    by_dtype: Counter = Counter()
-    params = nodes = 0
-    for gi in range(subgraphs):
-        graph = model.Subgraphs(gi)
-
-        def spec(index: int) -> TensorSpec:
-            t = graph.Tensors(index)
-            sig = t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength() else t.ShapeAsNumpy()
-            dims = tuple(int(d) if int(d) > 0 else None for d in (sig if not isinstance(sig, int) else []))
-            return TensorSpec((t.Name() or b"").decode(), dims, ttype.get(t.Type(), str(t.Type())))
-
-        if gi == 0:
-            report.inputs = [spec(int(i)) for i in graph.InputsAsNumpy()]
-            report.outputs = [spec(int(i)) for i in graph.OutputsAsNumpy()]
-        for oi in range(graph.OperatorsLength()):
-            counts[operator_name(model, graph.Operators(oi), builtin)] += 1
-            nodes += 1
-        for ti in range(graph.TensorsLength()):
-            t = graph.Tensors(ti)
-            buf = t.Buffer()
-            if buf == 0 or buf >= model.BuffersLength():
-                continue
-            b = model.Buffers(buf)
-            size = b.DataLength() or int(b.Size() or 0)
-            if not size:
-                continue
-            n = 1
-            for d in (t.ShapeAsNumpy() if t.ShapeLength() else []):
-                n *= int(d)
-            params += n
-            by_dtype[ttype.get(t.Type(), str(t.Type()))] += size
-    report.ops = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    report.nodes = nodes
-    report.params = params
-    report.bytes_by_dtype = dict(sorted(by_dtype.items(), key=lambda kv: -kv[1]))
-    report.quantized = any(k in ("int8", "uint8", "int16") for k in by_dtype)
-    report.opsets = {"tflite-schema": int(model.Version())}
-
-
-# --- OpenVINO IR ------------------------------------------------------------------------------------------------------
-
-def _ov_dims(port: Any) -> tuple[int | str | None, ...]:
-    """Static dims as ints; a dynamic one as None (unbounded) or as OpenVINO writes its bounds (`1..8`)."""
-    shape = port.get_partial_shape()
-    if shape.rank.is_dynamic:
-        return ()
-    return tuple(d.get_length() if d.is_static else (None if str(d) == "?" else str(d)) for d in shape)
-
-
-def inspect_openvino(artifact: Artifact, report: ModelReport) -> None:
-    """Reads the IR's topology (OpenVINO parses the .xml, nothing runs): I/O with dynamic dims, op histogram, weights."""
-    import numpy as np
-
-    from edgeconv.targets.openvino.runtime import _dtype, read_model
-
-    model = read_model(artifact)
-    report.inputs = [TensorSpec(p.get_any_name(), _ov_dims(p), _dtype(p), not p.get_partial_shape().rank.is_dynamic)
-                     for p in model.inputs]
-    report.outputs = [TensorSpec(p.get_any_name(), _ov_dims(p), _dtype(p), not p.get_partial_shape().rank.is_dynamic)
-                      for p in model.outputs]
-    counts: Counter = Counter()
-    by_dtype: Counter = Counter()
-    params = 0
-    for op in model.get_ordered_ops():
-        kind = op.get_type_name()
-        if kind in ("Parameter", "Result"):
-            continue
-        counts[kind] += 1
-        if kind == "Constant":
-            out = op.output(0)
-            n = int(np.prod([int(d) for d in out.get_shape()], dtype=np.int64)) if len(out.get_shape()) else 1
-            params += n
-            by_dtype[_dtype(out)] += int(n * out.get_element_type().bitwidth // 8)
-    report.ops = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    report.nodes = sum(counts.values())
-    report.params = params
-    report.bytes_by_dtype = dict(sorted(by_dtype.items(), key=lambda kv: -kv[1]))
-    report.quantized = "FakeQuantize" in counts or "FakeConvert" in counts
-    if model.has_rt_info(["MO_version"]):
-        report.producer = f"OpenVINO {model.get_rt_info(['MO_version'])}"
-
-
 # --- framework sources ------------------------------------------------------------------------------------------------
 
 def inspect_source(artifact: Artifact, report: ModelReport, input_shapes: dict[str, tuple[int, ...]],
@@ -406,14 +303,13 @@ def inspect_model(path: Path, *, input_shapes: dict[str, tuple[int, ...]] | None
     report = ModelReport(str(artifact.path), artifact.format.value, artifact.variant, size, [], [])
     shapes = input_shapes or {}
     source = None
-    if artifact.format == Format.ONNX:
-        inspect_onnx(artifact, report)
-    elif artifact.format == Format.TFLITE:
-        inspect_tflite(artifact, report)
-    elif artifact.format == Format.OPENVINO:
-        inspect_openvino(artifact, report)
-    elif artifact.format in (Format.TORCH, Format.KERAS, Format.SAVEDMODEL):
+    from edgeconv.artifact_readers import reader_for
+
+    reader = reader_for(artifact.format)  # a converted artifact's format: its family's reader.py
+    if artifact.format in (Format.TORCH, Format.KERAS, Format.SAVEDMODEL):
         source = inspect_source(artifact, report, shapes, trust_code)
+    elif reader is not None and reader.inspects:
+        reader.inspect(artifact, report)
     else:
         report.notes.append(f"{artifact.format} files are recognised but not looked into")
     if fits and artifact.format in (Format.ONNX, Format.TORCH, Format.KERAS, Format.SAVEDMODEL):

@@ -34,17 +34,15 @@ class Inferred:
 
 
 def infer_precision(artifact: Artifact) -> Inferred:
+    from edgeconv.artifact_readers import reader_for
+
+    reader = reader_for(artifact.format)  # its family's reader.py
     try:
-        if artifact.format == Format.ONNX:
-            return _onnx(artifact.path)
-        if artifact.format == Format.QNN_CONTEXT:
-            return _qnn_context(artifact.path)
-        if artifact.format == Format.TFLITE:
-            return _tflite(artifact.path)
-        if artifact.format == Format.OPENVINO:
-            return _openvino(artifact.path)
+        found = reader.precision(artifact) if reader is not None else None
     except Exception as e:  # noqa: BLE001 - protobuf DecodeError, XML ParseError...: loading it later says what is wrong
         return Inferred(None, f"cannot read its tensors ({first_line(e)})")
+    if found is not None:
+        return found
     return Inferred(None, f"a {artifact.format.value} artifact's precision is not read from the file")
 
 
@@ -59,7 +57,7 @@ def profile_for_precision(fmt: Format, inferred: Inferred) -> Any:
     return candidates[0] if candidates else None
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
@@ -69,7 +67,7 @@ def _onnx_nodes(graph: Any) -> list[Any]:
     return all_nodes(graph)
 
 
-def _onnx(path: Path) -> Inferred:
+def onnx_precision(path: Path) -> Inferred:
     import onnx
 
     model = onnx.load_model(str(path), load_external_data=False)
@@ -96,81 +94,17 @@ def _onnx(path: Path) -> Inferred:
     dynamic = sum(ops[op] for op in DYNAMIC_OPS)
     if qlinear:
         kinds = ", ".join(sorted({op for op in ops if op.startswith("QLinear") or op in QLINEAR_OPS}))
-        return Inferred("int16" if sixteen else "int8", f"{_plural(qlinear, 'QOperator node')} ({kinds})", "qoperator")
+        return Inferred("int16" if sixteen else "int8", f"{plural(qlinear, 'QOperator node')} ({kinds})", "qoperator")
     if qdq:
         zp = f" with {'/'.join(sorted(zero_points))} zero points" if zero_points else ""
         return Inferred("int16" if sixteen else "int8", f"{qdq} QuantizeLinear/DequantizeLinear nodes{zp}")
     if dynamic:
         kinds = ", ".join(sorted(op for op in DYNAMIC_OPS if ops[op]))
-        return Inferred("dynamic", f"dynamic quantization: {_plural(dynamic, 'node')} ({kinds})")
+        return Inferred("dynamic", f"dynamic quantization: {plural(dynamic, 'node')} ({kinds})")
     fp16 = sum(1 for t in init_types.values() if t == onnx.TensorProto.FLOAT16)
     fp16_values = sum(1 for v in (*graph.input, *graph.output, *graph.value_info)
                       if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16)
     if fp16 or fp16_values:
-        what = _plural(fp16, "float16 initializer") if fp16 else _plural(fp16_values, "float16 tensor")
+        what = plural(fp16, "float16 initializer") if fp16 else plural(fp16_values, "float16 tensor")
         return Inferred("fp16", f"{what}, no quantization nodes")
     return Inferred("fp32", "no quantization nodes and no float16 tensors")
-
-
-def _qnn_context(path: Path) -> Inferred:
-    """The context binary is opaque; the graph that was compiled into it ships beside it as <stem>.<precision>.onnx."""
-    stem = path.stem[:-4] if path.stem.endswith("_ctx") else path.stem
-    for compiled in sorted(path.parent.glob(f"{stem}.*.onnx")):
-        if compiled.resolve() == path.resolve():
-            continue
-        found = _onnx(compiled)
-        if found.precision is not None:
-            return Inferred(found.precision, f"its compiled graph {compiled.name}: {found.reason}")
-    return Inferred(None, f"an EPContext model without its compiled graph ({stem}.<precision>.onnx) beside it")
-
-
-def _tflite(path: Path) -> Inferred:
-    from edgeconv.targets.tflite._ops import BOUNDARY_OPS, _schema, list_ops
-
-    data = path.read_bytes()
-    compute = Counter(t for op in list_ops(data) if op.name not in BOUNDARY_OPS for t in op.activation_types)
-    if compute["INT16"]:
-        return Inferred("int16x8", f"operators compute on int16 activations ({compute['INT16']} tensors)")
-    int8 = compute["INT8"] + compute["UINT8"]
-    if int8:
-        return Inferred("int8", f"operators compute on int8 activations ({int8} tensors)")
-    s = _schema()
-    ttype = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
-    model = s.Model.GetRootAs(data, 0)
-    constants: Counter = Counter()
-    for gi in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(gi)
-        for ti in range(graph.TensorsLength()):
-            t = graph.Tensors(ti)
-            buf = t.Buffer()
-            if 0 < buf < model.BuffersLength() and (model.Buffers(buf).DataLength() or model.Buffers(buf).Size()):
-                constants[ttype.get(t.Type(), str(t.Type()))] += 1
-    if constants["FLOAT16"]:
-        return Inferred("fp16", f"{_plural(constants['FLOAT16'], 'float16 constant')}, float activations")
-    if constants["INT8"] or constants["UINT8"]:
-        n = constants["INT8"] + constants["UINT8"]
-        return Inferred("dynamic", f"{_plural(n, 'int8 weight tensor')} with float activations")
-    return Inferred("fp32", "float32 operators and constants")
-
-
-def _openvino(path: Path) -> Inferred:
-    import xml.etree.ElementTree as ET
-
-    root = ET.parse(path).getroot()
-    layers = root.iter("layer")
-    kinds: Counter = Counter()
-    consts: Counter = Counter()
-    for layer in layers:
-        kinds[layer.get("type")] += 1
-        if layer.get("type") == "Const":
-            data = layer.find("data")
-            if data is not None:
-                consts[data.get("element_type", "")] += 1
-    if kinds["FakeQuantize"]:
-        return Inferred("int8", f"{_plural(kinds['FakeQuantize'], 'FakeQuantize layer')}")
-    low = sum(consts[t] for t in ("i8", "u8", "i4", "u4"))
-    if low:
-        return Inferred("w8", f"{_plural(low, '8/4-bit integer weight constant')} (weight compression), no FakeQuantize")
-    if consts["f16"]:
-        return Inferred("fp16", f"{_plural(consts['f16'], 'float16 constant')}")
-    return Inferred("fp32", "float32 constants, no FakeQuantize")
