@@ -16,8 +16,8 @@ from edgeconv.converters import all_converters
 from edgeconv.converters.base import Converter
 from edgeconv.errors import InvalidInputError, MissingBackendError, UnsupportedError, UsageError
 from edgeconv.formats import Artifact, Format, TensorSpec
-from edgeconv.pipeline import (UNAVAILABLE_PENALTY, Plan, build_plan, check_backends, find_route, plan_target,
-                               reachable, resolve_shapes)
+from edgeconv.pipeline import Plan, build_plan, check_backends, find_route, plan_target, reachable, resolve_shapes
+from edgeconv.routes import UNAVAILABLE_PENALTY
 from edgeconv.sources import SourceModel
 from edgeconv.targets import resolve
 from edgeconv.targets.schema import Profile

@@ -35,9 +35,6 @@ from edgeconv.targets.schema import ALL_OP_TYPES
 log = logging.getLogger(__name__)
 QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16", "int16": "QInt16"}
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-EDGECONV_OPTIONS = frozenset({"op_types", "extra_op_types", "nodes_to_exclude", "reduce_range", "preprocess",
-                              "fallback_candidates", "placement", "backend_rules",
-                              "score_on"})
 BACKEND_RULES = ("qnn",)  # "qnn": ONNX Runtime's QNN compatibility overrides (see qnn_compat_overrides)
 PER_CHANNEL_OPSET = 13
 NEVER_QUANTIZED = frozenset({"Cast"})  # op_types = "all" leaves these out, as ORT's get_qnn_qdq_config does
@@ -69,11 +66,7 @@ class StaticSettings:
     def from_scheme(cls, scheme: Any) -> "StaticSettings":
         options = dict(scheme.options)
         every_op_type = options.get("op_types") == ALL_OP_TYPES  # any other value was checked by the profile schema
-        unknown = [k for k in options if k[:1].islower() and k not in EDGECONV_OPTIONS]
-        if unknown:
-            raise UnsupportedError(f"unknown [quantize.options] key(s): {', '.join(unknown)}",
-                                   f"edgeconv's keys are {', '.join(sorted(EDGECONV_OPTIONS))}; ONNX Runtime's extra "
-                                   "options start with a capital letter (e.g. CalibPercentile)")
+        # every lower-case key was checked when the profile loaded (targets/quantize_options.py)
         activations = scheme.activations
         if scheme.precision == "int16" and not activations.endswith("16"):
             activations = "uint16"
