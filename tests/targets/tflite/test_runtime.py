@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 
-from edgeconv.targets.tflite._convert import IoMap, apply_perm, channels_first_perm, channels_last_perm
-from edgeconv.formats import TensorSpec
+from edgeconv.targets.tflite._convert import apply_perm, channels_first_perm, channels_last_perm
+from edgeconv.formats import IoMap, TensorLink, TensorSpec
 from edgeconv.targets.tflite.runtime import LiteRtSession, dequantize_output, guess_io_map, quantize_input
 
 
@@ -54,8 +55,8 @@ def test_guessed_io_map_transposes_and_dequantizes() -> None:
     runner = FakeRunner()
     inputs = (TensorSpec("input.1", (1, 3, 16, 16)),)
     io = guess_io_map(runner, "serving_default", inputs, ("logits", "aux"))
-    assert io.inputs == [{"source": "input.1", "key": "input_1", "perm": [0, 2, 3, 1]}]
-    assert [m["key"] for m in io.outputs] == ["output_0", "output_1"]
+    assert io.inputs == (TensorLink("input.1", "input_1", (0, 2, 3, 1)),) and io.layout == "guessed"
+    assert [m.key for m in io.outputs] == ["output_0", "output_1"]
     session = LiteRtSession(None, runner, io, inputs)
     x = np.random.default_rng(0).uniform(-3, 3, (1, 3, 16, 16)).astype(np.float32)
     logits, aux = session.run({"input.1": x})
@@ -66,6 +67,9 @@ def test_guessed_io_map_transposes_and_dequantizes() -> None:
 
 
 def test_io_map_json_round_trip() -> None:
-    io = IoMap("serving_default", [{"source": "x", "key": "x", "perm": [0, 2, 3, 1]}],
-               [{"source": "y", "key": "output_0", "perm": None}], "nhwc")
-    assert IoMap.from_json(io.to_json()) == io
+    io = IoMap("serving_default", (TensorLink("x", "x", (0, 2, 3, 1)),), (TensorLink("y", "output_0"),), "nhwc")
+    data = io.to_json()  # what the manifest records as notes.tflite_io: keys in this order, perms as lists
+    assert data == {"signature": "serving_default", "inputs": [{"source": "x", "key": "x", "perm": [0, 2, 3, 1]}],
+                    "outputs": [{"source": "y", "key": "output_0", "perm": None}], "layout": "nhwc"}
+    assert list(data) == ["signature", "inputs", "outputs", "layout"] and list(data["inputs"][0]) == ["source", "key", "perm"]
+    assert IoMap.from_json(json.loads(json.dumps(data))) == io
