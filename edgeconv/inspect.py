@@ -198,7 +198,7 @@ _TFLITE_WIDTH = {"float32": 4, "float16": 2, "float64": 8, "int8": 1, "uint8": 1
 def inspect_tflite(artifact: Artifact, report: ModelReport) -> None:
     from edgeconv.deps import require
 
-    from edgeconv.targets.tflite._ops import builtin_op_names, operator_name
+    from edgeconv.targets.tflite.ops import builtin_op_names, operator_name
 
     s = require("ai_edge_litert.schema_py_generated", "tflite", purpose="reading .tflite files")
     data = artifact.path.read_bytes()

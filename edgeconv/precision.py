@@ -125,7 +125,7 @@ def _qnn_context(path: Path) -> Inferred:
 
 
 def _tflite(path: Path) -> Inferred:
-    from edgeconv.targets.tflite._ops import BOUNDARY_OPS, _schema, list_ops
+    from edgeconv.targets.tflite.ops import BOUNDARY_OPS, list_ops, litert_schema
 
     data = path.read_bytes()
     compute = Counter(t for op in list_ops(data) if op.name not in BOUNDARY_OPS for t in op.activation_types)
@@ -134,7 +134,7 @@ def _tflite(path: Path) -> Inferred:
     int8 = compute["INT8"] + compute["UINT8"]
     if int8:
         return Inferred("int8", f"operators compute on int8 activations ({int8} tensors)")
-    s = _schema()
+    s = litert_schema()
     ttype = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
     model = s.Model.GetRootAs(data, 0)
     constants: Counter = Counter()

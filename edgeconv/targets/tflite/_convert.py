@@ -28,7 +28,7 @@ from edgeconv.deps import require
 from edgeconv.errors import UnsupportedError
 from edgeconv.formats import Artifact, Format, IoMap, TensorLink, io_note_key
 from edgeconv.quantizers.calibration import samples_for
-from edgeconv.targets.tflite._ops import float_ops, op_names
+from edgeconv.targets.tflite.ops import float_ops, op_names
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -73,3 +74,24 @@ def test_io_map_json_round_trip() -> None:
                     "outputs": [{"source": "y", "key": "output_0", "perm": None}], "layout": "nhwc"}
     assert list(data) == ["signature", "inputs", "outputs", "layout"] and list(data["inputs"][0]) == ["source", "key", "perm"]
     assert IoMap.from_json(json.loads(json.dumps(data))) == io
+
+
+def test_the_runtime_feeds_the_artifacts_io_map_and_guesses_without_one(monkeypatch: Any, tmp_path: Any) -> None:
+    """LiteRT takes the converter's map from Artifact.io (a stage cache hit restores it there too), not from notes."""
+    from types import SimpleNamespace
+
+    from edgeconv.formats import Artifact, Format
+    from edgeconv.targets.tflite import runtime
+
+    runner = FakeRunner()
+    monkeypatch.setattr(runtime, "load_interpreter", lambda path: (None, runner, "serving_default"))
+    inputs = (TensorSpec("image", (1, 3, 16, 16)),)
+    ctx = SimpleNamespace(source=SimpleNamespace(inputs=inputs, output_names=("logits", "aux")), notes={})
+    io = IoMap("serving_default", (TensorLink("image", "input_1", (0, 2, 3, 1)),),
+               (TensorLink("aux", "output_1"), TensorLink("logits", "output_0")), "nhwc")
+    session = runtime.LiteRtRuntime().load(Artifact(tmp_path / "m.tflite", Format.TFLITE, io=io), ctx)
+    assert session.io is io and session.output_names == ("aux", "logits")
+    guessed = runtime.LiteRtRuntime().load(Artifact(tmp_path / "m.tflite", Format.TFLITE), ctx)
+    assert guessed.io.layout == "guessed" and guessed.output_names == ("logits", "aux")
+    other = replace(io, signature="other")  # a map for another signature than the file's: not used
+    assert runtime.LiteRtRuntime().load(Artifact(tmp_path / "m.tflite", Format.TFLITE, io=other), ctx).io.layout == "guessed"
