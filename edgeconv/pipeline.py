@@ -334,7 +334,7 @@ def _run_target(target: TargetPlan, state: _RunState, validation_cache: dict[str
 def _add_worst_layers(error: AccuracyGateError, float_model: Artifact, quant_model: Artifact, ctx: StepContext,
                       top: int = 5) -> None:
     """A gate failure of a quantized ONNX model names the layers that lose the most (worst channel SNR first)."""
-    rows = ctx.quantized.layers if ctx.quantized is not None else ()
+    rows: list[dict[str, Any]] = list(ctx.quantized.layers) if ctx.quantized is not None else []
     if not rows:
         from edgeconv.quantizers.fallback import layer_report
 
