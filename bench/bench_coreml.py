@@ -97,7 +97,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     os.chdir(REPO / "tests")  # `model_zoo:digits_architecture` is imported from the cwd
-    from edgeconv.targets.coreml._convert import coremltools
+    from edgeconv.targets.coreml._loader import coremltools
 
     coremltools()  # import once (≈8 s: it imports TensorFlow and torch) so that the first row is not charged for it
     print("| model | target | convert s | total s | .mlpackage KiB | weights KiB | weights vs fp32 | weight SNR dB (min) | "

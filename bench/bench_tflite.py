@@ -34,7 +34,7 @@ VARIANTS = ["tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "tfli
 
 
 def latency_ms(path: Path, record: dict, inputs: tuple, runs: int, threads: int) -> float:
-    from edgeconv.targets.tflite._convert import IoMap
+    from edgeconv.formats import IoMap
     from edgeconv.targets.tflite.runtime import LiteRtSession, load_interpreter
 
     interpreter, runner, _ = load_interpreter(str(path), threads)

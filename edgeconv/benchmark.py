@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeconv.errors import InvalidInputError, UnsupportedError, UsageError
-from edgeconv.formats import Artifact, Format, TensorSpec, detect
+from edgeconv.formats import Artifact, Format, IoMap, TensorSpec, detect, io_note_key
 
 if TYPE_CHECKING:
     from edgeconv.runtimes.base import Runtime
@@ -100,16 +100,23 @@ def artifact_context(path: Path, target: str | None = None) -> ArtifactContext:
         manifest_path, manifest, record = found
         recorded = _recorded_format(manifest_path, record, artifact.path)
         if recorded is not None and recorded != artifact.format:  # e.g. a QNN EPContext model is ONNX by content
-            artifact = Artifact(artifact.path, recorded, artifact.variant, artifact.companions, artifact.layout)
+            artifact = Artifact(artifact.path, recorded, artifact.variant, artifact.companions)
+        notes = dict(record.get("notes") or {})
+        artifact = replace(artifact, io=_recorded_io(notes, artifact.format))
         inputs = tuple(TensorSpec(i["name"], tuple(i["shape"]), i.get("dtype", "float32"))
                        for i in manifest.get("source", {}).get("inputs", []))
         outputs: tuple[str, ...] = ()  # the runtime's notes (e.g. the TFLite I/O map) name them
         if artifact.format == Format.ONNX:  # an ONNX artifact keeps the source's I/O names and layout
             inputs, outputs = _own_io(artifact)
-        return ArtifactContext(artifact, target or record.get("target"), inputs, outputs,
-                               dict(record.get("notes") or {}), manifest_path)
+        return ArtifactContext(artifact, target or record.get("target"), inputs, outputs, notes, manifest_path)
     inputs, outputs = _own_io(artifact)
     return ArtifactContext(artifact, target, inputs, outputs)
+
+
+def _recorded_io(notes: dict[str, Any], fmt: Format) -> IoMap | None:
+    """The artifact's I/O map as its conversion recorded it (notes.tflite_io): the runtime feeds it as validation did."""
+    data = notes.get(io_note_key(fmt))
+    return IoMap.from_json(data) if isinstance(data, dict) else None
 
 
 def pick_runtime(fmt: Format, name: str | None = None) -> type[Runtime]:

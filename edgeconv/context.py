@@ -88,6 +88,24 @@ def parse_input_shapes(items: list[str] | tuple[str, ...]) -> dict[str, tuple[in
     return out
 
 
+@dataclass(frozen=True)
+class QuantizeResult:
+    """What the quantize step leaves for the later stages of its target (the manifest's copy is notes.quantize): the
+    per-layer rows of --report, worst first, which a failed gate names; and what the accuracy-driven mixed-precision
+    search did (FallbackResult.to_json()), which a failed gate's error summarises."""
+
+    layers: tuple[dict[str, Any], ...] = ()
+    fallback: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"layers": list(self.layers), "fallback": self.fallback}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "QuantizeResult":
+        """From to_json(), or from a manifest's notes.quantize (an artifact validated outside its conversion)."""
+        return cls(tuple(data.get("layers") or ()), data.get("fallback"))
+
+
 @dataclass
 class StepContext:
     """Handed to every converter / quantizer / runtime call. `work_dir` is this step's own folder."""
@@ -100,6 +118,7 @@ class StepContext:
     warnings: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)  # structured facts for the manifest (per target)
     shown: set[str] = field(default_factory=set)  # warnings already on screen in this run (shared by its targets)
+    quantized: QuantizeResult | None = None  # set by the quantize step (pipeline.py hands it to the target's later stages)
 
     def warn(self, message: str) -> None:
         """Into this target's warnings (the manifest) always; on screen once per run (a step shared by several

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from edgeconv.errors import InvalidInputError
 
@@ -82,18 +83,64 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class TensorLink:
+    """One source model input or output and the artifact's own tensor for it."""
+
+    source: str  # the source model's input / output name
+    key: str  # the artifact's tensor (for TFLite: the signature key)
+    perm: tuple[int, ...] | None = None  # axis permutation (None = same layout): an input's turns a source-layout array
+    #                                      into the artifact's layout, an output's turns the artifact's into the source's
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "key": self.key, "perm": None if self.perm is None else list(self.perm)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TensorLink":
+        perm = data.get("perm")
+        return cls(str(data["source"]), str(data["key"]), None if perm is None else tuple(int(p) for p in perm))
+
+
+@dataclass(frozen=True)
+class IoMap:
+    """How an artifact's inputs and outputs relate to the source model's, when their names or layouts differ: which
+    of its tensors takes each source input and which gives each source output, in source order. The edge that writes
+    the artifact fills it (Artifact.io); the runtime that loads it reads it. The manifest records it in the target's
+    notes under `io_note_key(format)` (notes.tflite_io), where bench and validate read it back."""
+
+    signature: str  # the entry point the tensors belong to (a TFLite signature key)
+    inputs: tuple[TensorLink, ...] = ()
+    outputs: tuple[TensorLink, ...] = ()
+    layout: str = "source"  # "source" = the source's; "nhwc" = channels-last as onnx2tf writes it; "guessed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"signature": self.signature, "inputs": [m.to_json() for m in self.inputs],
+                "outputs": [m.to_json() for m in self.outputs], "layout": self.layout}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "IoMap":
+        return cls(str(data.get("signature", "")), tuple(TensorLink.from_json(m) for m in data["inputs"]),
+                   tuple(TensorLink.from_json(m) for m in data["outputs"]), str(data.get("layout", "source")))
+
+
+def io_note_key(fmt: Format) -> str:
+    """The manifest notes key under which a target records its artifact's I/O map (tflite_io)."""
+    return f"{fmt.value}_io"
+
+
+@dataclass(frozen=True)
 class Artifact:
     """A model file (or directory) on disk and what it is.
 
-    `companions` are files that belong with it (external data, a context binary, a timing cache); `layout` says how its
-    I/O differs from the source's ("source" = same; "nhwc" = channels-last as onnx2tf writes it).
+    `companions` are files that belong with it (external data, a context binary, a timing cache); `io` maps the source
+    model's inputs and outputs to the artifact's own tensors where they differ in name or layout (None: same as the
+    source's, or not known).
     """
 
     path: Path
     format: Format
     variant: str = ""
     companions: tuple[Path, ...] = field(default_factory=tuple)
-    layout: str = "source"
+    io: IoMap | None = None
 
     def all_paths(self) -> tuple[Path, ...]:
         return (self.path, *self.companions)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgeconv.context import ConvertOptions, StepContext
+from edgeconv.context import ConvertOptions, QuantizeResult, StepContext
 from edgeconv.converters import all_converters
 from edgeconv.converters.base import Converter
 from edgeconv.deps import installed_versions
@@ -167,12 +167,15 @@ class _StepOutput:
     cached: bool  # restored from the stage cache of an earlier run
     notes: dict[str, Any] = field(default_factory=dict)  # what the step added to its target's notes and warnings,
     warnings: tuple[str, ...] = ()  # replayed into every other target that shares the step
+    quantized: QuantizeResult | None = None  # a quantize step's result, handed to every target that shares it
 
 
-def _replay(notes: dict[str, Any], warnings: Any, ctx: StepContext) -> None:
+def _replay(notes: dict[str, Any], warnings: Any, ctx: StepContext, quantized: QuantizeResult | None) -> None:
     ctx.notes.update(json.loads(json.dumps(notes)))  # a copy: targets' manifests never share mutable notes
     for warning in warnings:
         ctx.warn(warning)
+    if quantized is not None:
+        ctx.quantized = quantized
 
 
 @dataclass
@@ -205,7 +208,7 @@ def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState
     key = _cache_key(step, artifact, ctx.profile, ctx.source)
     if key in state.cache and step.kind in ("export", "normalise", "quantize"):
         shared = state.cache[key]
-        _replay(shared.notes, shared.warnings, ctx)
+        _replay(shared.notes, shared.warnings, ctx, shared.quantized)
         record.steps.append(StepRecord(step.kind, step.name, 0.0, reused=True, cached=shared.cached))
         return shared.artifact
     step_ctx = ctx.for_step(state.work_dir(ctx.profile.name, step.name))
@@ -217,10 +220,10 @@ def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState
         hit = state.stages.restore(stage_key, step_ctx.work_dir) if stage_key else None
         if hit is not None:
             state.reporter.stage(step.kind, f"{ctx.profile.name}: {step.name} (cached)")
-            _replay(hit.notes, hit.warnings, ctx)
+            _replay(hit.notes, hit.warnings, ctx, hit.quantized)
             record.steps.append(StepRecord(step.kind, step.name, round(time.perf_counter() - started, 3), reused=True,
                                            cached=True))
-            state.cache[key] = _StepOutput(hit.artifact, True, hit.notes, tuple(hit.warnings))
+            state.cache[key] = _StepOutput(hit.artifact, True, hit.notes, tuple(hit.warnings), hit.quantized)
             return hit.artifact
     before = ContextSnapshot.of(ctx)
     state.reporter.stage(step.kind, f"{ctx.profile.name}: {step.name}")
@@ -242,9 +245,12 @@ def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState
         result = conv().convert(artifact, step_ctx)
     record.steps.append(StepRecord(step.kind, step.name, round(time.perf_counter() - started, 3)))
     notes, warnings = before.delta(ctx)
+    if step_ctx.quantized is not None:
+        ctx.quantized = step_ctx.quantized
     if state.stages is not None and stage_key:
-        state.stages.store(stage_key, result, step_ctx.work_dir, notes, warnings, step=f"{step.kind} {step.name}")
-    state.cache[key] = _StepOutput(result, False, notes, tuple(warnings))
+        state.stages.store(stage_key, result, step_ctx.work_dir, notes, warnings, step=f"{step.kind} {step.name}",
+                           quantized=step_ctx.quantized)
+    state.cache[key] = _StepOutput(result, False, notes, tuple(warnings), step_ctx.quantized)
     return result
 
 
@@ -307,7 +313,7 @@ def _run_target(target: TargetPlan, state: _RunState, validation_cache: dict[str
 def _add_worst_layers(error: AccuracyGateError, float_model: Artifact, quant_model: Artifact, ctx: StepContext,
                       top: int = 5) -> None:
     """A gate failure of a quantized ONNX model names the layers that lose the most (worst channel SNR first)."""
-    rows = (ctx.notes.get("quantize") or {}).get("layers") if isinstance(ctx.notes.get("quantize"), dict) else None
+    rows: list[dict[str, Any]] = list(ctx.quantized.layers) if ctx.quantized is not None else []
     if not rows:
         from edgeconv.quantizers.fallback import layer_report
 

@@ -49,7 +49,7 @@ def validate_artifact(source: Path, artifact: Path, options: ConvertOptions, *, 
                       samples: int | None = None, reporter: Any = None) -> dict[str, Any]:
     """Returns {"source", "artifact", "target", "validation"}; raises AccuracyGateError (exit 5) when the gate fails."""
     from edgeconv.benchmark import _profile_for, artifact_context
-    from edgeconv.context import StepContext
+    from edgeconv.context import QuantizeResult, StepContext
     from edgeconv.pipeline import resolve_shapes
     from edgeconv.progress import NullReporter
     from edgeconv.runtimes import runtime_named
@@ -98,7 +98,10 @@ def validate_artifact(source: Path, artifact: Path, options: ConvertOptions, *, 
         result["inferred"] = {**inferred.to_json(), "profile": profile.name}
     result["shipped_bytes"] = shipped_size(actx.artifact)
     with tempfile.TemporaryDirectory(prefix="edgeconv-validate-") as tmp:
-        ctx = StepContext(Path(tmp), profile, options, src, reporter or NullReporter(), notes=dict(actx.notes))
+        recorded_quantize = actx.notes.get("quantize")  # what the conversion's quantize step did (its fallback search)
+        ctx = StepContext(Path(tmp), profile, options, src, reporter or NullReporter(), notes=dict(actx.notes),
+                          quantized=QuantizeResult.from_json(recorded_quantize) if isinstance(recorded_quantize, dict)
+                          else None)
         try:
             record = validate_target(actx.artifact, ctx, {})
         except AccuracyGateError as e:  # the measured metrics travel with the error: the CLI prints them, then exit 5

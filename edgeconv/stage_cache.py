@@ -41,8 +41,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from edgeconv import __version__
+from edgeconv.context import QuantizeResult
 from edgeconv.deps import installed_versions
-from edgeconv.formats import TORCH_FACTORY, TORCH_PICKLE, Artifact, Format
+from edgeconv.formats import TORCH_FACTORY, TORCH_PICKLE, Artifact, Format, IoMap
 from edgeconv.manifest import json_value, sha256_of
 
 if TYPE_CHECKING:
@@ -146,6 +147,7 @@ class CachedStep:
     artifact: Artifact
     notes: dict[str, Any]
     warnings: list[str]
+    quantized: QuantizeResult | None = None  # a quantize step's typed result (context.QuantizeResult)
 
 
 @dataclass(frozen=True)
@@ -235,8 +237,10 @@ class StageCache:
                 if _copy_hashing(entry / FILES_DIR / _relative(rel), dest) != info["sha256"]:
                     raise ValueError(f"{rel}: sha256 differs from the stored one")
             artifact = Artifact(work_dir / _relative(meta["path"]), Format(meta["format"]), meta["variant"],
-                                tuple(work_dir / _relative(c) for c in meta["companions"]), meta["layout"])
-            hit = CachedStep(artifact, dict(meta["notes"]), [str(w) for w in meta["warnings"]])
+                                tuple(work_dir / _relative(c) for c in meta["companions"]),
+                                IoMap.from_json(meta["io"]) if meta.get("io") is not None else None)
+            quantized = QuantizeResult.from_json(meta["quantized"]) if meta.get("quantized") is not None else None
+            hit = CachedStep(artifact, dict(meta["notes"]), [str(w) for w in meta["warnings"]], quantized)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             log.debug("stage cache entry %s is damaged (%s): a miss; removing it", key[:12], e)
             _empty(work_dir)
@@ -250,9 +254,10 @@ class StageCache:
 
     # ------------------------------------------------------------------------------------------------------ store
     def store(self, key: str, artifact: Artifact, work_dir: Path, notes: dict[str, Any], warnings: list[str],
-              step: str = "") -> None:
-        """Keep a step's output under `key` (`step` names it in entry.json, for people looking into the cache). Never
-        fails the run: what cannot be stored is left out (debug log)."""
+              step: str = "", quantized: QuantizeResult | None = None) -> None:
+        """Keep a step's output under `key` (`step` names it in entry.json, for people looking into the cache) with
+        what it added to notes / warnings and, for a quantize step, its typed result. Never fails the run: what cannot
+        be stored is left out (debug log)."""
         final = self.root / key
         tmp: Path | None = None
         try:
@@ -266,9 +271,10 @@ class StageCache:
                 return
             meta: dict[str, Any] = {
                 "schema": SCHEMA, "step": step, "format": artifact.format.value, "variant": artifact.variant,
-                "layout": artifact.layout, "path": _inside(artifact.path, work_dir),
+                "io": artifact.io.to_json() if artifact.io else None, "path": _inside(artifact.path, work_dir),
                 "companions": [_inside(c, work_dir) for c in artifact.companions], "dirs": dirs, "files": {},
-                "bytes": total, "notes": notes, "warnings": warnings, "edgeconv": __version__}
+                "bytes": total, "notes": notes, "warnings": warnings,
+                "quantized": quantized.to_json() if quantized is not None else None, "edgeconv": __version__}
             self.root.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=self.root))
             for rel in files:
@@ -324,7 +330,8 @@ class StageCache:
 
 def _artifact_digest(artifact: Artifact) -> dict[str, Any]:
     base = artifact.path.parent
-    return {"format": artifact.format.value, "variant": artifact.variant, "layout": artifact.layout,
+    return {"format": artifact.format.value, "variant": artifact.variant,
+            "io": artifact.io.to_json() if artifact.io else None,
             "name": artifact.path.name, "sha256": sha256_of(artifact.path),
             "companions": [[os.path.relpath(c, base), sha256_of(c)] for c in artifact.companions]}
 

@@ -148,10 +148,10 @@ def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any])
 
 
 def _search_summary(ctx: StepContext) -> dict[str, Any] | None:
-    """What the quantizer's mixed-precision search did for this target (notes.quantize.fallback), for the error of a
-    failed gate: no manifest is written then, and this is what a user tunes next."""
-    quantize = ctx.notes.get("quantize")
-    fallback = quantize.get("fallback") if isinstance(quantize, dict) else None
+    """What the quantizer's mixed-precision search did for this target (ctx.quantized.fallback, in the manifest as
+    notes.quantize.fallback), for the error of a failed gate: no manifest is written then, and this is what a user
+    tunes next."""
+    fallback = ctx.quantized.fallback if ctx.quantized is not None else None
     if not isinstance(fallback, dict) or fallback.get("gate_passed_before"):
         return None
     return {"precision": fallback.get("precision"), "budget": fallback.get("budget"),

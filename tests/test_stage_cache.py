@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from edgeconv.context import ConvertOptions, StepContext
+from edgeconv.context import ConvertOptions, QuantizeResult, StepContext
 from edgeconv.targets.tensorrt.onnx_to_tensorrt import OnnxToTensorRT
 from edgeconv.converters.torch_to_onnx import TorchToOnnx
-from edgeconv.formats import TORCH_FACTORY, Artifact, Format, detect
+from edgeconv.formats import TORCH_FACTORY, Artifact, Format, IoMap, TensorLink, detect
 from edgeconv.pipeline import build_plan
 from edgeconv.stage_cache import ENTRY_NAME, FILES_DIR, STAGES_DIR, StageCache, cache_key
 from edgeconv.targets import resolve
@@ -133,6 +133,9 @@ def test_cold_run_stores_one_entry_per_step(warm: tuple[Path, dict[str, Any]]) -
                                "normalise normalise + fuse gelu + decompose maxpool_ceil", "quantize quantize int8"]
     assert entries["export torch_to_onnx"]["notes"]["exporter"].startswith("torch.onnx (dynamo)")
     assert set(entries["compile onnx_to_tflite"]["notes"]) >= {"tflite_route", "calibration", "tflite_io", "tflite_ops"}
+    tflite = entries["compile onnx_to_tflite"]  # the artifact's I/O map (what LiteRT feeds) is stored with it
+    assert tflite["io"] == tflite["notes"]["tflite_io"] and tflite["io"]["inputs"]
+    assert entries["quantize quantize int8"]["quantized"] is not None
 
 
 @pytest.mark.slow
@@ -239,6 +242,25 @@ def test_cache_stays_under_its_limit_least_recently_used_first(tmp_path: Path) -
     assert sorted(p.name for p in root.iterdir()) == ["a", "c", "d"] and cache_bytes() <= limit
     store("e", 200_000, 5000.0)  # larger than the whole cache: not stored, nothing evicted for it
     assert sorted(p.name for p in root.iterdir()) == ["a", "c", "d"] and cache_bytes() <= limit
+
+
+def test_restore_gives_back_the_io_map_and_the_quantize_result(tmp_path: Path) -> None:
+    """What later stages read from a step (Artifact.io for the runtime, ctx.quantized for pipeline and validation)
+    comes back from a hit exactly as the step produced it."""
+    stages = StageCache(tmp_path / "stages", limit=10**6)
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "model.tflite").write_bytes(b"tflite")
+    io = IoMap("serving_default", (TensorLink("x", "x", (0, 2, 3, 1)),), (TensorLink("y", "output_0"),), "nhwc")
+    quantized = QuantizeResult(({"node": "conv", "snr_db": 12.5},), {"precision": "int16", "nodes": []})
+    stages.store("k", Artifact(folder / "model.tflite", Format.TFLITE, "int8", io=io), folder, {"n": 1}, ["w"],
+                 quantized=quantized)
+    hit = stages.restore("k", tmp_path / "restored")
+    assert hit is not None and hit.artifact.io == io and hit.quantized == quantized
+    assert hit.artifact.path == tmp_path / "restored" / "model.tflite" and hit.notes == {"n": 1} and hit.warnings == ["w"]
+    stages.store("plain", Artifact(folder / "model.tflite", Format.TFLITE), folder, {}, [])
+    plain = stages.restore("plain", tmp_path / "restored-plain")
+    assert plain is not None and plain.artifact.io is None and plain.quantized is None
 
 
 def test_restore_refuses_paths_outside_the_work_folder(tmp_path: Path) -> None:

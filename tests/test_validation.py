@@ -94,13 +94,14 @@ def test_failed_gate_error_says_what_the_search_did() -> None:
     """No manifest is written when a gate fails, so the error carries the search's summary (and the hint names it)."""
     from types import SimpleNamespace
 
+    from edgeconv.context import QuantizeResult
     from edgeconv.validation_stage import _search_summary
 
     fallback = {"precision": "int16", "budget": 8, "scored_on": "qnn_htp", "gate_passed_before": False,
                 "before": {"snr_db": 26.8}, "after": {"snr_db": 26.9}, "candidates_measured": 8, "seconds": 64.6,
                 "nodes": [{"tensor": "add_30"}, {"tensor": "mean"}]}
-    summary = _search_summary(SimpleNamespace(notes={"quantize": {"fallback": fallback}}))
+    summary = _search_summary(SimpleNamespace(quantized=QuantizeResult(fallback=fallback)))
     assert summary is not None
     assert summary["kept"] == ["add_30", "mean"] and summary["scored_on"] == "qnn_htp" and summary["budget"] == 8
-    assert _search_summary(SimpleNamespace(notes={"quantize": {"fallback": {**fallback, "gate_passed_before": True}}})) is None
-    assert _search_summary(SimpleNamespace(notes={})) is None
+    assert _search_summary(SimpleNamespace(quantized=QuantizeResult(fallback={**fallback, "gate_passed_before": True}))) is None
+    assert _search_summary(SimpleNamespace(quantized=None)) is None

@@ -25,4 +25,5 @@ class Quantizer(ABC):
 
     @abstractmethod
     def quantize(self, artifact: Artifact, ctx: "StepContext") -> Artifact:
-        """Write the quantized model into ctx.work_dir and return it."""
+        """Write the quantized model into ctx.work_dir and return it. What the target's later stages read goes into
+        ctx.quantized (context.QuantizeResult); what only the manifest shows, into ctx.notes["quantize"]."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from edgeconv.context import StepContext
+from edgeconv.context import QuantizeResult, StepContext
 from edgeconv.deps import require
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format
@@ -382,11 +382,14 @@ class OnnxQdq(Quantizer):
         check = check_quantized(artifact.path, final, integer_weights=True, skip_nodes=skip, skip_op_types=not_asked)
         notes: dict[str, Any] = {"quantizer": self.name, "settings": settings.describe(), "check": check.to_json(),
                                  "excluded_nodes": excluded}
-        if result is not None:
-            notes["fallback"] = result.to_json()
+        search = result.to_json() if result is not None else None
+        if search is not None:
+            notes["fallback"] = search
+        layers: list[dict[str, Any]] = []
         if ctx.options.report:  # per-layer table; a QOperator model is read through its QDQ twin
             twin = final if settings.format != "qoperator" else (
                 requantize(result.tensors(), ctx.work_dir / "report.qdq.onnx", "qdq") if result and result.nodes else qdq)
-            notes["layers"] = fallback.layer_report(float_path, twin, ctx)
+            notes["layers"] = layers = fallback.layer_report(float_path, twin, ctx)
         ctx.notes["quantize"] = notes
+        ctx.quantized = QuantizeResult(tuple(layers), search)
         return Artifact(final, Format.ONNX)

@@ -38,9 +38,7 @@ def session_factory(ctx: Any) -> Callable[[Path], Any] | None:
 
 
 def _htp_sessions(ctx: Any) -> Callable[[Path], Any]:
-    from edgeconv.targets.qnn._ep import htp_options, qnn_session
-    from edgeconv.targets.qnn._legalise import legalise_for_htp
-    from edgeconv.targets.qnn.onnx_to_qnn import soc_for
+    from edgeconv.targets.qnn.htp import htp_options, legalise_for_htp, qnn_session, soc_for
 
     options = htp_options(soc_for(ctx))
     config = None if ctx.options.allow_cpu_fallback else {"session.disable_cpu_ep_fallback": 1}

@@ -210,7 +210,7 @@ class OnnxSourceLoader(SourceLoader):
         if not outputs:
             raise InvalidInputError(f"{artifact.path} has no graph outputs", "the model is incomplete")
         companions = tuple(external_data_files(model, artifact.path))
-        src_artifact = Artifact(artifact.path, artifact.format, artifact.variant, companions, artifact.layout)
+        src_artifact = Artifact(artifact.path, artifact.format, artifact.variant, companions, artifact.io)
         return SourceModel(src_artifact, inputs, outputs, "onnx", self)
 
     def load_handle(self, source: SourceModel) -> Any:

@@ -11,81 +11,16 @@ Profile keys used (all optional, see docs/targets/coreml.md):
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import os
-import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from edgeconv.context import StepContext
-from edgeconv.deps import require
 from edgeconv.errors import InvalidInputError, UnsupportedError, UsageError, first_line
 from edgeconv.formats import Artifact, Format
+from edgeconv.targets.coreml._loader import coremltools, quiet
 from edgeconv.targets.coreml.options import parse
 
-log = logging.getLogger(__name__)
 PRECISIONS = {"float32": "FLOAT32", "fp32": "FLOAT32", "float16": "FLOAT16", "fp16": "FLOAT16"}
-
-
-def coremltools() -> Any:
-    """Import coremltools quietly (it imports TensorFlow and torch, warns about their versions, prints progress bars and
-    'Failed to load _MLModelProxy' on Linux)."""
-    import sys
-
-    if "coremltools" in sys.modules:  # imported before (by a test, or another module): the fixes still apply
-        from edgeconv.targets.coreml import _torch_ops
-
-        _torch_ops.install()
-        return sys.modules["coremltools"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # coremltools imports TensorFlow when it is installed
-    with quiet(), _native_stderr_silenced():
-        module = require("coremltools", "coreml", purpose="Core ML conversion")
-    from edgeconv.targets.coreml import _torch_ops
-
-    _torch_ops.install()  # its PyTorch front end's fixes for real models' patterns
-    return module
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """TensorFlow's C++ start-up lines (absl, oneDNN, CUDA probing) go to file descriptor 2 whatever
-    TF_CPP_MIN_LOG_LEVEL says; coremltools imports TensorFlow, so hide fd 2 while it does."""
-    import sys
-
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded / captured): nothing to hide
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """coremltools writes tqdm progress bars and warnings to stderr/stdout: keep --json output and the terminal clean."""
-    sink = io.StringIO()
-    loggers = [logging.getLogger(n) for n in ("coremltools", "root")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-        if sink.getvalue():
-            log.debug("coremltools output:\n%s", sink.getvalue()[-4000:])
 
 
 def options(ctx: StepContext) -> dict[str, Any]:

@@ -69,7 +69,7 @@ class CoremlRuntime(Runtime):
         return None
 
     def load(self, artifact: Artifact, ctx: StepContext) -> Session:
-        from edgeconv.targets.coreml._convert import coremltools
+        from edgeconv.targets.coreml._loader import coremltools
 
         ct = coremltools()
         units = getattr(ct.ComputeUnit, parse(ctx.profile).compute_units)
@@ -82,7 +82,7 @@ class CoremlRuntime(Runtime):
         return CoremlSession(model, ctx)
 
     def check_structure(self, artifact: Artifact, ctx: StepContext) -> StructuralCheck:
-        from edgeconv.targets.coreml._convert import coremltools
+        from edgeconv.targets.coreml._loader import coremltools
         from edgeconv.targets.coreml._spec import inspect_package
 
         coremltools()

@@ -104,9 +104,10 @@ def compare_with_ort(engine: Any, onnx_artifact: Artifact, ctx: StepContext) -> 
     quantization error that validation against the source includes. Also the engine's latency."""
     from edgeconv.quantizers.calibration import RANDOM, open_samples
     from edgeconv.runtimes.ort import OrtSession, cpu_session
+    from edgeconv.targets.tensorrt._engine import EngineRunner
     from edgeconv.validation import compare
 
-    runner = trt_tools.EngineRunner(engine)
+    runner = EngineRunner(engine)
     ort = OrtSession(cpu_session(str(onnx_artifact.path)), ctx.source.inputs)
     spec = ctx.options.eval or (ctx.options.calib if ctx.options.calib != RANDOM else None)
     samples = open_samples(spec, ctx.source.inputs, COMPARE_SAMPLES, seed=ctx.options.seed + 2, purpose="engine check")

@@ -51,7 +51,7 @@ class TensorRTRuntime(Runtime):
         return why_no_engine()
 
     def load(self, artifact: Artifact, ctx: StepContext) -> Session:
-        from edgeconv.targets.tensorrt._tools import EngineRunner
+        from edgeconv.targets.tensorrt._engine import EngineRunner
 
         return TensorRTSession(EngineRunner(artifact.path), tuple(ctx.source.output_names or ()))
 

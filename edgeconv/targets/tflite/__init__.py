@@ -1,5 +1,5 @@
 """The LiteRT / TFLite family (tflite-* profiles: CPU/XNNPACK, GPU delegate, NNAPI): Keras, SavedModel and ONNX (through
 onnx2tf) → .tflite with TFLiteConverter, validated on the LiteRT interpreter. Its modules: keras_to_tflite.py,
 savedmodel_to_tflite.py, onnx_to_tflite.py (the edges), runtime.py (LiteRT), _convert.py (TFLiteConverter and its
-quantization), _isolated.py (full-integer conversion in a child process), _ops.py (.tflite operator reader),
+quantization), _isolated.py (full-integer conversion in a child process), ops.py (.tflite operator reader, public),
 profiles.toml."""

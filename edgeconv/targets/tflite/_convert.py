@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -27,35 +26,22 @@ import numpy as np
 from edgeconv.context import StepContext
 from edgeconv.deps import require
 from edgeconv.errors import UnsupportedError
-from edgeconv.formats import Artifact, Format
+from edgeconv.formats import Artifact, Format, IoMap, TensorLink, io_note_key
 from edgeconv.quantizers.calibration import samples_for
-from edgeconv.targets.tflite._ops import float_ops, op_names
+from edgeconv.targets.tflite.ops import float_ops, op_names
 
 log = logging.getLogger(__name__)
 
 SIGNATURE = "serving_default"
 TFLITE_PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 FULL_INTEGER = ("int8", "int16x8")
-NOTES_KEY = "tflite_io"
+NOTES_KEY = io_note_key(Format.TFLITE)  # "tflite_io": the manifest's copy of the artifact's I/O map (Artifact.io)
 
 
-@dataclass
-class IoMap:
+def io_map(inputs: list[TensorLink], outputs: list[TensorLink], layout: str = "source") -> IoMap:
     """How the .tflite's signature relates to the source model: which signature key feeds each source input and which
-    gives each source output, and the axis permutation between the two layouts (None = same layout).
-    Input perms turn a source-layout array into the TFLite layout; output perms turn a TFLite output into the source's."""
-
-    signature: str = SIGNATURE
-    inputs: list[dict[str, Any]] = field(default_factory=list)  # {"source", "key", "perm"}
-    outputs: list[dict[str, Any]] = field(default_factory=list)  # {"source", "key", "perm"}
-    layout: str = "source"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "IoMap":
-        return cls(data.get("signature", SIGNATURE), list(data["inputs"]), list(data["outputs"]), data.get("layout", "source"))
+    gives each source output, and the axis permutation between the two layouts (formats.IoMap)."""
+    return IoMap(SIGNATURE, tuple(inputs), tuple(outputs), layout)
 
 
 def sanitize(name: str) -> str:
@@ -95,8 +81,8 @@ def calibration_feeds(ctx: StepContext, io: IoMap) -> list[dict[str, np.ndarray]
     samples = samples_for(ctx)  # --calib folder (.npy/.npz or images + --preprocess) or random, capped, recorded
     feeds = []
     for sample in samples:
-        feeds.append({m["key"]: apply_perm(sample[m["source"]], m["perm"]).astype(np.float32, copy=False)
-                      if sample[m["source"]].dtype.kind == "f" else apply_perm(sample[m["source"]], m["perm"])
+        feeds.append({m.key: apply_perm(sample[m.source], m.perm).astype(np.float32, copy=False)
+                      if sample[m.source].dtype.kind == "f" else apply_perm(sample[m.source], m.perm)
                       for m in io.inputs})
     return feeds
 
@@ -176,7 +162,7 @@ def convert_saved_model(saved_model: Path, io: IoMap, ctx: StepContext, out: Pat
     out.write_bytes(model_bytes)
     ctx.notes[NOTES_KEY] = io.to_json()
     ctx.notes["tflite_ops"] = op_names(model_bytes)
-    return Artifact(out, Format.TFLITE, precision, layout=io.layout)
+    return Artifact(out, Format.TFLITE, precision, io=io)
 
 
 def check_ops(model_bytes: bytes, precision: str, ctx: StepContext) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.context import StepContext
-from edgeconv.targets.tflite._convert import SIGNATURE, IoMap, convert_saved_model, sanitize
+from edgeconv.targets.tflite._convert import SIGNATURE, convert_saved_model, io_map, sanitize
 from edgeconv.converters.base import Converter
 from edgeconv.deps import require
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
-from edgeconv.formats import Artifact, Format
+from edgeconv.formats import Artifact, Format, IoMap, TensorLink
 
 
 def signature_specs(ctx: StepContext) -> tuple[list[Any], list[str]]:
@@ -59,10 +59,8 @@ def export_keras(handle: Any, ctx: StepContext, folder: Path) -> IoMap:
     except Exception as e:
         raise UnsupportedError(f"cannot export the Keras model to a SavedModel for TFLite: {first_line(e)}",
                                "custom layers must be serialisable TensorFlow code") from e
-    return IoMap(SIGNATURE,
-                 [{"source": n, "key": k, "perm": None} for n, k in zip(names, keys)],
-                 [{"source": n, "key": f"output_{i}", "perm": None} for i, n in enumerate(ctx.source.output_names)],
-                 "source")
+    return io_map([TensorLink(n, k) for n, k in zip(names, keys)],
+                  [TensorLink(n, f"output_{i}") for i, n in enumerate(ctx.source.output_names)])
 
 
 class KerasToTflite(Converter):

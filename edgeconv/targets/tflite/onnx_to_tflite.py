@@ -26,12 +26,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from edgeconv.context import StepContext
-from edgeconv.targets.tflite._convert import (SIGNATURE, IoMap, apply_perm, channels_first_perm, channels_last_perm,
-                                         convert_saved_model)
+from edgeconv.targets.tflite._convert import (SIGNATURE, apply_perm, channels_first_perm, channels_last_perm,
+                                         convert_saved_model, io_map)
 from edgeconv.converters.base import Converter
 from edgeconv.deps import require
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
-from edgeconv.formats import Artifact, Format, TensorSpec
+from edgeconv.formats import Artifact, Format, IoMap, TensorLink, TensorSpec
 from edgeconv.onnx_graph import read_io_specs
 from edgeconv.quantizers.calibration import RANDOM, open_samples, preprocess_spec
 
@@ -234,7 +234,7 @@ def build_io_map(saved_model: Path, artifact: Artifact, ctx: StepContext, onnx_i
                 raise UnsupportedError(f"onnx2tf input '{o.name}' has shape {tf_shape}, the ONNX model's is {sample.shape}",
                                        "fix the input's dims with --input-shape")
         source = source_names[i] if o.name not in source_names and i < len(source_names) else o.name
-        inputs.append({"source": source, "key": key, "perm": perm})
+        inputs.append(TensorLink(source, key, None if perm is None else tuple(perm)))
         onnx_feeds[o.name] = sample
         tf_feeds[key] = tf.constant(apply_perm(sample, perm))
     reference = cpu_session(str(artifact.path)).run(None, onnx_feeds)
@@ -249,8 +249,8 @@ def build_io_map(saved_model: Path, artifact: Artifact, ctx: StepContext, onnx_i
         if out_perm is False:
             raise UnsupportedError(f"onnx2tf output '{o.name}' has shape {got.shape}, the ONNX model's is {want.shape}",
                                    "onnx2tf changed the output's shape; report the model to edgeconv")
-        outputs.append({"source": out_names[i] if i < len(out_names) else o.name, "key": key, "perm": out_perm})
-    return IoMap(SIGNATURE, inputs, outputs, "source" if keep_source else "nhwc")
+        outputs.append(TensorLink(out_names[i] if i < len(out_names) else o.name, key, tuple(out_perm) if isinstance(out_perm, list) else None))
+    return io_map(inputs, outputs, "source" if keep_source else "nhwc")
 
 
 def _fits(shape: tuple[int, ...], tf_shape: tuple[Any, ...]) -> bool:
@@ -273,15 +273,16 @@ def _output_perm(got: np.ndarray, want: np.ndarray) -> list[int] | None | bool:
     return candidates[int(np.argmin(errors))]
 
 
-def transpose_outputs(saved_model: Path, io_map: IoMap, folder: Path) -> Path:
+def transpose_outputs(saved_model: Path, io: IoMap, folder: Path) -> tuple[Path, IoMap]:
     """layout = "source": put the outputs back in the source's layout inside the model (TRANSPOSE ops at the end), by
-    re-saving onnx2tf's SavedModel behind a signature that transposes them. Updates io_map (no output perm left)."""
+    re-saving onnx2tf's SavedModel behind a signature that transposes them. Returns it and the I/O map without output
+    perms."""
     tf = require("tensorflow", "tf")
     loaded = tf.saved_model.load(str(saved_model))
     signature = loaded.signatures[SIGNATURE]
     specs = signature.structured_input_signature[1]
     keys = list(specs)
-    perms = {m["key"]: m["perm"] for m in io_map.outputs}
+    perms = {m.key: m.perm for m in io.outputs}
     module = tf.Module()
     module.loaded = loaded  # tracks the variables
 
@@ -291,9 +292,7 @@ def transpose_outputs(saved_model: Path, io_map: IoMap, folder: Path) -> Path:
         return {k: tf.transpose(v, perms[k]) if perms.get(k) else v for k, v in result.items()}
 
     tf.saved_model.save(module, str(folder), signatures={SIGNATURE: serve.get_concrete_function()})
-    for m in io_map.outputs:
-        m["perm"] = None
-    return folder
+    return folder, replace(io, outputs=tuple(replace(m, perm=None) for m in io.outputs))
 
 
 def private_copy(artifact: Artifact, folder: Path) -> Artifact:
@@ -320,8 +319,8 @@ class OnnxToTflite(Converter):
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         require("tensorflow", "tf", purpose="ONNX → TFLite")
         artifact = private_copy(artifact, ctx.work_dir / "onnx2tf_input")
-        io = read_io_specs(artifact.path, keep_dim_values=True, numpy_dtype_names=True)  # dims as written (0 stays 0)
-        onnx_inputs, onnx_outputs = list(io.inputs), list(io.outputs)
+        specs = read_io_specs(artifact.path, keep_dim_values=True, numpy_dtype_names=True)  # dims as written (0 stays 0)
+        onnx_inputs, onnx_outputs = list(specs.inputs), list(specs.outputs)
         bad = [o for o in onnx_inputs if not all(isinstance(d, int) and d > 0 for d in o.shape[1:])]
         if bad:
             raise InvalidInputError(
@@ -329,9 +328,9 @@ class OnnxToTflite(Converter):
                 " ".join(f"--input-shape {o.name}=1x..." for o in bad) + " (your real sizes)")
         keep_source = ctx.profile.layout in KEEP_SOURCE_LAYOUT
         saved_model, stacks = run_onnx2tf(artifact, ctx, onnx_inputs, keep_source)
-        io_map = build_io_map(saved_model, artifact, ctx, onnx_inputs, onnx_outputs, stacks, keep_source)
-        if keep_source and any(m["perm"] for m in io_map.outputs):
-            saved_model = transpose_outputs(saved_model, io_map, ctx.work_dir / "saved_model_source_layout")
+        io = build_io_map(saved_model, artifact, ctx, onnx_inputs, onnx_outputs, stacks, keep_source)
+        if keep_source and any(m.perm for m in io.outputs):
+            saved_model, io = transpose_outputs(saved_model, io, ctx.work_dir / "saved_model_source_layout")
         version = getattr(sys.modules.get("onnx2tf"), "__version__", "?")
         ctx.notes["tflite_route"] = f"ONNX → onnx2tf {version} SavedModel → TFLiteConverter"
-        return convert_saved_model(saved_model, io_map, ctx, ctx.work_dir / "model.tflite")
+        return convert_saved_model(saved_model, io, ctx, ctx.work_dir / "model.tflite")

@@ -34,7 +34,7 @@ _TFLITE_WIDTH = {"float32": 4, "float16": 2, "float64": 8, "int8": 1, "uint8": 1
 def inspect_tflite(artifact: Artifact, report: ModelReport) -> None:
     from edgeconv.deps import require
 
-    from edgeconv.targets.tflite._ops import builtin_op_names, operator_name
+    from edgeconv.targets.tflite.ops import builtin_op_names, operator_name
 
     s = require("ai_edge_litert.schema_py_generated", "tflite", purpose="reading .tflite files")
     data = artifact.path.read_bytes()
@@ -86,7 +86,7 @@ def inspect_tflite(artifact: Artifact, report: ModelReport) -> None:
 
 
 def _tflite(path: Path) -> Inferred:
-    from edgeconv.targets.tflite._ops import BOUNDARY_OPS, _schema, list_ops
+    from edgeconv.targets.tflite.ops import BOUNDARY_OPS, list_ops, litert_schema
 
     data = path.read_bytes()
     compute = Counter(t for op in list_ops(data) if op.name not in BOUNDARY_OPS for t in op.activation_types)
@@ -95,7 +95,7 @@ def _tflite(path: Path) -> Inferred:
     int8 = compute["INT8"] + compute["UINT8"]
     if int8:
         return Inferred("int8", f"operators compute on int8 activations ({int8} tensors)")
-    s = _schema()
+    s = litert_schema()
     ttype = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
     model = s.Model.GetRootAs(data, 0)
     constants: Counter = Counter()

@@ -1,10 +1,10 @@
 """LiteRT (ai-edge-litert, the TFLite interpreter, CPU with XNNPACK): runs .tflite artifacts.
 
-Feeds come in the source model's names and layout; the converter's I/O map (manifest notes.tflite_io) says which
-signature key takes each input, which gives each output, and the layout permutation between them. Integer I/O
-(full-int8 / int16x8 with keep_io_types = false) is quantized / dequantized with each tensor's scale and zero point.
-Without a map (a .tflite made elsewhere) inputs and outputs are matched by name, then by position, and a channels-last
-input is detected from its shape."""
+Feeds come in the source model's names and layout; the converter's I/O map (Artifact.io, which the manifest records as
+notes.tflite_io) says which signature key takes each input, which gives each output, and the layout permutation between
+them. Integer I/O (full-int8 / int16x8 with keep_io_types = false) is quantized / dequantized with each tensor's scale
+and zero point. Without a map (a .tflite made elsewhere) inputs and outputs are matched by name, then by position, and a
+channels-last input is detected from its shape."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from edgeconv.context import StepContext
-from edgeconv.targets.tflite._convert import NOTES_KEY, IoMap, apply_perm, channels_last_perm, kernel_error
+from edgeconv.targets.tflite._convert import apply_perm, channels_last_perm, kernel_error
 from edgeconv.deps import require
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
-from edgeconv.formats import Artifact, Format, TensorSpec
+from edgeconv.formats import Artifact, Format, IoMap, TensorLink, TensorSpec
 from edgeconv.runtimes.base import Runtime, Session
 
 _NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8, "int16": np.int16,
@@ -64,7 +64,7 @@ def guess_io_map(runner: Any, signature: str, inputs: tuple[TensorSpec, ...], ou
     in_details = runner.get_input_details()
     in_keys = sorted(in_details)
     out_keys = list(runner.get_output_details())
-    io = IoMap(signature, layout="guessed")
+    links = []
     for i, spec in enumerate(inputs):
         key = _pick(spec.name, in_keys, i)
         shape = tuple(int(d) for d in in_details[key]["shape"])
@@ -72,12 +72,11 @@ def guess_io_map(runner: Any, signature: str, inputs: tuple[TensorSpec, ...], ou
         if len(spec.shape) >= 3 and spec.is_static and tuple(spec.shape) != shape:
             candidate = channels_last_perm(len(spec.shape))
             if tuple(spec.shape[p] for p in candidate) == shape:
-                perm = list(candidate)
-        io.inputs.append({"source": spec.name, "key": key, "perm": perm})
+                perm = tuple(candidate)
+        links.append(TensorLink(spec.name, key, perm))
     names = list(outputs) or out_keys
-    for i, name in enumerate(names):
-        io.outputs.append({"source": name, "key": _pick(name, sorted(out_keys), i), "perm": None})
-    return io
+    return IoMap(signature, tuple(links), tuple(TensorLink(name, _pick(name, sorted(out_keys), i))
+                                                for i, name in enumerate(names)), "guessed")
 
 
 class LiteRtSession(Session):
@@ -86,17 +85,17 @@ class LiteRtSession(Session):
         self.runner = runner
         self.io = io
         self.inputs = inputs
-        self.output_names = tuple(m["source"] for m in io.outputs)
+        self.output_names = tuple(m.source for m in io.outputs)
         self._in_details = runner.get_input_details()
         self._out_details = runner.get_output_details()
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         kwargs = {}
         for m in self.io.inputs:
-            if m["source"] not in feeds:
-                raise InvalidInputError(f"no sample for input '{m['source']}'", f"samples have: {', '.join(feeds)}")
-            array = apply_perm(feeds[m["source"]], m["perm"])
-            kwargs[m["key"]] = np.ascontiguousarray(quantize_input(array, self._in_details[m["key"]]))
+            if m.source not in feeds:
+                raise InvalidInputError(f"no sample for input '{m.source}'", f"samples have: {', '.join(feeds)}")
+            array = apply_perm(feeds[m.source], m.perm)
+            kwargs[m.key] = np.ascontiguousarray(quantize_input(array, self._in_details[m.key]))
         try:
             result = self.runner(**kwargs)
         except (ValueError, RuntimeError) as e:
@@ -105,7 +104,7 @@ class LiteRtSession(Session):
                                        "a kernel cannot run this (quantized) op; try another precision profile") from e
             raise InvalidInputError(f"LiteRT failed to run the model: {first_line(e)}",
                                     "check that the samples' shapes match the model's inputs") from e
-        return [apply_perm(dequantize_output(np.asarray(result[m["key"]]), self._out_details[m["key"]]), m["perm"])
+        return [apply_perm(dequantize_output(np.asarray(result[m.key]), self._out_details[m.key]), m.perm)
                 for m in self.io.outputs]
 
 
@@ -131,9 +130,7 @@ class LiteRtRuntime(Runtime):
 
     def load(self, artifact: Artifact, ctx: StepContext) -> Session:
         interpreter, runner, key = load_interpreter(str(artifact.path))
-        data = ctx.notes.get(NOTES_KEY)
-        if isinstance(data, dict) and data.get("signature") == key:
-            io = IoMap.from_json(data)
-        else:
+        io = artifact.io  # the converter's map; a .tflite made elsewhere has none: matched by name and shape
+        if io is None or io.signature != key:
             io = guess_io_map(runner, key, ctx.source.inputs, ctx.source.output_names)
         return LiteRtSession(interpreter, runner, io, ctx.source.inputs)

@@ -4,9 +4,9 @@ the source's input and output names)."""
 from __future__ import annotations
 
 from edgeconv.context import StepContext
-from edgeconv.targets.tflite._convert import SIGNATURE, IoMap, convert_saved_model
+from edgeconv.targets.tflite._convert import convert_saved_model, io_map
 from edgeconv.converters.base import Converter
-from edgeconv.formats import Artifact, Format
+from edgeconv.formats import Artifact, Format, TensorLink
 
 
 class SavedModelToTflite(Converter):
@@ -19,9 +19,7 @@ class SavedModelToTflite(Converter):
     stage = "compile"
 
     def convert(self, artifact: Artifact, ctx: StepContext) -> Artifact:
-        io = IoMap(SIGNATURE,
-                   [{"source": s.name, "key": s.name, "perm": None} for s in ctx.source.inputs],
-                   [{"source": n, "key": n, "perm": None} for n in ctx.source.output_names],
-                   "source")
+        io = io_map([TensorLink(s.name, s.name) for s in ctx.source.inputs],
+                    [TensorLink(n, n) for n in ctx.source.output_names])
         ctx.notes["tflite_route"] = "SavedModel → TFLiteConverter"
         return convert_saved_model(artifact.path, io, ctx, ctx.work_dir / "model.tflite")

@@ -166,7 +166,7 @@ def test_fill_default_args_lets_coremltools_read_exported_max_pool() -> None:
     assert len(node.args) == len([a for a in node.target._schema.arguments if not a.kwarg_only])
     assert contiguous_inputs(program) == 1
 
-    from edgeconv.targets.coreml._convert import coremltools, quiet
+    from edgeconv.targets.coreml._loader import coremltools, quiet
 
     ct = coremltools()
     with quiet():

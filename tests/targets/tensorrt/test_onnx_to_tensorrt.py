@@ -300,7 +300,7 @@ def test_gpu_engines_build_run_and_validate(digits: Any, digits_trt: tuple[dict[
 @gpu
 @pytest.mark.gpu
 def test_gpu_build_engine_reuses_timing_cache_and_runs_dynamic_batch(tmp_path: Path) -> None:
-    from edgeconv.targets.tensorrt._tools import EngineRunner
+    from edgeconv.targets.tensorrt._engine import EngineRunner
     from edgeconv.targets.tensorrt.onnx_to_tensorrt import build_engine_file
 
     src = residual_cnn(tmp_path / "residual.onnx")

@@ -17,8 +17,8 @@ import pytest
 from tests.targets.tensorrt.tensorrt_api_snapshot import SNAPSHOTS
 
 REPO = Path(__file__).resolve().parents[3]
-CODE = REPO / "edgeconv" / "targets" / "tensorrt" / "_tools.py"
-# Names in tensorrt/_tools.py that hold TensorRT objects (the module itself, and what its calls return).
+CODE = [REPO / "edgeconv" / "targets" / "tensorrt" / name for name in ("_tools.py", "_engine.py")]  # build, run
+# Names in these modules that hold TensorRT objects (the module itself, and what its calls return).
 TRT_OBJECTS = {"trt", "builder", "network", "parser", "config", "profile", "cache", "tensor"}
 TRT_SELF_ATTRS = {"trt", "engine", "context"}  # EngineRunner.<these>
 EDGECONV_OWN = {"errors", "warnings"}  # the Collecting logger's lists (a subclass of trt.ILogger)
@@ -41,7 +41,7 @@ def _chain(node: ast.AST) -> tuple[str, list[str]] | None:
 
 def tensorrt_names_used() -> set[str]:
     used: set[str] = set()
-    for node in ast.walk(ast.parse(CODE.read_text())):
+    for node in (n for code in CODE for n in ast.walk(ast.parse(code.read_text()))):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
                 and isinstance(node.args[1], ast.Constant)):  # getattr(trt.X, "NAME", None): NAME is an API name too
             node = ast.Attribute(node.args[0], str(node.args[1].value), ast.Load())

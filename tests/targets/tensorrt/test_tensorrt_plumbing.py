@@ -15,6 +15,7 @@ import pytest
 
 from edgeconv.context import ShapeRange
 from edgeconv.targets.tensorrt import _tools as trt_tools
+from edgeconv.targets.tensorrt._engine import EngineRunner
 from tests.targets.tensorrt import fake_tensorrt
 from tests.targets.tensorrt.test_onnx_to_tensorrt import TARGETS, ort_logits, residual_cnn
 from tests.helpers import convert, target_record
@@ -65,7 +66,7 @@ def test_build_engine_file_with_shape_range_and_dynamic_batch(fake_gpu: list[Any
     assert ("profile", {"x": ((1, 3, 16, 16), (4, 3, 16, 16), (8, 3, 16, 16))}) in fake_gpu
     assert Path(result["timing_cache"]).name == "residual.timing.cache" and Path(result["timing_cache"]).is_file()
     assert not list(tmp_path.glob(".residual.engine.*"))  # the temp file was renamed into place
-    runner = trt_tools.EngineRunner(tmp_path / "residual.engine")
+    runner = EngineRunner(tmp_path / "residual.engine")
     x = np.random.default_rng(0).normal(0, 1, (4, 3, 16, 16)).astype(np.float32)
     (y,) = runner.run({"x": x})
     assert y.shape == (4, 10) and np.allclose(y, ort_logits(src, x), atol=1e-5)

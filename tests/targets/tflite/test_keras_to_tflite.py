@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeconv.targets.tflite._ops import float_ops
+from edgeconv.targets.tflite.ops import float_ops
 from model_zoo import accuracy
 from tests.targets.tflite.tflite_helpers import litert_logits, tflite_input_details
 from tests.helpers import convert, model_path, target_record

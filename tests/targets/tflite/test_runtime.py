@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from edgeconv.targets.tflite._convert import IoMap, apply_perm, channels_first_perm, channels_last_perm
-from edgeconv.formats import TensorSpec
+from edgeconv.targets.tflite._convert import apply_perm, channels_first_perm, channels_last_perm
+from edgeconv.formats import IoMap, TensorLink, TensorSpec
 from edgeconv.targets.tflite.runtime import LiteRtSession, dequantize_output, guess_io_map, quantize_input
 
 
@@ -54,8 +56,8 @@ def test_guessed_io_map_transposes_and_dequantizes() -> None:
     runner = FakeRunner()
     inputs = (TensorSpec("input.1", (1, 3, 16, 16)),)
     io = guess_io_map(runner, "serving_default", inputs, ("logits", "aux"))
-    assert io.inputs == [{"source": "input.1", "key": "input_1", "perm": [0, 2, 3, 1]}]
-    assert [m["key"] for m in io.outputs] == ["output_0", "output_1"]
+    assert io.inputs == (TensorLink("input.1", "input_1", (0, 2, 3, 1)),) and io.layout == "guessed"
+    assert [m.key for m in io.outputs] == ["output_0", "output_1"]
     session = LiteRtSession(None, runner, io, inputs)
     x = np.random.default_rng(0).uniform(-3, 3, (1, 3, 16, 16)).astype(np.float32)
     logits, aux = session.run({"input.1": x})
@@ -66,6 +68,30 @@ def test_guessed_io_map_transposes_and_dequantizes() -> None:
 
 
 def test_io_map_json_round_trip() -> None:
-    io = IoMap("serving_default", [{"source": "x", "key": "x", "perm": [0, 2, 3, 1]}],
-               [{"source": "y", "key": "output_0", "perm": None}], "nhwc")
-    assert IoMap.from_json(io.to_json()) == io
+    io = IoMap("serving_default", (TensorLink("x", "x", (0, 2, 3, 1)),), (TensorLink("y", "output_0"),), "nhwc")
+    data = io.to_json()  # what the manifest records as notes.tflite_io: keys in this order, perms as lists
+    assert data == {"signature": "serving_default", "inputs": [{"source": "x", "key": "x", "perm": [0, 2, 3, 1]}],
+                    "outputs": [{"source": "y", "key": "output_0", "perm": None}], "layout": "nhwc"}
+    assert list(data) == ["signature", "inputs", "outputs", "layout"] and list(data["inputs"][0]) == ["source", "key", "perm"]
+    assert IoMap.from_json(json.loads(json.dumps(data))) == io
+
+
+def test_the_runtime_feeds_the_artifacts_io_map_and_guesses_without_one(monkeypatch: Any, tmp_path: Any) -> None:
+    """LiteRT takes the converter's map from Artifact.io (a stage cache hit restores it there too), not from notes."""
+    from types import SimpleNamespace
+
+    from edgeconv.formats import Artifact, Format
+    from edgeconv.targets.tflite import runtime
+
+    runner = FakeRunner()
+    monkeypatch.setattr(runtime, "load_interpreter", lambda path: (None, runner, "serving_default"))
+    inputs = (TensorSpec("image", (1, 3, 16, 16)),)
+    ctx = SimpleNamespace(source=SimpleNamespace(inputs=inputs, output_names=("logits", "aux")), notes={})
+    io = IoMap("serving_default", (TensorLink("image", "input_1", (0, 2, 3, 1)),),
+               (TensorLink("aux", "output_1"), TensorLink("logits", "output_0")), "nhwc")
+    session = runtime.LiteRtRuntime().load(Artifact(tmp_path / "m.tflite", Format.TFLITE, io=io), ctx)
+    assert session.io is io and session.output_names == ("aux", "logits")
+    guessed = runtime.LiteRtRuntime().load(Artifact(tmp_path / "m.tflite", Format.TFLITE), ctx)
+    assert guessed.io.layout == "guessed" and guessed.output_names == ("logits", "aux")
+    other = replace(io, signature="other")  # a map for another signature than the file's: not used
+    assert runtime.LiteRtRuntime().load(Artifact(tmp_path / "m.tflite", Format.TFLITE, io=other), ctx).io.layout == "guessed"

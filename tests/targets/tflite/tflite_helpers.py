@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeconv.targets.tflite._convert import IoMap
-from edgeconv.formats import TensorSpec
+from edgeconv.formats import IoMap, TensorSpec
 from edgeconv.targets.tflite.runtime import LiteRtSession, load_interpreter
 
 

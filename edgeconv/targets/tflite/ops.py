@@ -1,5 +1,6 @@
 """What is inside a .tflite: its operators and the types they compute in, read from the flatbuffer with the schema
-module that ai-edge-litert ships (no TensorFlow import, no interpreter)."""
+module that ai-edge-litert ships (no TensorFlow import, no interpreter). Public: the TFLite edges' op check, and
+`edgeconv inspect` / precision inference outside the family, read .tflite files through it."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ class OpInfo:
         return {"index": self.index, "subgraph": self.subgraph, "op": self.name, "types": list(self.activation_types)}
 
 
-def _schema() -> Any:
+def litert_schema() -> Any:
+    """ai-edge-litert's generated flatbuffer schema module (schema_py_generated)."""
     return require("ai_edge_litert.schema_py_generated", "tflite", purpose="reading .tflite files")
 
 
@@ -43,7 +45,7 @@ def operator_name(model: Any, op: Any, builtin: dict[int, str]) -> str:
 
 
 def list_ops(model_bytes: bytes) -> list[OpInfo]:
-    s = _schema()
+    s = litert_schema()
     builtin = builtin_op_names(s)
     ttype = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
     model = s.Model.GetRootAs(model_bytes, 0)
