@@ -132,7 +132,9 @@ def _with_outputs(model: Any, names: list[str]) -> bytes:
 def _session(model_bytes: bytes) -> Any:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
+    from edgeconv.runtimes.ort import exact_int8_options
+
+    options = exact_int8_options(ort.SessionOptions())
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])

@@ -15,9 +15,25 @@ from edgeconv.onnx_graph import ort_dtype_name
 from edgeconv.runtimes.base import Runtime, Session
 
 
+# ONNX Runtime's 8-bit kernels on x86-64 CPUs without VNNI (AVX2 only: e.g. AMD Zen 2/3, older Xeons) sum pairs of
+# u8 x s8 products in 16 bits (vpmaddubsw), which saturates: a QDQ Conv came out up to 30 quantization steps off (exact
+# on VNNI CPUs, ARM and the Hexagon HTP). This session option makes ORT compute them exactly, so validation, the
+# accuracy-driven search and the per-layer report measure what the quantized model computes, on any host.
+EXACT_INT8 = {"session.x64quantprecision": "1"}
+
+
+def exact_int8_options(options: Any) -> Any:
+    """`options` (an ort.SessionOptions) with the exact 8-bit arithmetic entries set (see EXACT_INT8)."""
+    for key, value in EXACT_INT8.items():
+        options.add_session_config_entry(key, value)
+    return options
+
+
 def cpu_session(path: str, threads: int = 0) -> Any:
+    """An ORT CPU session that computes 8-bit kernels exactly (EXACT_INT8), for validation and the quantizers' checks.
+    Latency measurements that must match a default deployment build their own session (quantizers/latency_check.py)."""
     ort = require("onnxruntime", "all")
-    options = ort.SessionOptions()
+    options = exact_int8_options(ort.SessionOptions())
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
