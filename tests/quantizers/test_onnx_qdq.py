@@ -21,9 +21,10 @@ from tests.quantizers.pitfall_models import detector_head, outlier_cnn, pitfall_
 
 
 def ort_run(path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+    """Outputs on edgeconv's reference session (exact 8-bit arithmetic on every host: runtimes/ort.py)."""
+    from edgeconv.runtimes.ort import cpu_session
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = cpu_session(str(path))
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
 
