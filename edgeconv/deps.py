@@ -10,29 +10,39 @@ from types import ModuleType
 
 from edgeconv.errors import MissingBackendError
 
-# distribution name -> import name, for the backends edgeconv wraps (used by `doctor` and the manifest).
-BACKENDS: dict[str, str] = {
-    "onnx": "onnx",
-    "onnxruntime": "onnxruntime",
-    "onnxslim": "onnxslim",
-    "torch": "torch",
-    "onnxscript": "onnxscript",
-    "tensorflow": "tensorflow",
-    "keras": "keras",
-    "tf_keras": "tf_keras",
-    "tf2onnx": "tf2onnx",
-    "onnx2tf": "onnx2tf",
-    "ai-edge-litert": "ai_edge_litert",
-    "coremltools": "coremltools",
-    "onnxruntime-qnn": "onnxruntime_qnn",
-    "tensorrt": "tensorrt",
-    "openvino": "openvino",
-    "nncf": "nncf",
-    "executorch": "executorch",
-    "torchao": "torchao",
-    "numpy": "numpy",
-    "protobuf": "google.protobuf",
+# distribution name -> (import name, pip extra): the backends every route shares. A target family's own backends are
+# declared in its folder's __init__.py (`BACKENDS`, `EXTRA`) and listed after these by backend_table().
+CORE_BACKENDS: dict[str, tuple[str, str]] = {
+    "onnx": ("onnx", "core"),
+    "onnxruntime": ("onnxruntime", "core"),
+    "onnxslim": ("onnxslim", "core"),
+    "torch": ("torch", "torch"),
+    "onnxscript": ("onnxscript", "torch"),
+    "tensorflow": ("tensorflow", "tf"),
+    "keras": ("keras", "tf"),
+    "tf_keras": ("tf_keras", "tf"),
+    "tf2onnx": ("tf2onnx", "tf"),
 }
+BASE_PACKAGES: dict[str, tuple[str, str]] = {"numpy": ("numpy", "core"), "protobuf": ("google.protobuf", "core")}
+
+
+@lru_cache(maxsize=1)
+def backend_table() -> dict[str, tuple[str, str]]:
+    """distribution -> (import name, pip extra) for every backend edgeconv wraps (used by `doctor` and the manifest):
+    the core ones, each target family's (targets/<family>/__init__.py BACKENDS and EXTRA), then numpy and protobuf."""
+    import pkgutil
+
+    import edgeconv.targets as families
+
+    table = dict(CORE_BACKENDS)
+    for info in sorted(pkgutil.iter_modules(families.__path__), key=lambda i: i.name):
+        if info.ispkg:
+            family = importlib.import_module(f"{families.__name__}.{info.name}")
+            for dist, module in getattr(family, "BACKENDS", {}).items():
+                table.setdefault(dist, (module, getattr(family, "EXTRA", info.name)))
+    table.update(BASE_PACKAGES)
+    return table
+
 
 
 @lru_cache(maxsize=None)
@@ -66,7 +76,7 @@ def version_of(distribution: str) -> str | None:
 
 def installed_versions(distributions: list[str] | None = None) -> dict[str, str]:
     """Versions of the installed backends (absent ones left out). Cheap: reads package metadata only."""
-    names = distributions if distributions is not None else list(BACKENDS)
+    names = distributions if distributions is not None else list(backend_table())
     out = {}
     for name in names:
         v = version_of(name)

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgeconv.deps import BACKENDS, version_of
+from edgeconv.deps import backend_table, version_of
 
 USER_GUIDE = """\
 `edgeconv doctor` lists the installed backends and their versions, which targets are usable here, and dependency
@@ -26,14 +26,6 @@ and a clash shows up later as an obscure import error). It reads package metadat
 each backend in a fresh interpreter, which finds binary incompatibilities (a wheel built against another numpy) that
 metadata cannot show."""
 
-# the pip extra that brings each backend (pyproject.toml [project.optional-dependencies])
-EXTRA_OF: dict[str, str] = {
-    "onnx": "core", "onnxruntime": "core", "onnxslim": "core", "numpy": "core", "protobuf": "core",
-    "torch": "torch", "onnxscript": "torch", "tensorflow": "tf", "keras": "tf", "tf_keras": "tf", "tf2onnx": "tf",
-    "onnx2tf": "tflite", "ai-edge-litert": "tflite", "coremltools": "coreml", "onnxruntime-qnn": "qnn",
-    "tensorrt": "tensorrt", "openvino": "openvino", "nncf": "openvino",
-    "executorch": "executorch", "torchao": "executorch",
-}
 # packages whose version every backend constrains; a mismatch here breaks imports
 WATCHED = ("numpy", "protobuf")
 
@@ -129,8 +121,8 @@ def diagnose(*, imports: bool = False, only: list[str] | None = None) -> DoctorR
     from edgeconv.targets import builtin_profiles
 
     backends: list[dict[str, Any]] = []
-    for dist, module in BACKENDS.items():
-        backends.append({"name": dist, "module": module, "version": version_of(dist), "extra": EXTRA_OF.get(dist, "")})
+    for dist, (module, extra) in backend_table().items():  # the pip extra that brings each backend
+        backends.append({"name": dist, "module": module, "version": version_of(dist), "extra": extra})
     targets = []
     for profile in builtin_profiles():
         avail = availability(profile)

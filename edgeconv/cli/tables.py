@@ -141,7 +141,7 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> FitTable:
         runtime = validation.get("runtime", "")
         if validation.get("stand_in"):  # e.g. a TensorRT engine not built here: its ONNX ran on ONNX Runtime
             runtime = f"{runtime} ({validation['stand_in']})"
-        share = _accelerator_share(target.get("notes") or {})
+        share = _accelerator_share(validation.get("runtime", ""), target.get("notes") or {})
         if share:
             runtime = f"{runtime} ({share})"
         status = "[green]ok[/green]" if validation.get("passed") else "[red]failed[/red]"
@@ -181,16 +181,13 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> FitTable:
     return table
 
 
-def _accelerator_share(notes: dict[str, Any]) -> str:
-    """How much of the graph the accelerator took, where the converter measured it: 'XNNPACK 96%' (ExecuTorch's
-    delegate coverage), 'HTP 100%' (the QNN placement report)."""
-    delegation = (notes.get("executorch") or {}).get("delegation") or {}
-    if delegation.get("coverage") is not None:
-        return f"XNNPACK {100 * float(delegation['coverage']):.0f}%"
-    placement = (notes.get("hexagon") or {}).get("placement") or {}
-    if placement.get("total"):
-        return f"HTP {100 * placement.get('on_htp', 0) / placement['total']:.0f}%"
-    return ""
+def _accelerator_share(runtime: str, notes: dict[str, Any]) -> str:
+    """How much of the graph the accelerator took, where the target's converter measured it ('XNNPACK 96%',
+    'HTP 100%'): the validating runtime's own reading of the target's notes (Runtime.accelerator_share)."""
+    from edgeconv.runtimes import all_runtimes
+
+    found = [r for r in all_runtimes() if r.name == runtime]
+    return found[0].accelerator_share(notes) if found else ""
 
 
 def _task_cell(task: dict[str, Any] | None) -> str:

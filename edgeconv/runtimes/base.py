@@ -118,6 +118,12 @@ class Runtime(ABC):
         a stand-in is validated numerically (TensorRT without a GPU: the TensorRT-ready ONNX on ONNX Runtime)."""
         return None
 
+    @classmethod
+    def accelerator_share(cls, notes: dict[str, Any]) -> str:
+        """How much of the graph the accelerator took, read from the target's manifest notes where its converter
+        measured it ('XNNPACK 96%', 'HTP 100%'); "" when this runtime has no such figure. Shown in result tables."""
+        return ""
+
     @abstractmethod
     def load(self, artifact: Artifact, ctx: "StepContext") -> Session:
         """Load the artifact for execution."""

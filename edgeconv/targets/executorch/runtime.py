@@ -111,6 +111,14 @@ class ExecuTorchRuntime(Runtime):
     extra = "executorch"
     requires = ("executorch", "torch")
 
+    @classmethod
+    def accelerator_share(cls, notes: dict[str, Any]) -> str:
+        """'XNNPACK 96%': the share of the graph's nodes the delegate took (the edge's delegation report)."""
+        delegation = (notes.get("executorch") or {}).get("delegation") or {}
+        if delegation.get("coverage") is not None:
+            return f"XNNPACK {100 * float(delegation['coverage']):.0f}%"
+        return ""
+
     def load(self, artifact: Artifact, ctx: "StepContext") -> Session:
         program = load_program(str(artifact.path))
         try:

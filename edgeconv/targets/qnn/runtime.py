@@ -41,6 +41,14 @@ class QnnHtpRuntime(Runtime):
     extra = "qnn"
     requires = ("onnxruntime_qnn", "onnxruntime")
 
+    @classmethod
+    def accelerator_share(cls, notes: dict[str, Any]) -> str:
+        """'HTP 100%': the nodes the QNN placement report put on the HTP."""
+        placement = (notes.get("hexagon") or {}).get("placement") or {}
+        if placement.get("total"):
+            return f"HTP {100 * placement.get('on_htp', 0) / placement['total']:.0f}%"
+        return ""
+
     def load(self, artifact: Artifact, ctx: StepContext) -> Session:
         from edgeconv.targets.qnn._ep import htp_options, qnn_session
 
