@@ -1,12 +1,11 @@
 """The precision of a bare artifact (no manifest beside it), read from the file itself, and the built-in profile whose
-gate then applies (used by `edgeconv validate`).
+gate then applies (used by `edgeconv validate`). Each format's rule is its reader's (targets/<family>/reader.py):
 
-ONNX: QuantizeLinear / DequantizeLinear nodes → int8 (int16 when a zero point is 16-bit), QLinear* / QGemm nodes → int8
-in the QOperator format, DynamicQuantizeLinear / MatMulInteger / ConvInteger → dynamic, float16 tensors → fp16.
-A QNN context model (EPContext) is read through the compiled graph that ships beside it (`<stem>.int8.onnx`).
-TFLite: the types the operators compute in (int16 → int16x8, int8 → int8), else the constants' (float16 → fp16,
-int8 weights with float activations → dynamic). OpenVINO IR: FakeQuantize layers → int8, int8 / uint8 / int4 weight
-constants without them → w8, float16 constants → fp16. Nothing here runs the model.
+ONNX (here, shared by the formats that wrap ONNX): QuantizeLinear / DequantizeLinear nodes → int8 (int16 when most
+activations are 16-bit), QLinear* / QGemm nodes → int8 in the QOperator format, DynamicQuantizeLinear / MatMulInteger /
+ConvInteger → dynamic, float16 tensors → fp16. A QNN context model is read through the compiled graph beside it
+(qnn/reader.py), a .tflite from the types its operators compute in (tflite/reader.py), an OpenVINO IR from its
+FakeQuantize layers and weight constants (openvino/reader.py). Nothing here runs the model.
 """
 
 from __future__ import annotations
