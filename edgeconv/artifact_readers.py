@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from abc import ABC
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from edgeconv.formats import Artifact, Format, TensorSpec
@@ -20,6 +21,12 @@ class ArtifactReader(ABC):
     name: ClassVar[str] = ""
     format: ClassVar[Format]
     inspects: ClassVar[bool] = True  # False: `inspect` says the format is recognised but not looked into
+
+    def sniff(self, path: Path, head: bytes) -> Artifact | None:
+        """This format's artifact when `path` holds one (by content: `head` is its first 64 bytes), else None. Only
+        the formats formats.detect does not know itself (a family's own) answer; raise InvalidInputError for a file
+        that is this format but unusable (e.g. an IR without its weights)."""
+        return None
 
     def inspect(self, artifact: Artifact, report: "ModelReport") -> None:
         """Fill `report` (I/O, op histogram, weights by dtype) from the file."""
@@ -44,6 +51,15 @@ def _readers() -> dict[Format, ArtifactReader]:
 
     found = discover(FAMILIES, ArtifactReader)
     return {cls.format: cls() for cls in found}
+
+
+def sniff(path: Path, head: bytes) -> Artifact | None:
+    """The artifact a family's reader recognises in `path` (formats.detect asks after its own checks), or None."""
+    for reader in _readers().values():
+        found = reader.sniff(path, head)
+        if found is not None:
+            return found
+    return None
 
 
 def reader_for(fmt: Format) -> ArtifactReader | None:

@@ -146,7 +146,7 @@ class Artifact:
         return (self.path, *self.companions)
 
 
-def _read_head(path: Path, n: int = 16) -> bytes:
+def read_head(path: Path, n: int = 16) -> bytes:
     try:
         with path.open("rb") as f:
             return f.read(n)
@@ -164,7 +164,7 @@ def detect(path: Path) -> Artifact:
     size = path.stat().st_size
     if size == 0:
         raise InvalidInputError(f"{path} is empty (0 bytes)", "the file was not written completely; export it again")
-    head = _read_head(path, 64)
+    head = read_head(path, 64)
     if head.startswith(HDF5_MAGIC):
         _check_hdf5(path, head, size)
         return Artifact(path, Format.KERAS, KERAS_H5)
@@ -173,12 +173,13 @@ def detect(path: Path) -> Artifact:
     if len(head) >= 8 and head[4:8] == TFLITE_IDENTIFIER:
         _check_flatbuffer(path, size)
         return Artifact(path, Format.TFLITE)
-    if len(head) >= 8 and head[4:6] == b"ET" and head[6:8].isdigit():  # ExecuTorch flatbuffer identifier "ET12"
-        return Artifact(path, Format.EXECUTORCH)
+    from edgeconv.artifact_readers import sniff
+
+    claimed = sniff(path, head)  # a family's own format (OpenVINO IR, ExecuTorch .pte): its reader knows its bytes
+    if claimed is not None:
+        return claimed
     if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a bare pickle (legacy torch.save)
         return Artifact(path, Format.TORCH, TORCH_PICKLE)
-    if head.lstrip().startswith((b"<?xml", b"<net")) and b"<net" in _read_head(path, 512):
-        return _openvino_ir(path)
     onnx_kind = _onnx_artifact(path)
     if onnx_kind is not None:
         return onnx_kind
@@ -273,15 +274,6 @@ def _detect_zip(path: Path) -> Artifact:
         f"{path} is a zip archive but not a model format edgeconv knows (entries: {shown})",
         "expected a TorchScript archive, a torch.export .pt2 or a Keras .keras file",
     )
-
-
-def _openvino_ir(path: Path) -> Artifact:
-    """An OpenVINO IR .xml; its weights are the .bin of the same stem beside it (a companion)."""
-    weights = path.with_suffix(".bin")
-    if not weights.is_file():
-        raise InvalidInputError(f"{path} is an OpenVINO IR topology but its weights {weights.name} are not beside it",
-                                "keep the .xml and its .bin together (same name, same folder)")
-    return Artifact(path, Format.OPENVINO, companions=(weights,))
 
 
 def _looks_like_onnx(path: Path) -> bool:

@@ -3,6 +3,8 @@ loader, nothing runs). `inspect` lists the format as recognised only; the precis
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgeconv.artifact_readers import ArtifactReader
 from edgeconv.formats import Artifact, Format, TensorSpec
 
@@ -11,6 +13,10 @@ class ExecuTorchReader(ArtifactReader):
     name = "executorch"
     format = Format.EXECUTORCH
     inspects = False
+
+    def sniff(self, path: Path, head: bytes) -> Artifact | None:
+        """A .pte flatbuffer: its file identifier at bytes 4-8 is "ET" and two digits ("ET12")."""
+        return Artifact(path, Format.EXECUTORCH) if len(head) >= 8 and head[4:6] == b"ET" and head[6:8].isdigit() else None
 
     def io(self, artifact: Artifact) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]]:
         from edgeconv.targets.executorch.runtime import pte_io

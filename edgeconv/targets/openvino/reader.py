@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeconv.artifact_readers import ArtifactReader
-from edgeconv.formats import Artifact, Format, TensorSpec
+from edgeconv.errors import InvalidInputError
+from edgeconv.formats import Artifact, Format, TensorSpec, read_head
 from edgeconv.precision import Inferred, plural
 
 if TYPE_CHECKING:
@@ -18,6 +19,16 @@ if TYPE_CHECKING:
 class OpenVinoReader(ArtifactReader):
     name = "openvino"
     format = Format.OPENVINO
+
+    def sniff(self, path: Path, head: bytes) -> Artifact | None:
+        """An IR topology: XML whose root is <net>; its weights are the .bin of the same stem beside it (a companion)."""
+        if not (head.lstrip().startswith((b"<?xml", b"<net")) and b"<net" in read_head(path, 512)):
+            return None
+        weights = path.with_suffix(".bin")
+        if not weights.is_file():
+            raise InvalidInputError(f"{path} is an OpenVINO IR topology but its weights {weights.name} are not beside it",
+                                    "keep the .xml and its .bin together (same name, same folder)")
+        return Artifact(path, Format.OPENVINO, companions=(weights,))
 
     def inspect(self, artifact: Artifact, report: "ModelReport") -> None:
         inspect_openvino(artifact, report)
