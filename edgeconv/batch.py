@@ -1,9 +1,9 @@
 """`edgeconv batch`: every (model, target) pair of a config, each as its own `edgeconv convert ... --json` process, N at
 a time; pairs whose inputs and settings are unchanged since their last successful run are skipped.
 
-The cache key of a pair (stage_cache.cache_key, the stage cache's) hashes: the content of the source (and weights,
-calibration and evaluation data), the resolved target profile, the convert options and the tools (edgeconv's version and
-the digest of its code, Python, the installed backends' versions). It is kept in
+The cache key of a pair hashes: the content of the source (and weights, calibration and evaluation data), the
+resolved target profile, the convert options and the tools (edgeconv's version and the digest of its code, Python, the
+installed backends' versions), as the stage cache's key does. It is kept in
 OUTPUT/.edgeconv-batch.json; a pair is skipped only when its key matches, its last run passed, and the artifacts its
 manifest lists are still there with the same sha256. Each run's stderr goes to OUTPUT/.logs/<model>--<target>.log.
 The summary (OUTPUT/batch-summary.json) lists every pair; the exit code is the highest of the runs' exit codes.
