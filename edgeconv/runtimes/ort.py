@@ -33,11 +33,41 @@ def cpu_session(path: str, threads: int = 0) -> Any:
     """An ORT CPU session that computes 8-bit kernels exactly (EXACT_INT8), for validation and the quantizers' checks.
     Latency measurements that must match a default deployment build their own session (quantizers/latency_check.py)."""
     ort = require("onnxruntime", "all")
-    options = exact_int8_options(ort.SessionOptions())
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(utf8_path(path), options, providers=["CPUExecutionProvider"])
+
+    def make(exact: bool) -> Any:
+        options = exact_int8_options(ort.SessionOptions()) if exact else ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        return ort.InferenceSession(utf8_path(path), options, providers=["CPUExecutionProvider"])
+
+    return ExactInt8Session(make)
+
+
+# what ORT's QLinearMatMul says when it meets per-column zero points under EXACT_INT8 (its int16 path takes scalars)
+_EXACT_REFUSED = "zero point must be a scalar"
+
+
+class ExactInt8Session:
+    """An ORT session with exact 8-bit arithmetic. ORT's QLinearMatMul (fused from a QDQ MatMul) refuses per-column
+    zero points under that option; such a model is run again on a default session (ORT's own arithmetic, as before)."""
+
+    def __init__(self, make: Any):
+        self._make = make
+        self._session = make(True)
+        self.exact = True
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._session.run(*args, **kwargs)
+        except Exception as e:
+            if not self.exact or _EXACT_REFUSED not in str(e):
+                raise
+            self._session, self.exact = self._make(False), False
+            return self._session.run(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
 
 
 def utf8_path(path: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeconv.runtimes.ort import cpu_session
@@ -49,3 +50,29 @@ def test_int8_conv_is_exact_where_avx2_kernels_saturate(tmp_path) -> None:
     (out,) = cpu_session(str(tmp_path / "m.onnx")).run(None, {"x": x})
     assert np.abs(out - expected).max() <= Y_SCALE * 1.01  # at most one step (rounding of ties), never more
     assert (np.abs(out - expected) > Y_SCALE / 2).mean() < 0.02
+
+
+
+def test_a_model_the_exact_option_refuses_runs_on_a_default_session() -> None:
+    """ORT's QLinearMatMul refuses per-column zero points under the exact option ("input zero point must be a scalar
+    or 1D tensor of size 1": the log-mel MatMul of the corpus audio model, exit 1, test_route_cell[audio_kws-cpu-int8]
+    is the real-model case); such a model runs on ORT's default arithmetic instead. Any other error is raised."""
+    from edgeconv.runtimes.ort import ExactInt8Session
+
+    class Refusing:
+        def run(self, *_):
+            raise RuntimeError("QLinearMatmul : input zero point must be a scalar or 1D tensor of size 1")
+
+    class Default:
+        def run(self, *_):
+            return ["default"]
+
+    session = ExactInt8Session(lambda exact: Refusing() if exact else Default())
+    assert session.run(None, {}) == ["default"] and session.exact is False
+
+    class Broken:
+        def run(self, *_):
+            raise RuntimeError("Got invalid dimensions for input: x")
+
+    with pytest.raises(RuntimeError, match="invalid dimensions"):
+        ExactInt8Session(lambda exact: Broken()).run(None, {})
