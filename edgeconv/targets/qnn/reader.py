@@ -4,10 +4,14 @@ precision of the graph that was compiled into the opaque context binary, which s
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeconv.artifact_readers import ArtifactReader
-from edgeconv.formats import Artifact, Format, TensorSpec
+from edgeconv.formats import Artifact, Format
 from edgeconv.precision import Inferred, onnx_precision
+
+if TYPE_CHECKING:
+    from edgeconv.inspect import ModelReport
 
 
 class QnnContextReader(ArtifactReader):
@@ -15,12 +19,11 @@ class QnnContextReader(ArtifactReader):
     format = Format.QNN_CONTEXT
     inspects = False  # `inspect` shows the wrapper only as recognised: its ops are inside the context binary
 
-    def io(self, artifact: Artifact) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]]:
-        from edgeconv.inspect import ModelReport, inspect_onnx
+    def inspect(self, artifact: Artifact, report: "ModelReport") -> None:
+        """The EPContext wrapper read as ONNX: its inputs and outputs (what the base io() takes from here)."""
+        from edgeconv.inspect import inspect_onnx
 
-        report = ModelReport(str(artifact.path), artifact.format.value, artifact.variant, 0, [], [])
         inspect_onnx(artifact, report)
-        return tuple(report.inputs), tuple(s.name for s in report.outputs)
 
     def precision(self, artifact: Artifact) -> Inferred:
         return _qnn_context(artifact.path)
