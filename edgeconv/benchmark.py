@@ -292,7 +292,7 @@ def benchmark(path: Path, *, runs: int = 50, warmup: int = 5, input_shapes: dict
         ctx = step_context(actx, runtime_cls.name, Path(tmp))
         started = time.perf_counter()
         settings = {k: v for k, v in (("streams", streams), ("mode", mode)) if v is not None}
-        session = runtime_cls().load_tuned(actx.artifact, ctx, **settings) if settings else runtime_cls().load(actx.artifact, ctx)
+        session = runtime_cls().load_tuned(actx.artifact, ctx, **settings)  # as deployed (load() is for validation)
         load_s = time.perf_counter() - started
         config = session.config()
         parallel = bool(requested)

@@ -130,6 +130,11 @@ def diagnose(*, imports: bool = False, only: list[str] | None = None) -> DoctorR
                         "note": avail.reason})
     present = [b["name"] for b in backends if b["version"] is not None]
     clashes, notes = _requirement_clashes(present)
+    from edgeconv.host_cpu import host_int8_saturates
+
+    if host_int8_saturates():
+        notes.append("this CPU has no VNNI, so its int8 kernels saturate: validation computes int8 exactly "
+                     "(ONNX Runtime and OpenVINO), while int8 models deployed on a CPU like this one lose accuracy")
     report = DoctorReport(__version__, platform.python_version(), f"{platform.system()} {platform.machine()}",
                           backends, targets, clashes, notes=notes)
     if imports:

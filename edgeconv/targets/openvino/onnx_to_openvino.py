@@ -36,7 +36,7 @@ from edgeconv.targets.family_options import refuses_precision
 from edgeconv.targets.schema import Profile
 from edgeconv.targets.openvino._offline import no_telemetry
 from edgeconv.targets.openvino.options import OpenVinoOptions, parse
-from edgeconv.targets.openvino.runtime import compile_model, core, match_inputs, ov_message
+from edgeconv.targets.openvino.runtime import compile_model, core, exact_int8_needed, match_inputs, ov_message
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "w8", "int8")
@@ -141,7 +141,7 @@ def quantize_int8(model_factory: Any, float_model: Any, ctx: StepContext, option
 
     def judge(label: str, quantized: Any, preset: str) -> bool:
         nonlocal best
-        metrics = evaluation.metrics(compile_model(quantized, options))
+        metrics = evaluation.metrics(compile_model(quantized, options, exact_int8=True))
         result = check_gate(metrics, gate)
         attempts.append({"attempt": label, "snr_db": round(metrics.snr_db, 2), "cosine": round(metrics.cosine, 6),
                          "top1_agreement": metrics.top1_agreement, "fake_quantize": count_ops(quantized, "FakeQuantize"),
@@ -203,7 +203,7 @@ def _ignore_worst(nncf: Any, model_factory: Any, calibration: Any, preset: Any, 
         for name in candidates:
             quantized = nncf.quantize(model_factory(), calibration, preset=preset,
                                       ignored_scope=nncf.IgnoredScope(names=[name], validate=False), **common)
-            gains.append((evaluation.metrics(compile_model(quantized, options)).snr_db, name))
+            gains.append((evaluation.metrics(compile_model(quantized, options, exact_int8=True)).snr_db, name))
     ranked = [name for _, name in sorted(gains, key=lambda g: -g[0])]
     for k in range(1, min(budget, len(ranked)) + 1):
         scope = ranked[:k]
@@ -320,6 +320,11 @@ class OnnxToOpenvino(Converter):
             quant: dict[str, Any] = {"version": version_of("nncf")}
             model = quantize_int8(fresh, model, ctx, options, quant)
             notes["nncf"] = quant
+            if exact_int8_needed(options):
+                notes["int8_arithmetic"] = "emulated (this host's int8 kernels saturate: x86-64 without VNNI)"
+                ctx.warn("this CPU has no VNNI: OpenVINO's int8 kernels saturate on it, so the int8 search and "
+                         "validation computed the int8 model exactly instead (as VNNI/AMX CPUs, GPUs and NPUs do); "
+                         "deployed on a CPU like this one it loses accuracy (docs/targets/openvino.md)")
         stable_names(model, keep)  # and the nodes NNCF added
         notes["placement"] = placement(model, options)
         out = ctx.work_dir / f"{stem_of(ctx.source.artifact.path)}.xml"  # the write step's name: the .bin must share it

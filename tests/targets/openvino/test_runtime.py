@@ -168,3 +168,47 @@ def test_openvino_errors_say_why(digits_ir: Path) -> None:
     assert "Exception from src" not in info.value.message and "foo" in info.value.message
     assert ov_message(RuntimeError("Exception from src/a.cpp:1:\nException from src/b.cpp:2:\nCheck 'x' failed")) \
         == "Check 'x' failed"
+
+
+def _fake_quantized_matmul() -> tuple[object, np.ndarray, np.ndarray]:
+    """A u8 activation x s8 weight MatMul (FakeQuantize on both, a 256-long reduction of large values: the worst case
+    for a 16-bit pair sum), its input and the exact result in float64."""
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    k, n = 256, 64
+
+    def const(v: object) -> object:
+        return ops.constant(np.array(v, np.float32))
+
+    def fq(node: object, lo: float, hi: float, levels: int) -> object:
+        return ops.fake_quantize(node, const(lo), const(hi), const(lo), const(hi), levels)
+
+    def fq_exact(v: np.ndarray, lo: float, hi: float, levels: int) -> np.ndarray:
+        step = (hi - lo) / (levels - 1)
+        return np.clip(np.round((v - lo) / step), 0, levels - 1) * step + lo
+
+    w = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    w = np.sign(w) * np.maximum(np.abs(w), 0.9)
+    x_in = ops.parameter([1, k], np.float32, name="x")
+    y = ops.matmul(fq(x_in, 0.0, 4.0, 256), fq(ops.constant(w), -1.0, 1.0, 255), False, False)
+    x = rng.uniform(3.5, 4.0, (1, k)).astype(np.float32)
+    want = fq_exact(x.astype(np.float64), 0, 4, 256) @ fq_exact(w.astype(np.float64), -1, 1, 255)
+    return ov.Model([y], [x_in]), x, want
+
+
+def test_validation_computes_int8_exactly() -> None:
+    """Validation (exact_int8) computes a FakeQuantize model as specified on any host; on an x86-64 CPU without VNNI
+    the plugin's own int8 kernels (what `bench` runs) saturate: there they are off by a large fraction of the output."""
+    from edgeconv.host_cpu import host_int8_saturates
+    from edgeconv.targets.openvino.options import OpenVinoOptions
+    from edgeconv.targets.openvino.runtime import compile_model
+
+    model, x, want = _fake_quantized_matmul()
+    exact = compile_model(model, OpenVinoOptions(), exact_int8=True)(x)[0]
+    assert np.abs(exact - want).max() < 1e-3 * np.abs(want).max()
+    kernels = compile_model(model, OpenVinoOptions())(x)[0]
+    if host_int8_saturates():  # the reason for exact_int8: if this stops holding, OpenVINO fixed its AVX2 kernels
+        assert np.abs(kernels - want).max() > 0.05 * np.abs(want).max()
+    else:
+        assert np.abs(kernels - want).max() < 0.02 * np.abs(want).max()
