@@ -29,9 +29,9 @@ def exact_int8_options(options: Any) -> Any:
     return options
 
 
-def cpu_session(path: str, threads: int = 0) -> Any:
-    """An ORT CPU session that computes 8-bit kernels exactly (EXACT_INT8), for validation and the quantizers' checks.
-    Latency measurements that must match a default deployment build their own session (quantizers/latency_check.py)."""
+def cpu_session(path: str, threads: int = 0, exact_int8: bool = True) -> Any:
+    """An ORT CPU session that computes 8-bit kernels exactly (EXACT_INT8), for validation and the quantizers' checks;
+    exact_int8=False: ORT's default session, as deployed (`edgeconv bench`, quantizers/latency_check.py)."""
     ort = require("onnxruntime", "all")
 
     def make(exact: bool) -> Any:
@@ -41,7 +41,7 @@ def cpu_session(path: str, threads: int = 0) -> Any:
             options.intra_op_num_threads = threads
         return ort.InferenceSession(utf8_path(path), options, providers=["CPUExecutionProvider"])
 
-    return ExactInt8Session(make)
+    return ExactInt8Session(make) if exact_int8 else make(False)
 
 
 # what ORT's QLinearMatMul says when it meets per-column zero points under EXACT_INT8 (its int16 path takes scalars)
@@ -129,8 +129,18 @@ class OnnxRuntime(Runtime):
     runs_sources = True
 
     def load(self, artifact: Artifact, ctx: StepContext) -> Session:
+        """For validation: 8-bit kernels computed exactly on every host (EXACT_INT8)."""
+        return self._load(artifact, ctx, exact_int8=True)
+
+    def load_tuned(self, artifact: Artifact, ctx: StepContext, **settings: Any) -> Session:
+        """For `bench`: ORT's default session, as deployed (its own 8-bit arithmetic on this CPU)."""
+        if settings:
+            raise NotImplementedError(f"{self.name} takes no bench settings ({', '.join(settings)})")
+        return self._load(artifact, ctx, exact_int8=False)
+
+    def _load(self, artifact: Artifact, ctx: StepContext, exact_int8: bool) -> Session:
         try:
-            session = cpu_session(str(artifact.path))
+            session = cpu_session(str(artifact.path), exact_int8=exact_int8)
         except Exception as e:
             raise InvalidInputError(f"ONNX Runtime cannot load {artifact.path.name}: {first_line(e)}",
                                     "the graph uses an op or type ONNX Runtime's CPU provider lacks") from e
