@@ -3,12 +3,19 @@
 Per output: max / mean absolute error, cosine similarity, SNR in dB (capped at 300 dB, i.e. identical to float32
 precision) and, when the output looks like class scores ([N, C] or [C] with C > 1), top-1 agreement. Integer and
 bool outputs (indices, masks) are judged by exact match instead.
+
+A top-k post-process (an int index output beside the sorted values it picked, and outputs gathered by it, as a
+detector's boxes) is compared by index, not by position: where two near-tied scores swap places, the same detections
+come out in another order. The converted model's rows are put in the source's index order first (topk_alignment), so
+the index output's exact match is the share of the source's picks the converted model also picked, and the values and
+gathered outputs are compared pick by pick. A pick that differs only by a tie at the cut-off (its score within the
+noise measured on the common picks: topk_ties) is not counted against the model; the share of such ties is reported.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -34,11 +41,14 @@ class OutputMetrics:
     kind: str = "float"  # float | integer | bool
     exact_match: float | None = None  # integer / bool outputs
     nonfinite: int = 0  # NaN / Inf values in the converted model's output where the source's are finite
+    aligned_by: str | None = None  # the top-k index output whose order this output was compared in (module docstring)
+    ties: float | None = None  # a top-k index output: the share of picks that differed only by a tie at the cut-off
 
     def to_json(self) -> dict[str, float | str | None]:
         return {"name": self.name, "kind": self.kind, "snr_db": self.snr_db, "cosine": self.cosine,
                 "max_abs": self.max_abs, "mean_abs": self.mean_abs, "top1_agreement": self.top1_agreement,
-                "exact_match": self.exact_match, "nonfinite": self.nonfinite}
+                "exact_match": self.exact_match, "nonfinite": self.nonfinite, "aligned_by": self.aligned_by,
+                "ties": self.ties}
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,122 @@ def output_kind(array: np.ndarray) -> str:
     return "bool" if kind == "b" else "integer" if kind in "iu" else "float"
 
 
+@dataclass(frozen=True)
+class TopK:
+    """A top-k post-process among a model's outputs (positions in the output list): `indices` the int picks,
+    `values` the sorted values picked (same shape), `gathered` outputs whose leading dims are the picks' shape."""
+
+    indices: int
+    values: int
+    gathered: tuple[int, ...] = ()
+
+
+def _distinct_rows(array: np.ndarray) -> bool:
+    rows = array.reshape(-1, array.shape[-1])
+    return all(len(np.unique(row)) == len(row) for row in rows)
+
+
+def _sorted_rows(array: np.ndarray) -> bool:
+    rows = array.reshape(-1, array.shape[-1]).astype(np.float64)
+    steps = np.diff(rows, axis=-1)
+    return bool((steps <= 0).all() or (steps >= 0).all())
+
+
+def find_topk(references: Sequence[Sequence[np.ndarray]]) -> list[TopK]:
+    """The top-k post-processes in the source's outputs (every sample): an integer output of shape [..., k > 1] whose
+    rows hold distinct values, beside a float output of the same shape whose rows are sorted in every sample."""
+    first = [np.asarray(o) for o in references[0]]
+    found = []
+    for i, idx in enumerate(first):
+        if output_kind(idx) != "integer" or idx.ndim < 1 or idx.shape[-1] < 2:
+            continue
+        if not all(_distinct_rows(np.asarray(sample[i])) for sample in references):
+            continue
+        values = next((j for j, v in enumerate(first) if j != i and output_kind(v) == "float" and v.shape == idx.shape
+                       and all(_sorted_rows(np.asarray(sample[j])) for sample in references)), None)
+        if values is None:
+            continue
+        gathered = tuple(j for j, g in enumerate(first) if j not in (i, values) and output_kind(g) == "float"
+                         and g.ndim > idx.ndim and g.shape[:idx.ndim] == idx.shape)
+        found.append(TopK(i, values, gathered))
+    return found
+
+
+def topk_alignment(reference: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Per row of k picks, the permutation of the actual's positions that puts the picks both made where the source
+    has them; the actual's other picks fill the remaining positions in their order. Shape: reference's."""
+    ref = reference.reshape(-1, reference.shape[-1])
+    act = actual.reshape(-1, actual.shape[-1])
+    perms = np.empty(ref.shape, dtype=np.int64)
+    for r, (want, got) in enumerate(zip(ref, act)):
+        where = {int(v): p for p, v in enumerate(got)}
+        perm = [where.pop(int(v), -1) for v in want]
+        rest = iter(sorted(where.values()))
+        perms[r] = [p if p >= 0 else next(rest) for p in perm]
+    return perms.reshape(reference.shape)
+
+
+def topk_ties(ref_idx: np.ndarray, act_idx: np.ndarray, ref_values: np.ndarray, act_values: np.ndarray) -> np.ndarray:
+    """Which of the source's picks the converted model left out only by a tie at the cut-off (bool, shape of the
+    picks; act_* already aligned): its source value is within the noise of the converted model's last pick, the noise
+    being the largest value error over the picks both made in that row. Nothing is a tie in a row with no common pick."""
+    shape = ref_idx.shape
+    ri, ai = ref_idx.reshape(-1, shape[-1]), act_idx.reshape(-1, shape[-1])
+    rv, av = (v.reshape(-1, shape[-1]).astype(np.float64) for v in (ref_values, act_values))
+    ties = np.zeros(ri.shape, dtype=bool)
+    for r in range(len(ri)):
+        common = ri[r] == ai[r]
+        if not common.any() or common.all():
+            continue
+        noise = float(np.abs(rv[r][common] - av[r][common]).max())
+        descending = rv[r][0] >= rv[r][-1]
+        cut = float(av[r].min() if descending else av[r].max())  # the converted model's last pick
+        near = rv[r] <= cut + noise if descending else rv[r] >= cut - noise
+        ties[r] = ~common & near
+    return ties.reshape(shape)
+
+
+def _align(actual: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """`actual` (shape perm.shape + trailing dims) with its pick axis (perm's last) permuted row by row."""
+    extra = actual.ndim - perm.ndim
+    index = perm.reshape(perm.shape + (1,) * extra)
+    return np.take_along_axis(actual, np.broadcast_to(index, perm.shape + actual.shape[perm.ndim:]), axis=perm.ndim - 1)
+
+
+def align_topk(references: Sequence[Sequence[np.ndarray]], actuals: Sequence[Sequence[np.ndarray]],
+               topks: Sequence[TopK]) -> tuple[list[list[np.ndarray]], dict[int, float]]:
+    """The actuals with each top-k's picks (indices, values, gathered outputs) in the source's index order, and per
+    index output the share of picks that were ties at the cut-off (topk_ties). A tied pick is not a conversion error:
+    its positions take the source's values, so the outputs are judged on the picks both made."""
+    aligned = [[np.asarray(o) for o in sample] for sample in actuals]
+    tied = {t.indices: 0 for t in topks}
+    picks = {t.indices: 0 for t in topks}
+    for ref, act in zip(references, aligned):
+        for topk in topks:
+            ref_idx = np.asarray(ref[topk.indices])
+            if act[topk.indices].shape != ref_idx.shape or act[topk.values].shape != ref_idx.shape:
+                continue  # a changed shape is reported by output_metrics
+            perm = topk_alignment(ref_idx, act[topk.indices])
+            for j in (topk.indices, topk.values, *topk.gathered):
+                if act[j].shape[:perm.ndim] == perm.shape:
+                    act[j] = _align(act[j], perm)
+            ties = topk_ties(ref_idx, act[topk.indices], np.asarray(ref[topk.values]), act[topk.values])
+            for j in (topk.indices, topk.values, *topk.gathered):
+                if act[j].shape[:ties.ndim] == ties.shape:
+                    act[j] = act[j].copy()
+                    act[j][ties] = np.asarray(ref[j])[ties]
+            tied[topk.indices] += int(ties.sum())
+            picks[topk.indices] += ties.size
+    return aligned, {i: tied[i] / picks[i] for i in tied if picks[i]}
+
+
+def _topk_fields(metrics: OutputMetrics, position: int, topks: Sequence[TopK], aligned_by: str | None,
+                 ties: float | None) -> OutputMetrics:
+    """A top-k's values are sorted picks, not class scores: no top-1 agreement for them."""
+    top1 = None if any(t.values == position for t in topks) else metrics.top1_agreement
+    return replace(metrics, aligned_by=aligned_by, ties=ties, top1_agreement=top1)
+
+
 def output_metrics(name: str, references: Sequence[np.ndarray], actuals: Sequence[np.ndarray]) -> OutputMetrics:
     ref = np.concatenate([np.asarray(r, dtype=np.float64).reshape(-1) for r in references])
     act = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in actuals])
@@ -117,14 +243,21 @@ def output_metrics(name: str, references: Sequence[np.ndarray], actuals: Sequenc
 
 def compare(names: Sequence[str], references: Iterable[Sequence[np.ndarray]], actuals: Iterable[Sequence[np.ndarray]]) -> Metrics:
     """`references`/`actuals`: per sample, the list of outputs in source order."""
-    refs, acts = list(references), list(actuals)
+    refs = list(references)
+    acts: Sequence[Sequence[np.ndarray]] = list(actuals)
     if not refs:
         raise InvalidInputError("no samples to validate on", "pass --eval DIR or --calib DIR")
     n_out = len(refs[0])
     if any(len(a) != n_out for a in acts):
         raise InvalidInputError(f"the converted model has {len(acts[0])} outputs, the source {n_out}", "")
     names = list(names) + [f"output_{i}" for i in range(len(names), n_out)]
-    per = tuple(output_metrics(names[i], [r[i] for r in refs], [a[i] for a in acts]) for i in range(n_out))
+    topks = find_topk(refs)
+    ties: dict[int, float] = {}
+    if topks:
+        acts, ties = align_topk(refs, acts, topks)
+    aligned_by = {j: names[t.indices] for t in topks for j in (t.indices, t.values, *t.gathered)}
+    per = tuple(_topk_fields(output_metrics(names[i], [r[i] for r in refs], [a[i] for a in acts]), i, topks,
+                             aligned_by.get(i), ties.get(i)) for i in range(n_out))
     floats = [o for o in per if o.kind == "float"] or list(per)
     tops = [o.top1_agreement for o in per if o.top1_agreement is not None]
     exact = [o.exact_match for o in per if o.exact_match is not None]

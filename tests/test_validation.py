@@ -105,3 +105,59 @@ def test_failed_gate_error_says_what_the_search_did() -> None:
     assert summary["kept"] == ["add_30", "mean"] and summary["scored_on"] == "qnn_htp" and summary["budget"] == 8
     assert _search_summary(SimpleNamespace(quantized=QuantizeResult(fallback={**fallback, "gate_passed_before": True}))) is None
     assert _search_summary(SimpleNamespace(quantized=None)) is None
+
+
+def _detector(scores: np.ndarray, boxes: np.ndarray, k: int) -> list[np.ndarray]:
+    """A top-k post-process as YOLO-style detectors end: picked boxes [1, k, 4], sorted scores [1, k], indices [1, k]."""
+    idx = np.argsort(-scores, kind="stable")[:k]
+    return [boxes[idx][None].astype(np.float32), scores[idx][None].astype(np.float32), idx[None].astype(np.int64)]
+
+
+def test_topk_picks_are_compared_by_index_not_position() -> None:
+    """Two near-tied detections swap places in the converted model: the same picks in another order are a match."""
+    rng = np.random.default_rng(0)
+    boxes, scores = rng.random((50, 4)), rng.random(50)
+    top = np.argsort(-scores)[:2]
+    swapped = scores.copy()
+    swapped[top[0]], swapped[top[1]] = scores[top[1]], scores[top[0]]
+    swapped[top] = scores[top].mean() + np.array([-1e-4, 1e-4])  # nearly tied, order reversed
+    ref, act = _detector(scores, boxes, 10), _detector(swapped, boxes, 10)
+    assert (ref[2] != act[2]).any()  # positionally different
+    metrics = compare(["boxes", "scores", "indices"], [ref], [act])
+    boxes_m, scores_m, indices_m = metrics.outputs
+    assert indices_m.exact_match == 1.0 and boxes_m.snr_db == SNR_CAP_DB
+    assert {o.aligned_by for o in metrics.outputs} == {"indices"} and scores_m.top1_agreement is None
+    assert check_gate(metrics, Gate(min_snr_db=18, min_cosine=0.99, min_top1_agreement=0.98)).passed
+
+
+def test_topk_pick_far_from_the_cut_off_is_a_mismatch() -> None:
+    """A detection the converted model drops although its score is well above the cut-off is an error, not a tie."""
+    rng = np.random.default_rng(1)
+    boxes, scores = rng.random((50, 4)), np.linspace(1.0, 0.0, 50)
+    worse = scores + rng.normal(0, 1e-4, 50)
+    worse[3] = -1.0  # the 4th best detection disappears
+    metrics = compare(["boxes", "scores", "indices"], [_detector(scores, boxes, 10)], [_detector(worse, boxes, 10)])
+    indices_m = metrics.outputs[2]
+    assert indices_m.exact_match == pytest.approx(0.9) and indices_m.ties == 0.0
+    assert metrics.outputs[0].snr_db < 18  # the 11th box sits where the 4th was
+    assert not check_gate(metrics, Gate(min_snr_db=18, min_exact_match=0.98)).passed
+
+
+def test_topk_tie_at_the_cut_off_is_not_an_error() -> None:
+    """The 10th and 11th scores are within the value noise: which one is picked is a tie, reported as such."""
+    boxes = np.random.default_rng(2).random((50, 4))
+    scores = np.linspace(1.0, 0.0, 50)
+    scores[10] = scores[9] - 1e-5
+    noisy = scores + np.r_[np.full(9, 2e-4), [-1e-4, 1e-4], np.zeros(39)]  # 10th and 11th trade places
+    metrics = compare(["boxes", "scores", "indices"], [_detector(scores, boxes, 10)], [_detector(noisy, boxes, 10)])
+    indices_m = metrics.outputs[2]
+    assert indices_m.exact_match == 1.0 and indices_m.ties == pytest.approx(0.1)
+    assert metrics.outputs[0].snr_db == SNR_CAP_DB  # the tied pick is not compared box to box
+
+
+def test_integer_output_without_sorted_values_keeps_positional_match() -> None:
+    """Token ids beside logits are a sequence, not a top-k set: order matters."""
+    logits = np.random.default_rng(3).random((1, 6, 10)).astype(np.float32)
+    ids = np.array([[1, 2, 3, 4, 5, 6]])
+    metrics = compare(["logits", "ids"], [[logits, ids]], [[logits, ids[:, ::-1].copy()]])
+    assert metrics.outputs[1].exact_match == 0.0 and metrics.outputs[1].aligned_by is None

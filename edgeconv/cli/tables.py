@@ -168,14 +168,19 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> FitTable:
         if len(outputs) > 1:  # one row per output: which one is weak, and integer outputs by exact match
             for out in outputs:
                 exact = out.get("exact_match")
-                table.add_row("", f"[dim]↳ {escape(str(out['name']))}[/dim]", "", "",
+                label = escape(str(out["name"]))
+                if out.get("ties"):
+                    label = f"{label} (top-k, {out['ties']:.0%} ties)"
+                elif out.get("aligned_by"):
+                    label = f"{label} (by {escape(str(out['aligned_by']))})"
+                table.add_row("", f"[dim]↳ {label}[/dim]", "", "",
                               _fmt(out.get("snr_db"), ".1f") if exact is None else "—",
                               _fmt(out.get("cosine"), ".6f") if exact is None else "—",
                               _fmt(out.get("top1_agreement"), ".3f") if exact is None else f"={exact:.3f}",
                               *([""] if with_task else []), "")
                 integer_outputs = integer_outputs or exact is not None
     if integer_outputs:
-        table.caption = f"{table.caption}; =x.xxx: exact match of an integer / bool output"
+        table.caption = f"{table.caption}; =x.xxx: exact match of an integer / bool output (of a top-k's picks: as a set)"
     if reused:
         table.caption = f"{table.caption}; validated on the calibration samples (no separate --eval): optimistic"
     return table

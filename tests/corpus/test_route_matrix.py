@@ -36,8 +36,6 @@ MATMUL_DQ = known("hexagon-int8 on the mel MatMul (constant first input): per-ch
                   "refuses (exit 4)")
 KERAS_CUSTOM = known("subclassed .keras (registered custom class): Keras cannot locate the class and edgeconv has no way "
                      "to import the module that defines it (exit 3)")
-TOPK_GATE = known("int8 of a detector with a top-k post-process: near-tied scores reorder, indices are judged by "
-                  "positional exact match (0.14 < 0.98) and the gathered boxes by SNR: exit 5")
 
 # Every corpus family (and source form) once, on a cheap target (fp32 ONNX on ONNX Runtime).
 FAMILY_CELLS = [
@@ -76,7 +74,7 @@ TARGET_CELLS = [
     pytest.param("crnn", "tflite-int8", marks=RNN_TFLITE_INT8),
     pytest.param("audio_kws", "hexagon-int8", marks=MATMUL_DQ),
     pytest.param("audio_kws", "cpu-int8"),  # log-mel front end kept float as one search unit: 47 dB (was 1.1 dB)
-    pytest.param("yolo", "cpu-int8", marks=TOPK_GATE),
+    pytest.param("yolo", "cpu-int8"),  # top-k picks compared by index, ties at the cut-off reported (was 0.14 positional)
     pytest.param("mtcnn_rnet", "tflite-int8"),  # ceil-mode MaxPool: edge padding (was SNR 0 dB / XNNPACK refusal)
     pytest.param("bert_tiny", "coreml-fp32"),  # torch.export front end: alias, new_ones, __and__, where.ScalarOther
     pytest.param("resnet", "openvino-int8"),
