@@ -35,6 +35,7 @@ class ConvertOptions:
     preprocess: str | None = None  # image preprocessing spec, see quantizers/calibration.py
     model_factory: str | None = None  # "pkg.module:function"
     weights: Path | None = None  # state_dict for the factory's module (loaded with weights_only=True)
+    custom_objects: tuple[str, ...] = ()  # --custom-objects: modules imported before a Keras model loads (its classes)
     trust_code: bool = False  # --trust-code (alias --trust-pickle): load files that run code (pickles, Lambda layers, file ops)
     overrides: tuple[str, ...] = ()  # --set section.key=value
     soc: str | None = None  # Hexagon: Snapdragon part

@@ -192,11 +192,12 @@ def inspect_onnx(artifact: Artifact, report: ModelReport) -> None:
 # --- framework sources ------------------------------------------------------------------------------------------------
 
 def inspect_source(artifact: Artifact, report: ModelReport, input_shapes: dict[str, tuple[int, ...]],
-                   trust_code: bool = False) -> Any:
+                   trust_code: bool = False, custom_objects: tuple[str, ...] = ()) -> Any:
     from edgeconv.context import ConvertOptions
     from edgeconv.sources import open_source
 
-    source = open_source(artifact, ConvertOptions(input_shapes=input_shapes, trust_code=trust_code))
+    source = open_source(artifact, ConvertOptions(input_shapes=input_shapes, trust_code=trust_code,
+                                                  custom_objects=custom_objects))
     report.inputs = list(source.inputs)
     report.outputs = _source_outputs(source, report) or [TensorSpec(n, (), rank_known=False) for n in source.output_names]
     report.notes.append(f"op histogram and weights are shown for ONNX, TFLite and OpenVINO IR; run `edgeconv convert {artifact.path} "
@@ -248,7 +249,8 @@ def _program_outputs(program: Any, report: ModelReport) -> list[TensorSpec]:
 # --- profile fit -------------------------------------------------------------------------------------------------------
 
 def profile_fits(artifact: Artifact, input_shapes: dict[str, tuple[int, ...]], names: list[str] | None = None,
-                 source: Any = None, trust_code: bool = False) -> list[ProfileFit]:
+                 source: Any = None, trust_code: bool = False,
+                 custom_objects: tuple[str, ...] = ()) -> list[ProfileFit]:
     """For each profile: the route a conversion would take, and what stands in the way (route, backend, shapes)."""
     from edgeconv.availability import availability
     from edgeconv.context import ConvertOptions
@@ -257,7 +259,7 @@ def profile_fits(artifact: Artifact, input_shapes: dict[str, tuple[int, ...]], n
     from edgeconv.targets import builtin_profiles, resolve
 
     profiles = [resolve(n) for n in names] if names else builtin_profiles()
-    options = ConvertOptions(input_shapes=input_shapes, trust_code=trust_code)
+    options = ConvertOptions(input_shapes=input_shapes, trust_code=trust_code, custom_objects=custom_objects)
     try:
         source = source or open_source(artifact, options)
     except EdgeconvError as e:
@@ -294,7 +296,8 @@ def profile_fits(artifact: Artifact, input_shapes: dict[str, tuple[int, ...]], n
 
 
 def inspect_model(path: Path, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
-                  targets: list[str] | None = None, fits: bool = True, trust_code: bool = False) -> ModelReport:
+                  targets: list[str] | None = None, fits: bool = True, trust_code: bool = False,
+                  custom_objects: tuple[str, ...] = ()) -> ModelReport:
     """Everything `edgeconv inspect` shows. Raises InvalidInputError (exit 3) for files that are not models."""
     artifact = detect(Path(path))
     from edgeconv.manifest import shipped_size
@@ -307,11 +310,11 @@ def inspect_model(path: Path, *, input_shapes: dict[str, tuple[int, ...]] | None
 
     reader = reader_for(artifact.format)  # a converted artifact's format: its family's reader.py
     if artifact.format in (Format.TORCH, Format.KERAS, Format.SAVEDMODEL):
-        source = inspect_source(artifact, report, shapes, trust_code)
+        source = inspect_source(artifact, report, shapes, trust_code, custom_objects)
     elif reader is not None and reader.inspects:
         reader.inspect(artifact, report)
     else:
         report.notes.append(f"{artifact.format} files are recognised but not looked into")
     if fits and artifact.format in (Format.ONNX, Format.TORCH, Format.KERAS, Format.SAVEDMODEL):
-        report.profiles = profile_fits(artifact, shapes, targets, source, trust_code)
+        report.profiles = profile_fits(artifact, shapes, targets, source, trust_code, custom_objects)
     return report

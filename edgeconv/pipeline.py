@@ -411,7 +411,7 @@ def run(plan: Plan, outdir: Path, *, force: bool = False, reporter: Reporter | N
     protected = (*plan.source.artifact.all_paths(), *(p for p in (options.calib, options.eval, options.weights)
                                                        if p and p != "random"),
                  *(t.profile.source_file for t in plan.targets if t.profile.source_file),
-                 *factory_paths(options.model_factory))
+                 *factory_paths(options.model_factory), *(p for m in options.custom_objects for p in factory_paths(m)))
     with OutputTransaction(outdir, force, protected) as tx:
         assert tx.staging is not None
         state = _RunState(tx.staging, options, reporter, StageCache.for_run(options))

@@ -196,6 +196,9 @@ class StageCache:
             log.debug("stage cache: %s exports a PyTorch %s (code outside the file): not cached", name,
                       source.artifact.variant)
             return None
+        if (kind == "export" or artifact.path == source.artifact.path) and ctx.options.custom_objects:
+            log.debug("stage cache: %s exports a model whose classes are in --custom-objects modules: not cached", name)
+            return None
         try:
             payload = {
                 "schema": SCHEMA,

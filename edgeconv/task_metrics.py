@@ -55,7 +55,7 @@ def parse_metric_spec(text: str) -> MetricSpec:
     head, sep, rest = text.strip().partition(":")
     kind = BUILTINS.get(head.lower())
     if kind is None:
-        from edgeconv.sources.torch_source import parse_factory_spec
+        from edgeconv.sources.user_code import parse_factory_spec
 
         if not sep:
             raise UsageError(f"unknown --metric {text!r}", f"use {_EXAMPLE}")
@@ -307,7 +307,7 @@ def _detection(spec: MetricSpec, names: Sequence[str], first: Sequence[np.ndarra
 
 
 def _plugin(spec: MetricSpec, names: Sequence[str]) -> TaskMetric:
-    from edgeconv.sources.torch_source import _where, import_factory
+    from edgeconv.sources.user_code import import_factory, where
 
     fn = import_factory(spec.plugin, "--metric", "a function (outputs, labels) -> float")
     try:
@@ -324,7 +324,7 @@ def _plugin(spec: MetricSpec, names: Sequence[str]) -> TaskMetric:
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # the user's code: exit 3 naming the function, never a traceback of ours
-            raise InvalidInputError(f"metric {spec.plugin} raised {type(e).__name__}: {first_line(e)}{_where(e, module_name)}",
+            raise InvalidInputError(f"metric {spec.plugin} raised {type(e).__name__}: {first_line(e)}{where(e, module_name)}",
                                     "fix the metric function") from e
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
                 or not math.isfinite(float(value)):
@@ -417,7 +417,7 @@ def check_metric_option(text: str, data: str | None = None) -> MetricSpec:
             raise InvalidInputError(f"--metric {spec.kind} needs labelled evaluation data; {data or 'no --eval'} has no labels",
                                     "pass --eval with a folder per class of images, or .npz samples with a 'label' key")
     if spec.kind == "plugin":
-        from edgeconv.sources.torch_source import import_factory
+        from edgeconv.sources.user_code import import_factory
 
         import_factory(spec.plugin, "--metric", "a function (outputs, labels) -> float")
     return spec

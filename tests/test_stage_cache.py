@@ -276,7 +276,7 @@ def test_restore_refuses_paths_outside_the_work_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "fresh" / "escaped").exists() and not (tmp_path / "stages" / "k").exists()
 
 
-def test_engine_builds_and_factory_exports_are_never_keyed(digits: Any, tmp_path: Path) -> None:
+def test_engine_builds_and_code_outside_the_file_exports_are_never_keyed(digits: Any, tmp_path: Path) -> None:
     options = ConvertOptions(calib=str(digits.calib))
     plan = build_plan(detect(digits.pt2), [resolve("tensorrt-fp16")], options)
     target = plan.targets[0]
@@ -287,6 +287,8 @@ def test_engine_builds_and_factory_exports_are_never_keyed(digits: Any, tmp_path
     factory = dataclasses.replace(target.source, artifact=Artifact(digits.state_dict, Format.TORCH, TORCH_FACTORY))
     factory_ctx = dataclasses.replace(ctx, source=factory)
     assert stages.key("export", "torch_to_onnx", TorchToOnnx, factory.artifact, factory_ctx) is None
+    custom = dataclasses.replace(ctx, options=dataclasses.replace(options, custom_objects=("mypkg.layers",)))
+    assert stages.key("export", "torch_to_onnx", TorchToOnnx, target.source.artifact, custom) is None  # code outside
 
 
 def test_one_cache_key_function() -> None:

@@ -30,6 +30,7 @@ def convert(
     model: Optional[str] = typer.Option(None, "--model", help="PyTorch factory: package.module:function returning an nn.Module."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="state_dict for --model (loaded with weights_only=True)."),
     trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help="Load a model even if loading or running it runs code from the file: pickled modules, Keras Lambda layers, .pt2 pickled payloads, SavedModel file ops (--trust-pickle is an alias)."),
+    custom_objects: list[str] = typer.Option([], "--custom-objects", help="Keras sources: import this module first (package.module, repeatable), so the classes it registers with keras.saving.register_keras_serializable load (a subclassed model, custom layers)."),
     set_: list[str] = typer.Option([], "--set", help="Override a profile key: section.key=value (repeatable)."),
     soc: Optional[str] = typer.Option(None, "--soc", help="Hexagon targets: Snapdragon part, e.g. '8 Gen 3', sm8650, 8gen3."),
     allow_cpu_fallback: bool = typer.Option(False, "--allow-cpu-fallback", help="NPU targets: accept nodes that fall back to the CPU."),
@@ -57,9 +58,13 @@ def convert(
     if output is None and not dry_run:
         raise UsageError("no output directory given", "pass -o OUTDIR")
     if model is not None:  # a malformed pkg.module:function is a usage error (exit 2), found before any work
-        from edgeconv.sources.torch_source import parse_factory_spec
+        from edgeconv.sources.user_code import parse_factory_spec
 
         parse_factory_spec(model)
+    for name in custom_objects:
+        from edgeconv.sources.user_code import parse_module_name
+
+        parse_module_name(name, "--custom-objects", "mypkg.layers")
     if metric is not None:  # the same for --metric; a plugin is imported now (exit 3), not after the conversion
         from edgeconv.task_metrics import check_metric_option
 
@@ -72,7 +77,7 @@ def convert(
     options = ConvertOptions(
         input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data, metric=metric, preprocess=preprocess,
         model_factory=model, weights=weights if weights is not None else (source if model else None),
-        trust_code=trust_code, overrides=tuple(set_), soc=soc, allow_cpu_fallback=allow_cpu_fallback,
+        trust_code=trust_code, custom_objects=tuple(custom_objects), overrides=tuple(set_), soc=soc, allow_cpu_fallback=allow_cpu_fallback,
         shape_ranges=_parse_shape_ranges(shape_range), require_engine=require_engine, max_fallback=max_fallback,
         report=report, keep_work=keep_work, no_cache=no_cache, keep_going=keep_going,
         output_names=_parse_output_names(output_names),

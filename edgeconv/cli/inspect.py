@@ -26,13 +26,15 @@ def inspect(
     no_targets: bool = typer.Option(False, "--no-targets", help="Skip the target check (faster for framework sources)."),
     top: int = typer.Option(20, "--top", help="Op types shown in the histogram table (JSON has them all)."),
     trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help="Load a model even if loading it runs code from the file (pickled modules, Keras Lambda layers, .pt2 pickled payloads, SavedModel file ops)."),
+    custom_objects: list[str] = typer.Option([], "--custom-objects", help="Keras sources: import this module first (package.module, repeatable), so the classes it registers with keras.saving.register_keras_serializable load (a subclassed model, custom layers)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     from edgeconv.context import parse_input_shapes
     from edgeconv.inspect import inspect_model
 
     report = inspect_model(model, input_shapes=parse_input_shapes(input_shape), targets=list(target) or None,
-                           fits=not no_targets, trust_code=trust_code)
+                           fits=not no_targets, trust_code=trust_code,
+                           custom_objects=tuple(custom_objects))
     if UI.json_mode:
         UI.emit_json(report.to_json())
         return

@@ -26,6 +26,7 @@ def validate(
     samples: Optional[int] = typer.Option(None, "--samples", help="How many samples to compare (default: the profile's)."),
     set_: list[str] = typer.Option([], "--set", help="Override a profile key, e.g. validate.gate.min_snr_db=40 (repeatable)."),
     trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help="Load a model even if loading or running it runs code from the file: pickled modules, Keras Lambda layers, .pt2 pickled payloads, SavedModel file ops (--trust-pickle is an alias)."),
+    custom_objects: list[str] = typer.Option([], "--custom-objects", help="Keras sources: import this module first (package.module, repeatable), so the classes it registers with keras.saving.register_keras_serializable load (a subclassed model, custom layers)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     from edgeconv.context import ConvertOptions, parse_input_shapes
@@ -36,7 +37,7 @@ def validate(
 
         check_metric_option(metric, eval_data or (calib if calib != "random" else None))
     options = ConvertOptions(input_shapes=parse_input_shapes(input_shape), calib=calib, eval=eval_data, metric=metric,
-                             trust_code=trust_code, overrides=tuple(set_))
+                             trust_code=trust_code, custom_objects=tuple(custom_objects), overrides=tuple(set_))
     from edgeconv.errors import AccuracyGateError
 
     try:

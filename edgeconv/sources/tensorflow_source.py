@@ -61,6 +61,29 @@ class SavedModelFunction:
         return [out[k] for k in self.output_names]
 
 
+def _functional(keras: Any, model: Any, artifact: Artifact) -> Any:
+    """A subclassed keras.Model has no symbolic inputs: wrap it in a functional model on the input shape it was built
+    with (its build config; batch kept dynamic), the input named after call()'s first argument."""
+    import inspect
+
+    shape = (model.get_build_config() or {}).get("input_shape") if hasattr(model, "get_build_config") else None
+    if not shape or not isinstance(shape, (list, tuple)) or not all(d is None or isinstance(d, int) for d in shape):
+        raise InvalidInputError(f"{artifact.path} is a Keras model without defined inputs (subclassed, never built, "
+                                "or built on several inputs)", "save a functional/Sequential model, or call the "
+                                "model once on one input before saving it")
+    params = [p for p in inspect.signature(model.call).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    name = params[0].name if params else "input"
+    inputs = keras.Input(shape=tuple(shape[1:]), name=name)
+    return keras.Model(inputs, model(inputs), name=model.name)
+
+
+def _missing_class(error: BaseException) -> bool:
+    """Keras could not find a class the file names (not registered: its module was not imported)."""
+    text = str(error)
+    return "Could not locate class" in text or "Unknown layer" in text or "Could not deserialize class" in text
+
+
 class TensorFlowSourceLoader(SourceLoader):
     name = "tensorflow"
     formats = frozenset({Format.KERAS, Format.SAVEDMODEL})
@@ -71,7 +94,7 @@ class TensorFlowSourceLoader(SourceLoader):
         if artifact.format == Format.SAVEDMODEL:
             handle: KerasModel | SavedModelFunction = self._load_savedmodel(artifact, trust)
         else:
-            handle = self._load_keras(artifact, trust)
+            handle = self._load_keras(artifact, trust, options.custom_objects)
         if isinstance(handle, KerasModel):
             specs = [
                 TensorSpec(name, _dims(t.shape), _dtype_name(t.dtype)) for name, t in zip(handle.input_names, handle.model.inputs)
@@ -84,12 +107,15 @@ class TensorFlowSourceLoader(SourceLoader):
     def load_handle(self, source: SourceModel) -> Any:
         raise AssertionError("TensorFlow sources are loaded in open()")
 
-    def _load_keras(self, artifact: Artifact, trust_code: bool) -> KerasModel:
+    def _load_keras(self, artifact: Artifact, trust_code: bool, custom_objects: tuple[str, ...] = ()) -> KerasModel:
         from edgeconv.sources.keras_safety import check_keras_file
+        from edgeconv.sources.user_code import import_user_module, parse_module_name
 
         check_keras_file(artifact.path, artifact.variant, trust_code)  # h5py / zipfile only: before Keras opens it
         quiet_tensorflow()
         keras = require("keras", "tf", purpose="Keras sources")
+        for name in custom_objects:  # the user's modules: their register_keras_serializable classes
+            import_user_module(parse_module_name(name, "--custom-objects", "mypkg.layers"), f"--custom-objects {name}")
         try:
             model = keras.saving.load_model(str(artifact.path), compile=False, safe_mode=not trust_code)
         except Exception as first:
@@ -97,8 +123,11 @@ class TensorFlowSourceLoader(SourceLoader):
                 raise SafetyError(f"{artifact.path}: Keras refuses to load it safely: {first_line(first)}",
                                   "pass --trust-code only if you trust its origin") from first
             if artifact.variant != KERAS_H5:
-                raise InvalidInputError(f"cannot load Keras model {artifact.path}: {first_line(first)}",
-                                        "the file is damaged, or uses custom layers that are not importable") from first
+                hint = ("the file is damaged, or uses custom layers that are not importable" if custom_objects else
+                        "a custom class: pass --custom-objects package.module (the module that registers it with "
+                        "keras.saving.register_keras_serializable)" if _missing_class(first) else
+                        "the file is damaged, or uses custom layers: pass --custom-objects package.module")
+                raise InvalidInputError(f"cannot load Keras model {artifact.path}: {first_line(first)}", hint) from first
             try:  # legacy tf.keras .h5 files
                 tf_keras = require("tf_keras", "tf", purpose="legacy .h5 models")
                 model = tf_keras.models.load_model(str(artifact.path), compile=False, safe_mode=not trust_code)
@@ -106,8 +135,7 @@ class TensorFlowSourceLoader(SourceLoader):
                 raise InvalidInputError(f"cannot load Keras .h5 model {artifact.path}: {first_line(e)}",
                                         "the file is damaged or holds only weights (save the whole model)") from e
         if not getattr(model, "inputs", None):
-            raise InvalidInputError(f"{artifact.path} is a Keras model without defined inputs (subclassed, never built)",
-                                    "save a functional/Sequential model, or build it with an Input first")
+            model = _functional(keras, model, artifact)
         input_names = [t.name.split(":")[0] for t in model.inputs]
         output_names = list(getattr(model, "output_names", None) or [t.name.split(":")[0] for t in model.outputs])
         return KerasModel(model, input_names, output_names)

@@ -6,81 +6,20 @@ import or call) are invalid input (exit 3) naming the module and line, never a s
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import sys
 from pathlib import Path
 from typing import Any
 
 from edgeconv.context import ConvertOptions
 from edgeconv.deps import require
-from edgeconv.errors import InvalidInputError, SafetyError, UsageError, first_line
+from edgeconv.errors import InvalidInputError, SafetyError, first_line
 from edgeconv.formats import EXPORTED_PROGRAM, TORCH_FACTORY, TORCH_PICKLE, TORCHSCRIPT, Artifact, Format, TensorSpec
 from edgeconv.sources import SourceLoader, SourceModel
+from edgeconv.sources.user_code import exit_error, import_factory
 
 
 def _torch():
     return require("torch", "torch", purpose="PyTorch sources")
-
-
-def parse_factory_spec(spec: str, flag: str = "--model", example: str = "mypkg.models:build") -> tuple[str, str]:
-    """`pkg.module:function` → (module, function); anything else is a usage error (exit 2). `flag` names the option in
-    messages (--model, --metric)."""
-    module_name, sep, fn_name = spec.partition(":")
-    if not sep or not all(part.isidentifier() for part in module_name.split(".")) or not fn_name.isidentifier():
-        raise UsageError(f"bad {flag} {spec!r}: expected package.module:function (a dotted module path, then a "
-                         "function name)", f"use e.g. {flag} {example}")
-    return module_name, fn_name
-
-
-def _where(e: BaseException, module_name: str) -> str:
-    """' (FILE:LINE)': the deepest frame of the traceback in the factory's module, else the deepest one outside
-    edgeconv and the standard library (importlib, _sitebuiltins for `builtins:exit`)."""
-    if isinstance(e, SyntaxError) and e.filename:
-        return f" ({e.filename}:{e.lineno})"
-    import sysconfig
-
-    suffixes = (module_name.replace(".", "/") + ".py", module_name.replace(".", "/") + "/__init__.py")
-    skipped = (str(Path(__file__).parent), sysconfig.get_paths()["stdlib"], "<frozen ")
-    tb, in_module, other = e.__traceback__, "", ""
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename.replace("\\", "/").endswith(suffixes):
-            in_module = f" ({filename}:{tb.tb_lineno})"
-        elif not filename.startswith(skipped):
-            other = f" ({filename}:{tb.tb_lineno})"
-        tb = tb.tb_next
-    return in_module or other
-
-
-def _exit_error(e: BaseException, what: str, module_name: str) -> InvalidInputError:
-    if isinstance(e, SystemExit):
-        return InvalidInputError(f"{what} called exit({e.code!r}){_where(e, module_name)}",
-                                 "a factory must return an nn.Module, not exit the process")
-    return InvalidInputError(f"{what} raised {type(e).__name__}: {first_line(e)}{_where(e, module_name)}",
-                             "fix the factory module")
-
-
-def import_factory(spec: str, flag: str = "--model", expects: str = "a function returning an nn.Module") -> Any:
-    """`pkg.module:function` → the function. The current directory is importable, as with `python -m`."""
-    module_name, fn_name = parse_factory_spec(spec, flag)
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name) and (module_name == e.name or module_name[len(e.name)] == "."):
-            raise InvalidInputError(f"cannot import {module_name} for {flag} {spec}: {e}",
-                                    "check the module path and PYTHONPATH") from e
-        raise _exit_error(e, f"importing {module_name} ({flag} {spec})", module_name) from e
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:  # SyntaxError, any exception at import, SystemExit: the user's code, not a bug here
-        raise _exit_error(e, f"importing {module_name} ({flag} {spec})", module_name) from e
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        raise InvalidInputError(f"{module_name} has no callable {fn_name!r}", f"{flag} must name {expects}")
-    return fn
 
 
 def forward_input_names(module: Any) -> list[str]:
@@ -154,7 +93,7 @@ class TorchSourceLoader(SourceLoader):
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # an exception, or sys.exit() in the user's factory
-            raise _exit_error(e, f"--model {options.model_factory}", (options.model_factory or "").split(":")[0]) from e
+            raise exit_error(e, f"--model {options.model_factory}", (options.model_factory or "").split(":")[0]) from e
         if not isinstance(module, torch.nn.Module):
             raise InvalidInputError(f"--model {options.model_factory} returned {type(module).__name__}, not an nn.Module", "")
         if options.weights is not None:

@@ -63,26 +63,7 @@ def subclassed(x, y, epochs: int = 12, seed: int = 0):
 
     keras.utils.set_random_seed(seed)
 
-    @keras.saving.register_keras_serializable(package="edgeconv_corpus")
-    class Subclassed(keras.Model):
-        def __init__(self, classes: int = 10, **kwargs):
-            super().__init__(**kwargs)
-            self.classes = classes
-            self.c1 = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")
-            self.c2 = keras.layers.Conv2D(32, 3, padding="same")
-            self.pool = keras.layers.MaxPooling2D()
-            self.gap = keras.layers.GlobalAveragePooling2D()
-            self.norm = keras.layers.LayerNormalization()
-            self.head = keras.layers.Dense(classes)
-
-        def call(self, image):
-            h = self.c1(image)
-            h = keras.ops.relu(h + self.c2(h))
-            h = self.gap(self.pool(h))
-            return self.head(self.norm(h))
-
-        def get_config(self):
-            return {**super().get_config(), "classes": self.classes}
+    from tests.corpus.keras_custom import Subclassed
 
     model = Subclassed()
     model.compile(optimizer=keras.optimizers.Adam(3e-3),

@@ -34,6 +34,7 @@ class Entry:
     file: str  # the model's file (or folder) name inside its corpus folder
     features: str
     trained: str = ""  # what it was trained on, if anything
+    convert_args: tuple[str, ...] = ()  # what a user passes to convert it besides the data (run from the repo root)
 
 
 CORPUS: tuple[Entry, ...] = (
@@ -95,7 +96,7 @@ CORPUS: tuple[Entry, ...] = (
           "keras_savedmodel", "separable convs, residual adds, GAP; serving signature `serve`", "digits 32x32 RGB"),
     Entry("keras_subclassed", "subclassed Keras", "keras", "subclassed keras.Model .keras (registered class)",
           "keras_subclassed.keras", "custom call(), keras.ops.relu residual, LayerNormalization head",
-          "digits 32x32 RGB"),
+          "digits 32x32 RGB", convert_args=("--custom-objects", "tests.corpus.keras_custom")),
 )
 BY_NAME = {e.name: e for e in CORPUS}
 
@@ -104,7 +105,7 @@ def stamp(framework: str) -> str:
     """Hash of the sources a corpus model is built from (data, builders, the model zoo and its framework's model
     definitions): a folder built from other sources is rebuilt."""
     h = hashlib.sha256()
-    for f in (HERE / "data.py", HERE / "build.py", HERE / f"{framework}_models.py", REPO / "tests" / "model_zoo.py"):
+    for f in (HERE / "data.py", HERE / "build.py", *sorted(HERE.glob(f"{framework}_*.py")), REPO / "tests" / "model_zoo.py"):
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
@@ -162,7 +163,7 @@ def cli_args(root: Path, name: str, static: bool = False) -> list[str]:
         shapes.update(meta.get("static_shapes", {}))
     for k, v in shapes.items():
         args += ["--input-shape", f"{k}={'x'.join(map(str, v))}"]
-    return args
+    return [*args, *BY_NAME[name].convert_args]
 
 
 def entry_json(e: Entry) -> dict:

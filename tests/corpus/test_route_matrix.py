@@ -34,8 +34,6 @@ RNN_TFLITE_INT8 = known("tflite-int8 on an LSTM/GRU model: TFLiteConverter's cal
                         "2.21); it runs in a child process, so the target is exit 4 with the reason (was exit 139)")
 MATMUL_DQ = known("hexagon-int8 on the mel MatMul (constant first input): per-channel DequantizeLinear the QNN EP "
                   "refuses (exit 4)")
-KERAS_CUSTOM = known("subclassed .keras (registered custom class): Keras cannot locate the class and edgeconv has no way "
-                     "to import the module that defines it (exit 3)")
 
 # Every corpus family (and source form) once, on a cheap target (fp32 ONNX on ONNX Runtime).
 FAMILY_CELLS = [
@@ -58,7 +56,7 @@ FAMILY_CELLS = [
     pytest.param("pt2_dynamic_batch", "onnx"),  # exported with the program's recorded example, batch kept dynamic
     pytest.param("keras_h5_tfkeras", "onnx"),
     pytest.param("keras_savedmodel", "onnx"),
-    pytest.param("keras_subclassed", "onnx", marks=KERAS_CUSTOM),
+    pytest.param("keras_subclassed", "onnx"),  # --custom-objects imports the module that registers the class
 ]
 # Every target family once, on a real architecture (and the cells of the bugs above).
 TARGET_CELLS = [

@@ -412,14 +412,14 @@ def test_damaged_saved_model_pb_is_invalid(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("spec", [".x:f", ":f", "x:", "x", "a..b:f", "x:f.g", "x-y:f", "x:"])
 def test_malformed_factory_specs(spec: str) -> None:
-    from edgeconv.sources.torch_source import parse_factory_spec
+    from edgeconv.sources.user_code import parse_factory_spec
 
     with pytest.raises(UsageError):
         parse_factory_spec(spec)
 
 
 def test_factory_import_failures_name_module_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeconv.sources.torch_source import import_factory
+    from edgeconv.sources.user_code import import_factory
 
     (tmp_path / "bad_syntax_mod.py").write_text("x = 1\ndef f(:\n")
     (tmp_path / "exit_mod.py").write_text("import sys\n\nsys.exit(3)\n")
@@ -454,7 +454,7 @@ def test_weights_zip_bomb_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_keyboard_interrupt_in_a_factory_is_not_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeconv.sources.torch_source import import_factory
+    from edgeconv.sources.user_code import import_factory
 
     (tmp_path / "interrupt_mod.py").write_text("raise KeyboardInterrupt\n")
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
