@@ -24,14 +24,6 @@ def test_onnx_convert_twice_gives_identical_sha256(cli, digits, tmp_path: Path) 
     assert len(first) == 3 and first == second
 
 
-@pytest.mark.slow
-def test_pytorch_export_is_deterministic(cli, digits, tmp_path: Path) -> None:
-    """torch.export → ONNX (dynamo exporter) then normalisation: no timestamps, random names or unordered sets."""
-    first = _hashes(cli, digits.pt2, tmp_path / "a", "onnx")
-    second = _hashes(cli, digits.pt2, tmp_path / "b", "onnx")
-    assert first == second
-
-
 def _all_targets_hashes(cli, source: Path, out: Path, targets: list[str], seed: int, *extra: str) -> dict[str, str]:
     args = [a for t in targets for a in ("-t", t)]
     result = cli("convert", source, *args, *extra, "--set", "validate.samples=4", "-o", out, "--json",
@@ -48,7 +40,9 @@ def test_every_target_writes_the_same_bytes_whatever_ran_before_it(cli, digits, 
     """Every built-in target, twice: in profile order with one Python hash seed, then in reverse order with another.
     A target's bytes must not depend on the other targets of the run (process-wide name counters in tf_keras /
     onnx2tf and tf2onnx), on string hashing (tf2onnx's generated names), or on random ids (Core ML's package
-    manifest)."""
+    manifest). From PyTorch (torch.export → ONNX, no timestamps or unordered sets): every target. From Keras: the
+    targets whose first step is Keras's own (tf2onnx; TFLiteConverter; Core ML), and two that go on through ONNX; the
+    rest of their routes is the ONNX code the PyTorch run checks."""
     from edgeconv.targets import profile_names
 
     if source == "keras":
@@ -59,8 +53,9 @@ def test_every_target_writes_the_same_bytes_whatever_ran_before_it(cli, digits, 
         data = ("--calib", digits.calib, "--eval", digits.eval)
     targets = profile_names()
     if source == "keras":  # the ExecuTorch profiles take PyTorch sources only (torch.export): no route from Keras
-        targets = [t for t in targets if not t.startswith("executorch")]
+        targets = [t for t in targets if t.startswith(("tflite", "coreml", "ane")) or t in ("onnx", "cpu-int8")]
     forward = _all_targets_hashes(cli, model, tmp_path / "forward", targets, 1, "--input-shape", shape, *data)
     backward = _all_targets_hashes(cli, model, tmp_path / "backward", targets[::-1], 2, "--input-shape", shape, *data)
-    assert len(forward) >= 30  # every target wrote its model (and companions); TensorRT engines are "not built" here
+    assert len(forward) >= (30 if source == "pt2" else 13)  # every target wrote its model (and companions); TensorRT
+    # engines are "not built" here
     assert forward == backward, sorted(k for k in forward if forward[k] != backward.get(k))

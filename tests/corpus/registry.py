@@ -125,8 +125,8 @@ def is_built(root: Path, name: str) -> bool:
 
 
 def ensure(root: Path, names: list[str] | None = None, timeout: float = 1800) -> dict[str, str]:
-    """Build the missing corpus models under root (one subprocess per framework). Returns {name: error} for those
-    whose build failed (they are left out of root)."""
+    """Build the missing corpus models under root (one subprocess per framework, the two at once). Returns
+    {name: error} for those whose build failed (they are left out of root)."""
     import fcntl
 
     names = list(names or BY_NAME)
@@ -134,23 +134,32 @@ def ensure(root: Path, names: list[str] | None = None, timeout: float = 1800) ->
     errors: dict[str, str] = {}
     with open(root / ".lock", "w") as lock:  # concurrent callers (xdist workers) wait for one builder
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for framework in ("torch", "keras"):
-            _build_missing(root, names, framework, timeout, errors)
+        builds = {f: _start_build(root, names, f) for f in ("torch", "keras")}
+        for framework, build in builds.items():
+            if build is None:
+                continue
+            todo, proc = build
+            try:
+                _, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, stderr = proc.communicate()
+            for n in todo:
+                if not is_built(root, n):
+                    err = root / f".{n}.error"
+                    errors[n] = err.read_text() if err.exists() else (stderr[-2000:] or f"exit {proc.returncode}")
     return errors
 
 
-def _build_missing(root: Path, names: list[str], framework: str, timeout: float, errors: dict[str, str]) -> None:
+def _start_build(root: Path, names: list[str], framework: str) -> tuple[list[str], subprocess.Popen] | None:
     todo = [n for n in names if BY_NAME[n].framework == framework and not is_built(root, n)]
     if not todo:
-        return
+        return None
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    proc = subprocess.run([sys.executable, "-m", "tests.corpus.build", "--root", str(root), "--models",
-                           ",".join(todo)], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    for n in todo:
-        if not is_built(root, n):
-            err = root / f".{n}.error"
-            errors[n] = err.read_text() if err.exists() else (proc.stderr[-2000:] or f"exit {proc.returncode}")
+    proc = subprocess.Popen([sys.executable, "-m", "tests.corpus.build", "--root", str(root), "--models", ",".join(todo)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return todo, proc
 
 
 def cli_args(root: Path, name: str, static: bool = False) -> list[str]:
