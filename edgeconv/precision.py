@@ -3,7 +3,7 @@ gate then applies (used by `edgeconv validate`). Each format's rule is its reade
 
 ONNX (here, shared by the formats that wrap ONNX): QuantizeLinear / DequantizeLinear nodes → int8 (int16 when most
 activations are 16-bit), QLinear* / QGemm nodes → int8 in the QOperator format, DynamicQuantizeLinear / MatMulInteger /
-ConvInteger → dynamic, float16 tensors → fp16. A QNN context model is read through the compiled graph beside it
+ConvInteger → dynamic, MatMulNBits → int4, float16 tensors → fp16. A QNN context model is read through the compiled graph beside it
 (qnn/reader.py), a .tflite from the types its operators compute in (tflite/reader.py), an OpenVINO IR from its
 FakeQuantize layers and weight constants (openvino/reader.py). Nothing here runs the model.
 """
@@ -97,6 +97,8 @@ def onnx_precision(path: Path) -> Inferred:
     if qdq:
         zp = f" with {'/'.join(sorted(zero_points))} zero points" if zero_points else ""
         return Inferred("int16" if sixteen else "int8", f"{qdq} QuantizeLinear/DequantizeLinear nodes{zp}")
+    if ops["MatMulNBits"]:
+        return Inferred("int4", f"{plural(ops['MatMulNBits'], 'MatMulNBits node')} (block-wise 4-bit weights)")
     if dynamic:
         kinds = ", ".join(sorted(op for op in DYNAMIC_OPS if ops[op]))
         return Inferred("dynamic", f"dynamic quantization: {plural(dynamic, 'node')} ({kinds})")

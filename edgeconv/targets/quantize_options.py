@@ -1,7 +1,7 @@
 """The `[quantize.options]` keys, typed, checked when the profile loads (an unknown or mistyped key is exit 2 naming
 the key, the file and the line, also through `--set quantize.options.KEY=...`).
 
-Lower-case keys are edgeconv's, read by the quantizers (onnx_qdq.py, onnx_dynamic.py, onnx_fp16.py, fallback.py,
+Lower-case keys are edgeconv's, read by the quantizers (onnx_qdq.py, onnx_dynamic.py, onnx_int4.py, onnx_fp16.py, fallback.py,
 target_scoring.py) and the Core ML compression (targets/coreml/compression.py); keys starting with a capital letter are
 ONNX Runtime's `extra_options` (e.g. `CalibPercentile = 99.99`), passed through unchanged and not checked here.
 """
@@ -31,6 +31,8 @@ class QuantizeOptions:
     fp16_max_abs: float = option(8192.0, bounds=(0.0, None))  # fp16: |value| above which a tensor stays float32
     weight_threshold: int = option(2048, bounds=(0, None))  # Core ML: weights with at most this many elements stay float
     palettize_mode: str = "kmeans"  # Core ML palettize4 / palettize6: coremltools' palettization mode
+    block_size: int = option(32, bounds=(16, 2048))  # int4: weights per scale along K (a power of two; onnx_int4.py)
+    accuracy_level: int = option(0, bounds=(0, 4))  # int4: MatMulNBits' compute type (0: ORT's default; 4: int8)
 
 
 def is_ort_extra(key: str) -> bool:

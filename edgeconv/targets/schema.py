@@ -19,7 +19,7 @@ from typing import Any
 from edgeconv.errors import UsageError
 from edgeconv.formats import Format
 
-PRECISIONS = ("fp32", "fp16", "int8", "int16", "dynamic", "int16x8", "w8", "w8a8", "palettize4", "palettize6")
+PRECISIONS = ("fp32", "fp16", "int8", "int16", "dynamic", "int4", "int16x8", "w8", "w8a8", "palettize4", "palettize6")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANT_FORMATS = ("qdq", "qoperator")
 QUANT_STAGES = ("onnx", "converter", "none")
@@ -97,7 +97,7 @@ class QuantScheme:
     precision: str = "fp32"
     stage: str = "none"
     activations: str = "uint8"  # uint8 | int8 | uint16 | int16 | float16 | float32
-    weights: str = "int8"  # int8 | uint8 | float16
+    weights: str = "int8"  # int8 | uint8 | int4 | float16
     per_channel: bool = True
     symmetric_activations: bool = False
     symmetric_weights: bool = True

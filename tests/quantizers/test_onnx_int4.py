@@ -1,0 +1,66 @@
+"""onnx-int4 (quantizers/onnx_int4.py): block-wise 4-bit MatMul weights (ONNX Runtime's MatMulNBits) on a transformer
+block exported by torch.onnx, whose Linear layers arrive as Gemm: every one is quantized, the file shrinks, ONNX
+Runtime's output stays close, and `edgeconv validate` reads the precision back from the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+from edgeconv.formats import detect
+from edgeconv.precision import infer_precision, profile_for_precision
+from tests.helpers import convert, target_record
+
+
+@pytest.mark.slow
+def test_transformer_block_int4(transformer: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    manifest = convert(transformer / "transformer.pt2", ["onnx", "onnx-int4"], out, eval=str(transformer / "eval"))
+    fp32, int4 = target_record(manifest, "onnx"), target_record(manifest, "onnx-int4")
+    notes = int4["notes"]["quantize"]
+    assert notes["quantizer"] == "onnx_int4" and notes["block_size"] == 32
+    # the block's 4 Linear layers (attention in/out projections, MLP) are Gemms after export: all rewritten, quantized
+    assert notes["gemm_to_matmul"] >= 4 and notes["quantized"] >= 4
+    path = out / int4["artifacts"][0]["path"]
+    ops = [n.op_type for n in onnx.load_model(str(path)).graph.node]
+    assert ops.count("MatMulNBits") == notes["quantized"] and "Gemm" not in ops
+    metrics = int4["validation"]["metrics"]
+    assert int4["validation"]["passed"] and metrics["snr_db"] > 20 and metrics["cosine"] > 0.99
+    assert metrics["snr_db"] < fp32["validation"]["metrics"]["snr_db"] - 40  # it really is 4-bit, not float
+    assert int4["artifacts"][0]["bytes"] < 0.45 * fp32["artifacts"][0]["bytes"]
+    inferred = infer_precision(detect(path))
+    assert inferred is not None and inferred.precision == "int4"
+    assert profile_for_precision(detect(path).format, inferred).name == "onnx-int4"
+
+
+def test_cnn_quantizes_its_linear_layer_only(digits, tmp_path: Path) -> None:
+    """The digits CNN: its one Linear (a Gemm) takes 4-bit weights, the Convs stay float."""
+    manifest = convert(digits.onnx, ["onnx-int4"], tmp_path / "out", eval=str(digits.eval))
+    record = target_record(manifest, "onnx-int4")
+    notes = record["notes"]["quantize"]
+    assert notes["matmuls"] == 1 and notes["quantized"] == 1 and not record["warnings"]
+    ops = [n.op_type for n in onnx.load_model(str(tmp_path / "out" / record["artifacts"][0]["path"])).graph.node]
+    assert ops.count("Conv") == 2 and ops.count("MatMulNBits") == 1
+    assert record["validation"]["passed"] and record["validation"]["metrics"]["snr_db"] > 20
+
+
+def test_conv_only_model_stays_float_and_says_so(tmp_path: Path) -> None:
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                               helper.make_node("Relu", ["c"], ["y"])], "convs",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "convs.onnx")
+    manifest = convert(tmp_path / "convs.onnx", ["onnx-int4"], tmp_path / "out")
+    record = target_record(manifest, "onnx-int4")
+    assert record["notes"]["quantize"]["quantized"] == 0
+    assert any("stays float" in w and "cpu-int8" in w for w in record["warnings"])
+    assert record["validation"]["metrics"]["snr_db"] > 100
