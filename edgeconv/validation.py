@@ -152,6 +152,9 @@ def topk_alignment(reference: np.ndarray, actual: np.ndarray) -> np.ndarray:
     perms = np.empty(ref.shape, dtype=np.int64)
     for r, (want, got) in enumerate(zip(ref, act)):
         where = {int(v): p for p, v in enumerate(got)}
+        if len(where) != len(got):  # the converted model repeats a pick: no order to restore, compare by position
+            perms[r] = np.arange(len(got))
+            continue
         perm = [where.pop(int(v), -1) for v in want]
         rest = iter(sorted(where.values()))
         perms[r] = [p if p >= 0 else next(rest) for p in perm]

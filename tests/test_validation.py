@@ -161,3 +161,13 @@ def test_integer_output_without_sorted_values_keeps_positional_match() -> None:
     ids = np.array([[1, 2, 3, 4, 5, 6]])
     metrics = compare(["logits", "ids"], [[logits, ids]], [[logits, ids[:, ::-1].copy()]])
     assert metrics.outputs[1].exact_match == 0.0 and metrics.outputs[1].aligned_by is None
+
+
+def test_topk_with_repeated_picks_in_the_converted_model_is_compared_by_position() -> None:
+    """A broken conversion that picks one index twice: no crash, and the picks are judged as they stand."""
+    boxes, scores = np.random.default_rng(4).random((20, 4)), np.linspace(1.0, 0.0, 20)
+    ref = _detector(scores, boxes, 4)
+    act = [a.copy() for a in ref]
+    act[2][0, 1] = act[2][0, 0]
+    metrics = compare(["boxes", "scores", "indices"], [ref], [act])
+    assert metrics.outputs[2].exact_match == pytest.approx(0.75)

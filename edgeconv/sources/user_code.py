@@ -45,9 +45,9 @@ def where(e: BaseException, module_name: str) -> str:
 def exit_error(e: BaseException, what: str, module_name: str) -> InvalidInputError:
     if isinstance(e, SystemExit):
         return InvalidInputError(f"{what} called exit({e.code!r}){where(e, module_name)}",
-                                 "a factory must return an nn.Module, not exit the process")
+                                 "the module (or the function it names) must not exit the process")
     return InvalidInputError(f"{what} raised {type(e).__name__}: {first_line(e)}{where(e, module_name)}",
-                             "fix the factory module")
+                             "fix that module (it is the user's code edgeconv was told to import)")
 
 
 def import_factory(spec: str, flag: str = "--model", expects: str = "a function returning an nn.Module") -> Any:
