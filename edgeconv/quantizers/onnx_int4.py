@@ -1,10 +1,12 @@
 """Block-wise int4 weights for MatMul (ONNX Runtime's MatMulNBitsQuantizer): each MatMul with a constant [K, N]
 weight becomes a MatMulNBits node holding 4-bit weights with one float scale (and, asymmetric, one zero point) per
-`block_size` weights along K; activations stay float and no calibration data is needed (round-to-nearest). For
-transformer encoders and decoders on ONNX Runtime CPU, where MatMul weights are most of the file.
+`block_size` weights along K; activations stay float and no calibration data is needed (round-to-nearest). A Gather
+from a constant float table (an embedding) becomes GatherBlockQuantized, the same 4-bit blocks. For transformer
+encoders and decoders on ONNX Runtime CPU, where MatMul weights and embeddings are most of the file (BERT-tiny: 0.60x
+with MatMul alone, 0.21x with its embeddings).
 
 `[quantize.options]`: block_size (default 32: a power of two, at least 16), accuracy_level (MatMulNBits' compute type:
-0 ORT's default, 4 int8 activations, faster on CPUs with VNNI), op_types (default MatMul), nodes_to_exclude; the
+0 ORT's default, 4 int8 activations, faster on CPUs with VNNI), op_types (default MatMul and Gather), nodes_to_exclude; the
 scheme's symmetric_weights picks symmetric (no zero points) or asymmetric blocks.
 """
 
@@ -21,7 +23,7 @@ from edgeconv.formats import Artifact, Format
 from edgeconv.quantizers.base import Quantizer
 
 log = logging.getLogger(__name__)
-DEFAULT_OP_TYPES = ("MatMul",)
+DEFAULT_OP_TYPES = ("MatMul", "Gather")
 QUANTIZABLE = frozenset({"MatMul", "Gather"})  # what MatMulNBitsQuantizer takes (Gather: embedding tables)
 
 
@@ -46,7 +48,7 @@ class OnnxInt4(Quantizer):
         if block & (block - 1):
             raise UsageError(f"quantize.options.block_size = {block} is not a power of two",
                              "use 16, 32, 64, 128 or 256 (--set quantize.options.block_size=32)")
-        op_types = tuple(options.op_types) if isinstance(options.op_types, tuple) and options.op_types else DEFAULT_OP_TYPES
+        op_types = tuple(options.op_types) if isinstance(options.op_types, (tuple, list)) and options.op_types else DEFAULT_OP_TYPES
         unknown = sorted(set(op_types) - QUANTIZABLE)
         if unknown:
             raise UsageError(f"int4 block-wise quantization takes MatMul and Gather, not {', '.join(unknown)}",
@@ -71,7 +73,7 @@ class OnnxInt4(Quantizer):
             raise UnsupportedError(f"ONNX Runtime could not quantize the MatMul weights to int4: {first_line(e)}",
                                    "keep the failing nodes float with --set quantize.options.nodes_to_exclude=[...]") from e
         counts = {**_int4_report(float_path, out), "gemm_to_matmul": gemms}
-        if not counts["quantized"]:
+        if not counts["quantized"] and not counts["gathers_quantized"]:
             ctx.warn(f"{ctx.profile.name}: no MatMul or Gemm with a constant 2-D weight to quantize "
                      f"({counts['matmuls']} MatMul/Gemm node(s)): the model stays float; for a CNN use --target cpu-int8")
         ctx.notes["quantize"] = {"quantizer": self.name, "bits": 4, "block_size": block,
@@ -88,4 +90,5 @@ def _int4_report(float_path: Path, out: Path) -> dict[str, Any]:
     after = onnx.load_model(str(out), load_external_data=False).graph.node
     return {"matmuls": sum(n.op_type in ("MatMul", "Gemm") for n in before),
             "quantized": sum(n.op_type == "MatMulNBits" for n in after),
+            "gathers_quantized": sum(n.op_type == "GatherBlockQuantized" for n in after),
             "float_bytes": float_path.stat().st_size, "bytes": out.stat().st_size}

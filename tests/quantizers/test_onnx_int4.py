@@ -64,3 +64,31 @@ def test_conv_only_model_stays_float_and_says_so(tmp_path: Path) -> None:
     assert record["notes"]["quantize"]["quantized"] == 0
     assert any("stays float" in w and "cpu-int8" in w for w in record["warnings"])
     assert record["validation"]["metrics"]["snr_db"] > 100
+
+
+def test_embedding_table_takes_4_bit_blocks_too(tmp_path: Path) -> None:
+    """An embedding (Gather from a constant float table, int64 token ids) then a projection: the table becomes
+    GatherBlockQuantized and the projection MatMulNBits; the file shrinks below a third, the output stays close."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(512, 64)).astype(np.float32)
+    proj = rng.normal(size=(64, 32)).astype(np.float32) / 8
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["emb"]), helper.make_node("MatMul", ["emb", "proj"], ["y"])],
+        "embed", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 32])],
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(proj, "proj")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "embed.onnx")
+    (tmp_path / "eval").mkdir()
+    for i in range(8):
+        np.save(tmp_path / "eval" / f"{i}.npy", rng.integers(0, 512, size=(1, 16)).astype(np.int64))
+    manifest = convert(tmp_path / "embed.onnx", ["onnx", "onnx-int4"], tmp_path / "out", eval=str(tmp_path / "eval"))
+    fp32, int4 = target_record(manifest, "onnx"), target_record(manifest, "onnx-int4")
+    notes = int4["notes"]["quantize"]
+    assert notes["quantized"] == 1 and notes["gathers_quantized"] == 1
+    assert int4["artifacts"][0]["bytes"] < 0.33 * fp32["artifacts"][0]["bytes"]
+    assert 18 < int4["validation"]["metrics"]["snr_db"] < 60
