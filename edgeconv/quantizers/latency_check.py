@@ -12,7 +12,9 @@ warning and a manifest note (`notes.latency`) naming the likely cause:
   what the quantize / dequantize pairs cost;
 - dynamic Conv (ConvInteger): each Conv input is quantized at run time, and ORT CPU has no fast kernel for it;
 - fp16 / 16-bit activations: ONNX Runtime's CPU kernels are float32 / 8-bit; fp16 ops are cast, 16-bit Q/DQ is
-  emulated.
+  emulated;
+- int4 weights (MatMulNBits, GatherBlockQuantized): blocks are dequantized as the MatMul runs; on small MatMuls that
+  costs more than the memory it saves.
 
 A float model under `MIN_FLOAT_MS` is not timed (too small to measure, too small to matter).
 """
@@ -135,6 +137,12 @@ def check_latency(float_path: Path, quant_path: Path, feeds: dict[str, Any], pre
         report.causes.append(f"{conv_integer} dynamically quantized Conv(s) (ConvInteger): ONNX Runtime quantizes each "
                              "Conv input at run time and has no fast ConvInteger kernel on CPU; for a CNN use static "
                              "int8 (--target cpu-int8 --calib DIR)")
+    nbits = sum(n.op_type in ("MatMulNBits", "GatherBlockQuantized") for n in model.graph.node)
+    if nbits:
+        report.causes.append(f"int4 weights: {nbits} MatMulNBits / GatherBlockQuantized node(s) dequantize their 4-bit "
+                             f"blocks as they run; with a float model at {report.float_ms:.2f} ms the MatMuls are too "
+                             "small for the saved memory traffic to pay (int4 buys size here; "
+                             "quantize.options.accuracy_level=4 computes with int8 on VNNI CPUs)")
     if precision == "fp16":
         report.causes.append("fp16 on a CPU: ONNX Runtime's CPU kernels are float32, fp16 ops are cast or run slowly; "
                              "fp16 profiles are for GPUs / NPUs")

@@ -61,17 +61,28 @@ class OnnxInt4(Quantizer):
             from edgeconv.passes.gemm_to_matmul import gemm_to_matmul  # takes MatMul only
 
             gemms = gemm_to_matmul(model)
-        out = ctx.work_dir / "model.int4.onnx"
-        try:
-            quantizer = MatMulNBitsQuantizer(
-                model, bits=4, block_size=block, is_symmetric=scheme.symmetric_weights,
-                accuracy_level=options.accuracy_level or None, nodes_to_exclude=excluded or None,
-                op_types_to_quantize=op_types)
-            quantizer.process()
-            quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
-        except Exception as e:  # noqa: BLE001 - ORT's quantizer raises bare exceptions of many kinds
-            raise UnsupportedError(f"ONNX Runtime could not quantize the MatMul weights to int4: {first_line(e)}",
-                                   "keep the failing nodes float with --set quantize.options.nodes_to_exclude=[...]") from e
+        rewritten = ctx.work_dir / "model.prepared.onnx"  # the float model the quantizer reads (Gemms as MatMul)
+        onnx.save_model(model, str(rewritten))
+
+        def quantize(kept_float: list[str], path: Path) -> Path:
+            try:
+                quantizer = MatMulNBitsQuantizer(
+                    onnx.load_model(str(rewritten)), bits=4, block_size=block, is_symmetric=scheme.symmetric_weights,
+                    accuracy_level=options.accuracy_level or None, nodes_to_exclude=[*excluded, *kept_float] or None,
+                    op_types_to_quantize=op_types)
+                quantizer.process()
+                quantizer.model.save_model_to_file(str(path), use_external_data_format=False)
+            except Exception as e:  # noqa: BLE001 - ORT's quantizer raises bare exceptions of many kinds
+                raise UnsupportedError(f"ONNX Runtime could not quantize the MatMul weights to int4: {first_line(e)}",
+                                       "keep the failing nodes float with --set quantize.options.nodes_to_exclude=[...]"
+                                       ) from e
+            return path
+
+        from edgeconv.quantizers import int4_fallback
+
+        first = quantize([], ctx.work_dir / "model.int4.onnx")
+        out, fallback = int4_fallback.search(float_path, quantize, _candidates(model, op_types, set(excluded)), ctx,
+                                             first)
         counts = {**_int4_report(float_path, out), "gemm_to_matmul": gemms}
         if not counts["quantized"] and not counts["gathers_quantized"]:
             ctx.warn(f"{ctx.profile.name}: no MatMul or Gemm with a constant 2-D weight to quantize "
@@ -79,7 +90,25 @@ class OnnxInt4(Quantizer):
         ctx.notes["quantize"] = {"quantizer": self.name, "bits": 4, "block_size": block,
                                  "symmetric": scheme.symmetric_weights, "accuracy_level": options.accuracy_level,
                                  "op_types": list(op_types), "excluded_nodes": excluded, **counts}
+        if fallback is not None:
+            ctx.notes["quantize"]["fallback"] = fallback.to_json()
         return Artifact(out, Format.ONNX)
+
+
+def _candidates(model: Any, op_types: tuple[str, ...], excluded: set[str]) -> list[str]:
+    """The nodes the quantizer takes (MatMul with a constant 2-D weight, Gather from a constant float table), largest
+    weights first: what the accuracy fallback may keep float."""
+    from edgeconv.onnx_graph import initializers
+
+    inits = initializers(model.graph)
+    sized = []
+    for node in model.graph.node:
+        if node.op_type not in op_types or not node.name or node.name in excluded:
+            continue
+        weight = inits.get(node.input[1] if node.op_type == "MatMul" else node.input[0])
+        if weight is not None and len(weight.dims) == 2 and weight.data_type == 1:
+            sized.append((int(weight.dims[0]) * int(weight.dims[1]), node.name))
+    return [name for _, name in sorted(sized, key=lambda s: (-s[0], s[1]))]
 
 
 def _int4_report(float_path: Path, out: Path) -> dict[str, Any]:

@@ -92,3 +92,19 @@ def test_embedding_table_takes_4_bit_blocks_too(tmp_path: Path) -> None:
     assert notes["quantized"] == 1 and notes["gathers_quantized"] == 1
     assert int4["artifacts"][0]["bytes"] < 0.33 * fp32["artifacts"][0]["bytes"]
     assert 18 < int4["validation"]["metrics"]["snr_db"] < 60
+
+
+@pytest.mark.slow
+def test_fallback_keeps_the_costliest_weights_float_to_meet_the_gate(transformer: Path, tmp_path: Path) -> None:
+    """A gate int4 alone misses (30 dB on the transformer block, which int4 brings to about 24 dB): the search keeps
+    the weights that cost most in float, one at a time, until the gate passes; the rest stay 4-bit."""
+    manifest = convert(transformer / "transformer.pt2", ["onnx-int4"], tmp_path / "out", eval=str(transformer / "eval"),
+                       overrides=("validate.gate.min_snr_db=30",))
+    record = target_record(manifest, "onnx-int4")
+    notes = record["notes"]["quantize"]
+    fallback = notes["fallback"]
+    assert fallback["before"]["snr_db"] < 30 <= fallback["after"]["snr_db"]
+    assert 1 <= len(fallback["kept_float"]) < fallback["candidates_measured"]
+    assert notes["quantized"] == fallback["candidates_measured"] - len(fallback["kept_float"]) >= 1
+    assert record["validation"]["passed"] and record["validation"]["metrics"]["snr_db"] >= 30
+    assert any("kept" in w and "float to meet the accuracy gate" in w for w in record["warnings"])
