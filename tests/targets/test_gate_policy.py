@@ -23,6 +23,7 @@ FLOORS: dict[str, tuple[float, float, float, float | None]] = {
     "w8a8": (18.0, 0.99, 0.98, 1.0),
     "palettize6": (20.0, 0.99, 0.98, 1.0),
     "palettize4": (15.0, 0.98, 0.95, 2.0),
+    "int4": (15.0, 0.98, 0.95, 2.0),  # 4-bit weights, as palettize4
 }
 # 8-bit activations on every chip: one gate, whichever family (cpu, onnx, hexagon, tflite, tensorrt, openvino,
 # executorch, coreml)
