@@ -323,9 +323,11 @@ def _run_passes(model: Any, notes: list[str], before_slim: bool = False) -> None
 
 def _decompose(model: Any, names: tuple[str, ...], notes: list[str]) -> None:
     """The rewrites a profile asks for (`[normalise] decompose`): patterns its converter gets wrong, written otherwise."""
+    from edgeconv.passes.batchnorm_affine import batchnorm_to_affine
     from edgeconv.passes.maxpool_ceil import maxpool_without_ceil
+    from edgeconv.passes.reciprocal_div import reciprocal_to_div
 
-    passes = {"maxpool_ceil": maxpool_without_ceil}
+    passes = {"maxpool_ceil": maxpool_without_ceil, "reciprocal": reciprocal_to_div, "batchnorm": batchnorm_to_affine}
     for name in names:
         count = passes[name](model)
         if count:

@@ -69,7 +69,7 @@ NORMALISE = ("normalise", "normalise", False)
     (Format.ONNX, "openvino-int8", [NORMALISE, ("compile", "onnx_to_openvino", False)]),
     # a second format is a branch from the hub ONNX; the hub ONNX itself (tensorrt's second format) is no step
     (Format.KERAS, "hexagon-int8", [("export", "keras_to_onnx", False),
-                                    ("normalise", "normalise + fuse gelu, layernorm", False),
+                                    ("normalise", "normalise + fuse gelu, layernorm + decompose reciprocal, batchnorm", False),
                                     ("quantize", "quantize int8", False), ("compile", "onnx_to_qnn", False),
                                     ("compile", "onnx_to_dlc", True)]),
     (Format.TORCH, "tensorrt-fp16", [("export", "torch_to_onnx", False), NORMALISE,

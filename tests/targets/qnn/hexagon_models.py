@@ -49,6 +49,34 @@ def shape_subgraph_model(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def log_batchnorm_model(path: Path, seed: int = 0, uniform: bool = True) -> Path:
+    """features [1, 16, 20] (positive, as mel energies) → Log → BatchNormalization (per feature: nothing to fold it into)
+    → Transpose → MatMul [16, 8] → logits [1, 20, 8]: the keyword spotter's head after its front end. `uniform`: the
+    same statistics on every channel (gamma 1, beta 0, mean -4, var 9, as the corpus keyword spotter's fixed log-mel
+    normalisation), else random per-channel ones."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    rows = {"gamma": np.ones(16), "beta": np.zeros(16), "mean": np.full(16, -4.0), "var": np.full(16, 9.0)} \
+        if uniform else {"gamma": rng.uniform(0.5, 2.0, 16), "beta": rng.normal(0, 0.5, 16),
+                         "mean": rng.normal(-0.5, 0.5, 16), "var": rng.uniform(0.2, 1.5, 16)}
+    inits = [*(numpy_helper.from_array(v.astype(np.float32), k) for k, v in rows.items()),
+             numpy_helper.from_array(rng.normal(0, 0.4, (16, 8)).astype(np.float32), "w")]
+    nodes = [helper.make_node("Log", ["features"], ["logf"], name="log"),
+             helper.make_node("BatchNormalization", ["logf", "gamma", "beta", "mean", "var"], ["normed"], name="norm"),
+             helper.make_node("Transpose", ["normed"], ["frames"], perm=[0, 2, 1], name="to_frames"),
+             helper.make_node("MatMul", ["frames", "w"], ["logits"], name="head")]
+    graph = helper.make_graph(nodes, "log_batchnorm", [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 16, 20])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 20, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.checker.check_model(model, full_check=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path))
+    return path
+
+
 def save_calib(folder: Path, shape: tuple[int, ...], n: int = 16, seed: int = 1) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -57,13 +85,14 @@ def save_calib(folder: Path, shape: tuple[int, ...], n: int = 16, seed: int = 1)
     return folder
 
 
-def rmsnorm_digits_classifier(folder: Path, epochs: int = 10) -> Path:
+def rmsnorm_digits_classifier(folder: Path, epochs: int = 10, reciprocal: bool = False) -> Path:
     """A digits classifier whose hidden features go through ops ONNX Runtime's quantizer registry lacks: Conv → Relu →
     Linear(512, 32) → RMSNorm written out (x / Sqrt(ReduceMean(Pow(x, 2)) + eps) * gamma) → Sub (a learnt shift) →
     Tanh → Linear(32, 10). Trained briefly on scikit-learn's digits, exported by PyTorch's TorchScript exporter at
     opset 17 (Pow, ReduceMean, Add, Sqrt, Div, Mul, Sub, Tanh as separate nodes; nothing fuses them). Writes
     `rmsnorm_digits.onnx` (input `image` [1, 1, 8, 8], output `logits` [1, 10]), calib/ (64 training images) and
-    eval/ (128 held-out images) into `folder`."""
+    eval/ (128 held-out images) into `folder`. `reciprocal`: the norm as x * Reciprocal(Sqrt(...)), as tf2onnx writes
+    Keras's LayerNormalization (`rmsnorm_reciprocal_digits.onnx`)."""
     import torch
 
     from model_zoo import digits_split, train_classifier
@@ -83,12 +112,13 @@ def rmsnorm_digits_classifier(folder: Path, epochs: int = 10) -> Path:
 
         def forward(self, image: torch.Tensor) -> torch.Tensor:
             h = self.fc1(torch.relu(self.conv(image)).flatten(1))
-            h = h / torch.sqrt(h.pow(2).mean(-1, keepdim=True) + 1e-5) * self.gamma
+            rms = torch.sqrt(h.pow(2).mean(-1, keepdim=True) + 1e-5)
+            h = (h * torch.reciprocal(rms) if reciprocal else h / rms) * self.gamma
             return self.fc2(torch.tanh(h - self.shift))
 
     model = train_classifier(RmsNormNet(), split.x_train, split.y_train, epochs)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "rmsnorm_digits.onnx"
+    path = folder / ("rmsnorm_reciprocal_digits.onnx" if reciprocal else "rmsnorm_digits.onnx")
     torch.onnx.export(model, (torch.from_numpy(split.x_test[:1]),), str(path), input_names=["image"],
                       output_names=["logits"], opset_version=17, dynamo=False)
     save_samples(folder / "calib", split.x_train[:64])

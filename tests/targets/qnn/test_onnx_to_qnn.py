@@ -52,7 +52,7 @@ def test_digits_cnn_every_profile_fully_on_htp(digits_hexagon, digits) -> None:
     min_snr = {"hexagon-int8": 30.0, "hexagon-int16": 40.0, "hexagon-fp16": 55.0}
     for target in HEXAGON:
         record = target_record(manifest, target)
-        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise + fuse gelu, layernorm",
+        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise + fuse gelu, layernorm + decompose reciprocal, batchnorm",
                                                         "quantize " + record["profile"]["precision"], "onnx_to_qnn",
                                                         "onnx_to_dlc"]
         placement = record["notes"]["hexagon"]["placement"]
@@ -141,7 +141,7 @@ def test_opset17_erf_gelu_onnx_converts_and_validates_on_htp(gelu_transformer: P
     assert "fused 1 Erf-GELU into Gelu (onnxruntime FusionGelu)" in normalised["notes"]
     for target, (min_snr, min_cosine, min_top1) in targets.items():
         record = target_record(manifest, target)
-        assert record["steps"][0]["name"] == "normalise + fuse gelu, layernorm"
+        assert record["steps"][0]["name"] == "normalise + fuse gelu, layernorm + decompose reciprocal, batchnorm"
         placement = record["notes"]["hexagon"]["placement"]
         assert placement["refused"] == [] and placement["on_htp"] == placement["total"] > 100 and placement["partitions"] == 1
         compiled_path = out / target / f"gelu_block_opset17.{record['profile']['precision']}.onnx"
@@ -228,6 +228,58 @@ def test_unfused_norm_chain_quantized_whole_for_a_part_without_fp16(rmsnorm_digi
             target, metrics)
         acc = accuracy(htp_logits(model_path(manifest, out, target, "qnn-context"), x), y)
         assert abs(acc - float_acc) <= 0.01, (target, acc, float_acc)
+
+
+@pytest.fixture(scope="module")
+def reciprocal_digits() -> Path:
+    key = hashlib.sha256(Path(hexagon_models.__file__).read_bytes()).hexdigest()[:10]
+    return cached(f"rmsnorm-reciprocal-digits-{key}", lambda f: rmsnorm_digits_classifier(f, reciprocal=True))
+
+
+def test_quantized_reciprocal_computed_right_on_the_htp(reciprocal_digits: Path, tmp_path: Path) -> None:
+    """A norm written x * Reciprocal(Sqrt(mean(x^2) + eps)), as tf2onnx writes Keras's LayerNormalization: onnxruntime-qnn
+    hands a quantized Reciprocal's numerator to the HTP as 0 (passes/reciprocal_div.py), so the model came out as
+    noise on the simulator while the same QDQ model is right on ONNX Runtime. The hexagon profiles write it as a Div
+    by a constant 1, and the HTP then agrees with the float model."""
+    source = reciprocal_digits / "rmsnorm_reciprocal_digits.onnx"
+    assert "Reciprocal" in {n.op_type for n in onnx.load_model(str(source)).graph.node}
+    data = {"calib": str(reciprocal_digits / "calib"), "eval": str(reciprocal_digits / "eval")}
+    with pytest.raises(Exception) as before:  # the Reciprocal as exported: the accuracy gate catches it
+        convert(source, ["hexagon-int8"], tmp_path / "before", overrides=("normalise.decompose=[]",), **data)
+    assert getattr(before.value, "exit_code", None) == 5, before.value
+    assert before.value.details["validation"]["metrics"]["snr_db"] < 10.0, before.value.details["validation"]
+    out = tmp_path / "out"
+    manifest = convert(source, ["hexagon-int8", "hexagon-int16"], out, **data)
+    for target, min_snr in (("hexagon-int8", 30.0), ("hexagon-int16", 35.0)):
+        record = target_record(manifest, target)
+        assert any(n.startswith("reciprocal decomposed: 1") for n in record["notes"]["normalise"]["notes"])
+        compiled = out / target / f"rmsnorm_reciprocal_digits.{record['profile']['precision']}.onnx"
+        assert "Reciprocal" not in {n.op_type for n in onnx.load_model(str(compiled)).graph.node}
+        metrics = record["validation"]["metrics"]
+        assert record["validation"]["runtime"] == "qnn_htp" and record["validation"]["passed"]
+        assert metrics["snr_db"] > min_snr and metrics["top1_agreement"] == 1.0, (target, metrics)
+
+
+def test_quantized_batchnorm_computed_right_on_the_htp(tmp_path: Path) -> None:
+    """A BatchNormalization after a Log (the keyword spotter's BatchNorm1d on log-mel features: no Conv to fold it
+    into), with the same statistics on every channel, came out wrong on the HTP simulator, while the same QDQ model is
+    right on ONNX Runtime. The hexagon profiles write it as Mul + Add per channel (passes/batchnorm_affine.py)."""
+    source = hexagon_models.log_batchnorm_model(tmp_path / "log_bn.onnx")
+    rng = np.random.default_rng(2)
+    for split, n in (("calib", 32), ("eval", 16)):
+        (tmp_path / split).mkdir()
+        for i in range(n):
+            np.save(tmp_path / split / f"{i:03d}.npy", rng.uniform(0.05, 4.0, (1, 16, 20)).astype(np.float32))
+    data = {"calib": str(tmp_path / "calib"), "eval": str(tmp_path / "eval")}
+    relaxed = ("validate.gate.min_snr_db=-100", "validate.gate.min_cosine=-1", "validate.gate.min_top1_agreement=0")
+    before = convert(source, ["hexagon-int8"], tmp_path / "before", overrides=("normalise.decompose=[]", *relaxed),
+                     max_fallback=0, **data)
+    assert "BatchNormalization" in {n.op_type for n in onnx.load_model(str(tmp_path / "before" / "hexagon-int8" / "log_bn.int8.onnx")).graph.node}
+    assert target_record(before, "hexagon-int8")["validation"]["metrics"]["snr_db"] < 10.0
+    after = convert(source, ["hexagon-int8"], tmp_path / "after", max_fallback=0, **data)
+    record = target_record(after, "hexagon-int8")
+    assert any(n.startswith("batchnorm decomposed: 1") for n in record["notes"]["normalise"]["notes"])
+    assert record["validation"]["passed"] and record["validation"]["metrics"]["snr_db"] > 30.0, record["validation"]
 
 
 def test_int16_fallback_runs_on_a_part_without_fp16(rmsnorm_digits: Path, tmp_path: Path) -> None:
