@@ -27,8 +27,11 @@ def _op(*names: str) -> Callable[[Handler], Handler]:
     return register
 
 
+MAX_LOOP_ITERATIONS = 100_000  # a while_loop still running after this many is taken as not terminating
+
+
 def supported_ops() -> frozenset[str]:
-    return frozenset(_OPS) | {"const"}
+    return frozenset(_OPS) | {"const", "cond", "while_loop"}
 
 
 def run_program(program: Any, feeds: dict[str, np.ndarray],
@@ -51,27 +54,54 @@ def run_program(program: Any, feeds: dict[str, np.ndarray],
             return env[var.name]
         return var.val
 
-    for op in function.operations:
-        out = op.outputs[0]
-        if op.op_type == "const" or op.op_type.startswith("constexpr_"):
-            val = out.val
-            if val is None:
-                infer = getattr(op, "materialized_val_inference", None) or op.value_inference
-                val = infer()
-            env[out.name] = val
-            continue
-        handler = _OPS.get(op.op_type)
-        if handler is None:
-            raise NotImplementedError(op.op_type)
-        args = {k: value(v) for k, v in op.inputs.items()}
-        result = handler(args)
-        results = result if isinstance(result, tuple) else (result,)
-        for var, res in zip(op.outputs, results):
+    def store(outputs: Any, results: Any) -> None:
+        for var, res in zip(outputs, results):
             dtype = types.nptype_from_builtin(var.dtype) if types.is_tensor(var.sym_type) or types.is_scalar(var.sym_type) else None
             arr = np.asarray(res)
             env[var.name] = arr.astype(dtype) if dtype is not None and arr.dtype != dtype else arr
             if observe is not None and env[var.name].dtype.kind == "f":
                 observe(var.name, env[var.name])
+
+    def run_block(block: Any, bind: list[Any] | None = None) -> list[Any]:
+        """Run a nested block (a cond branch, a while_loop's condition or body) with its inputs bound to `bind`; its
+        outputs' values. Names are unique across a program's blocks, so the blocks share `env` (outer values stay
+        visible, as MIL scoping allows)."""
+        for var, val in zip(block.inputs, bind or []):
+            env[var.name] = val
+        run_ops(block.operations)
+        return [value(v) for v in block.outputs]
+
+    def run_ops(operations: Any) -> None:
+        for op in operations:
+            if op.op_type == "const" or op.op_type.startswith("constexpr_"):
+                out = op.outputs[0]
+                val = out.val
+                if val is None:
+                    infer = getattr(op, "materialized_val_inference", None) or op.value_inference
+                    val = infer()
+                env[out.name] = val
+                continue
+            if op.op_type == "cond":  # scripted `if` on a tensor: run the branch the predicate picks
+                store(op.outputs, run_block(op.blocks[0] if bool(np.asarray(value(op.inputs["pred"]))) else op.blocks[1]))
+                continue
+            if op.op_type == "while_loop":  # scripted loops: blocks[0] the condition, blocks[1] the body
+                loop_vars = [value(v) for v in op.inputs["loop_vars"]]
+                for _ in range(MAX_LOOP_ITERATIONS):
+                    if not bool(np.asarray(run_block(op.blocks[0], loop_vars)[0])):
+                        break
+                    loop_vars = run_block(op.blocks[1], loop_vars)
+                else:
+                    raise NotImplementedError(f"while_loop {op.name} ran {MAX_LOOP_ITERATIONS} iterations")
+                store(op.outputs, loop_vars)
+                continue
+            handler = _OPS.get(op.op_type)
+            if handler is None:
+                raise NotImplementedError(op.op_type)
+            args = {k: value(v) for k, v in op.inputs.items()}
+            result = handler(args)
+            store(op.outputs, result if isinstance(result, tuple) else (result,))
+
+    run_ops(function.operations)
     return [np.asarray(env[v.name]) for v in function.outputs]
 
 

@@ -94,6 +94,12 @@ def _feature(f: Any) -> dict[str, Any]:
             "flexible": a.WhichOneof("ShapeFlexibility")}
 
 
+# A scripted if / loop: coremltools' float16 pass leaves these ops and their blocks in float32 (it skips ops with
+# blocks), so their output dtype says nothing about the compute precision asked for; the Neural Engine runs neither
+# (they are not in ANE_OPS, and the placement report names them).
+CONTROL_FLOW_OPS = ("cond", "while_loop")
+
+
 def load_spec(path: Path) -> Any:
     import coremltools as ct
 
@@ -156,7 +162,7 @@ def inspect_package(path: Path) -> PackageInfo:
                 weights.append({"name": op.outputs[0].name, "compression": None, "op": "const", "storage": dtype,
                                 "dtype": dtype, "shape": dims, "elements": math.prod(dims), "used_by": users,
                                 "used_as": sorted(roles[op.outputs[0].name])})
-        elif op.type not in ("cast", "quantize", "dequantize"):
+        elif op.type not in ("cast", "quantize", "dequantize", *CONTROL_FLOW_OPS):
             compute[dtype] += 1
     info = PackageInfo(int(spec.specificationVersion), function.opset, [_feature(f) for f in spec.description.input],
                        [_feature(f) for f in spec.description.output], dict(collections.Counter(o.type for o in ops)),

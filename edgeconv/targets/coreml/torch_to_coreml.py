@@ -2,7 +2,8 @@
 
 Route: torch.export (an .pt2 program as is, a module exported with the source's input shapes) → run_decompositions({})
 (ATen inference dialect, high-level ops such as linear / layer_norm / sdpa kept) → ct.convert. TorchScript archives are
-converted as TorchScript; a module that torch.export cannot capture falls back to torch.jit.trace.
+converted as TorchScript, frozen first (torch.jit.freeze: scripted BatchNorm's `if self.training` folds away); a
+module that torch.export cannot capture falls back to torch.jit.trace.
 
 torch ≥ 2.5 drops trailing default arguments from exported nodes (max_pool2d(x, [2, 2]) without stride/padding), and
 coremltools 9 reads them positionally ("max_pool2d got 2 input(s), expected minimum 3"): `fill_default_args` writes
@@ -116,6 +117,19 @@ def _as_args(ctx: StepContext, samples: Any) -> list[tuple]:
     return [tuple(torch.from_numpy(feeds[s.name]) for s in ctx.source.inputs) for feeds in samples]
 
 
+def _frozen(script: Any, ctx: StepContext) -> Any:
+    """torch.jit.freeze of the eval-mode module: attributes become constants, so `if self.training` branches (every
+    scripted BatchNorm has them) fold away. coremltools reads an unfrozen `training` attribute as a string and fails
+    on the first scripted `if` ("Op if.1 (op_type: cond) ... expects ... bool but got str"); frozen, the model's own
+    data-dependent ifs and loops become MIL cond / while_loop."""
+    torch = require("torch", "torch")
+    try:
+        return torch.jit.freeze(script.eval())
+    except Exception as e:  # a module freeze cannot take converts as it is
+        ctx.warn(f"torch.jit.freeze failed ({first_line(e)}); converting the TorchScript module unfrozen")
+        return script
+
+
 class TorchToCoreml(Converter):
     name = "torch_to_coreml"
     source = Format.TORCH
@@ -133,6 +147,7 @@ class TorchToCoreml(Converter):
         if ctx.profile.quantize.precision == "w8a8" and _is_plain_module(handle):
             return self._w8a8_in_torch(handle, args, ctx)
         if isinstance(handle, torch.jit.ScriptModule):
+            handle = _frozen(handle, ctx)
             mlmodel = _convert.convert(handle, ctx, inputs=_convert.tensor_types(ctx),
                                       outputs=_convert.output_types(ctx, _count_outputs(handle, args)))
             ctx.notes["coreml_route"] = "TorchScript → coremltools"

@@ -543,6 +543,41 @@ def test_an_unknown_op_stops_the_run() -> None:
     assert "conv_transpose" not in supported_ops() and "const" in supported_ops()
 
 
+def test_cond_runs_the_branch_the_predicate_picks() -> None:
+    """cond (a scripted `if` on a tensor): the true branch doubles x, the false one negates it; outer values are
+    visible inside the branches."""
+    def build(x):
+        pred = mb.greater(x=mb.reduce_mean(x=x, axes=[0, 1]), y=np.float32(0.0))
+        return mb.cond(pred=pred, _true_fn=lambda: mb.mul(x=x, y=np.float32(2.0)), _false_fn=lambda: mb.mul(x=x, y=np.float32(-1.0)))
+
+    prog = program(build, rand(2, 3))
+    for x in (rand(2, 3, low=0.5), rand(2, 3, low=-3.0)):
+        out, = run_program(prog, {"x": x})
+        np.testing.assert_allclose(out, x * 2 if x.mean() > 0 else -x, **TIGHT)
+
+
+def test_while_loop_carries_its_variables_until_the_condition_fails() -> None:
+    """while_loop (a scripted `while` on a tensor): x doubles while its mean is under 10, with a counter; the loop
+    runs a data-dependent number of times (0 for a large x)."""
+    def build(x):
+        def cond(v, i):
+            return mb.less(x=mb.reduce_mean(x=v, axes=[0, 1]), y=np.float32(10.0))
+
+        def body(v, i):
+            return mb.mul(x=v, y=np.float32(2.0)), mb.add(x=i, y=np.int32(1))
+
+        return mb.while_loop(_cond=cond, _body=body, loop_vars=(x, mb.const(val=np.int32(0))))
+
+    prog = program(build, rand(2, 3))
+    for x, trips in ((rand(2, 3, low=0.5, scale=0.5), 4), (rand(2, 3, low=20.0), 0)):
+        out, count = run_program(prog, {"x": x})
+        want, n = x.copy(), 0
+        while want.mean() < 10:
+            want, n = want * 2, n + 1
+        assert n == trips and int(count) == trips
+        np.testing.assert_allclose(out, want, **TIGHT)
+
+
 def test_every_handler_has_a_case() -> None:
     assert set(_OPS) - COVERED == set(), "handlers without a per-op case"
 

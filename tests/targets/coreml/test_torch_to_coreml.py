@@ -272,3 +272,31 @@ def test_torch_export_bert_and_crnn(tmp_path: Path) -> None:
     assert checks["ops"].get("lstm") == 1
     # the NumPy reference executor has no LSTM: it says so rather than pass a number it did not measure
     assert checks["mil_reference"] == {"ran": False, "reason": "the reference executor has no 'lstm' op"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ON_MACOS, reason="asserts the Linux reference execution")
+def test_scripted_control_flow_with_batchnorm(tmp_path: Path) -> None:
+    """torch.jit.script models with BatchNorm and data-dependent control flow (the corpus's GatedScripted: a loop with a
+    runtime trip count and an `if` on a tensor; WhileScripted: a `while` on a tensor condition). coremltools read the
+    unfrozen BatchNorm's `training` attribute as a string and stopped at the first `if` ("expects ... bool but got
+    str"); frozen first, they convert to MIL while_loop / cond, which the reference executor runs. The Neural Engine
+    has no control flow: ane-fp16 names those ops and takes them with --allow-cpu-fallback."""
+    import torch
+
+    from tests.corpus.torch_models import GatedScripted, WhileScripted
+
+    for cls in (GatedScripted, WhileScripted):
+        torch.manual_seed(0)
+        model = cls().eval()
+        with torch.no_grad():
+            model.b1.running_mean.uniform_(-0.2, 0.2)
+            model.b1.running_var.uniform_(0.5, 2.0)
+        path = tmp_path / f"{cls.__name__}.pt"
+        torch.jit.save(torch.jit.script(model), str(path))
+        manifest = convert(path, ["coreml-fp32", "ane-fp16"], tmp_path / cls.__name__,
+                           input_shapes={"image": (1, 3, 32, 32)}, calib="random", allow_cpu_fallback=True)
+        fp32, fp16 = (check(manifest, n) for n in ("coreml-fp32", "ane-fp16"))
+        assert fp32["ops"].get("while_loop") == 1 and fp32["ops"].get("cond", 0) >= 1, fp32["ops"]
+        assert reference(fp32)["snr_db"] > 100 and reference(fp16)["snr_db"] > 40
+        assert {"while_loop", "cond"} <= set(fp16["ane_placement"]["elsewhere"]), fp16["ane_placement"]
