@@ -278,6 +278,24 @@ def quantize_file(float_path: Path, out_path: Path, samples: SampleSet, settings
         tensorrt_qdq.apply(out_path)
 
 
+LOG_DOMAIN_SAMPLES = 16  # calibration samples the range statistics are measured on
+
+
+def _log_domain_float(float_path: Path, samples: SampleSet, settings: StaticSettings, scheme: Any) -> list[Any]:
+    """quantizers/log_domain.py on the calibration samples, at the profile's activation width; [] when switched off
+    (`quantize.options.log_domain_float = false`)."""
+    if not scheme.options.get("log_domain_float", True):
+        return []
+    import itertools
+
+    import onnx
+
+    from edgeconv.quantizers.log_domain import log_domain_nodes
+
+    model = onnx.load_model(str(float_path))
+    return log_domain_nodes(model, itertools.islice(samples, LOG_DOMAIN_SAMPLES), 16 if "16" in settings.activations else 8)
+
+
 def op_types_to_quantize(settings: StaticSettings, float_path: Path | None = None) -> list[str] | None:
     """`op_types` (None: ONNX Runtime's default, every op its quantizer registry knows) plus `extra_op_types`. An op the
     registry lacks gets a Q/DQ on its output only where a consumer quantizes its input; followed by a Reshape or
@@ -336,6 +354,8 @@ class OnnxQdq(Quantizer):
             from edgeconv.targets.tensorrt import qdq as tensorrt_qdq
 
             excluded += [n for n in tensorrt_qdq.nodes_to_exclude(float_path) if n not in excluded]
+        log_domain = _log_domain_float(float_path, samples, settings, scheme)
+        excluded += [n.node for n in log_domain if n.node not in excluded]
         qdq = ctx.work_dir / f"model.{scheme.precision}.qdq.onnx"
         with ctx.reporter.task("calibrating", total=len(samples)) as task:
             quantize_file(float_path, qdq, samples, settings, nodes_to_exclude=excluded, cache_path=cache, task=task,
@@ -382,6 +402,12 @@ class OnnxQdq(Quantizer):
         check = check_quantized(artifact.path, final, integer_weights=True, skip_nodes=skip, skip_op_types=not_asked)
         notes: dict[str, Any] = {"quantizer": self.name, "settings": settings.describe(), "check": check.to_json(),
                                  "excluded_nodes": excluded}
+        if log_domain:
+            notes["log_domain_float"] = [n.to_json() for n in log_domain]
+            ctx.warn(f"kept {len(log_domain)} node(s) float that feed Log / Sqrt / Reciprocal with values "
+                     f"{'16' if '16' in settings.activations else '8'}-bit activations cannot resolve (an in-graph "
+                     f"power spectrum?): {', '.join(n.node for n in log_domain[:4])}"
+                     + (" ..." if len(log_domain) > 4 else "") + "; notes.quantize.log_domain_float")
         search = result.to_json() if result is not None else None
         if search is not None:
             notes["fallback"] = search

@@ -2,7 +2,7 @@
 the key, the file and the line, also through `--set quantize.options.KEY=...`).
 
 Lower-case keys are edgeconv's, read by the quantizers (onnx_qdq.py, onnx_dynamic.py, onnx_int4.py, onnx_fp16.py, fallback.py,
-target_scoring.py) and the Core ML compression (targets/coreml/compression.py); keys starting with a capital letter are
+target_scoring.py, log_domain.py) and the Core ML compression (targets/coreml/compression.py); keys starting with a capital letter are
 ONNX Runtime's `extra_options` (e.g. `CalibPercentile = 99.99`), passed through unchanged and not checked here.
 """
 
@@ -28,6 +28,8 @@ class QuantizeOptions:
     backend_rules: str = option("", choices=QUANTIZE_OPTION_CHOICES["backend_rules"])  # "qnn": ORT's QNN overrides
     score_on: str = option("ort", choices=QUANTIZE_OPTION_CHOICES["score_on"])  # where the fallback judges its trials
     fp16_islands: bool = True  # fp16: keep overflow-prone subgraphs float32 (quantizers/fp16_islands.py)
+    log_domain_float: bool = True  # int8/int16: keep what Log / Sqrt / Reciprocal read float where integers can't
+    # resolve it (an in-graph power spectrum; quantizers/log_domain.py)
     fp16_max_abs: float = option(8192.0, bounds=(0.0, None))  # fp16: |value| above which a tensor stays float32
     weight_threshold: int = option(2048, bounds=(0, None))  # Core ML: weights with at most this many elements stay float
     palettize_mode: str = "kmeans"  # Core ML palettize4 / palettize6: coremltools' palettization mode

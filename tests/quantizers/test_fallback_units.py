@@ -54,10 +54,12 @@ def test_ancestor_tensors_of_the_log_input(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_front_end_kept_float_as_one_unit(tmp_path: Path, cli) -> None:
+    """The search's units, with the log-domain policy (quantizers/log_domain.py) switched off: it would keep the front
+    end float before the search (asserted at the end)."""
     folder = log_mel_classifier(tmp_path / "model")
     out = tmp_path / "out"
     res = cli("convert", folder / "logmel.onnx", "-t", "cpu-int8", "--calib", folder / "calib", "--eval",
-              folder / "eval", "-o", out, "--json")
+              folder / "eval", "-o", out, "--json", "--set", "quantize.options.log_domain_float=false")
     assert res.code == 0, res.stdout[-2000:] + res.stderr[-2000:]
     record = json.loads((out / "manifest.json").read_text())["targets"][0]
     fallback = record["notes"]["quantize"]["fallback"]
@@ -65,4 +67,13 @@ def test_front_end_kept_float_as_one_unit(tmp_path: Path, cli) -> None:
     kept = {t for node in fallback["nodes"] for t in node["float_tensors"]}
     # a unit, not one tensor at a time (normalisation fused the mel MatMul and the + eps into one Gemm → mel_eps)
     assert {"spec", "power", "mel_eps"} <= kept, fallback["nodes"]
+    assert record["validation"]["metrics"]["snr_db"] >= 18.0 and record["validation"]["passed"]
+
+    default = cli("convert", folder / "logmel.onnx", "-t", "cpu-int8", "--calib", folder / "calib", "--eval",
+                  folder / "eval", "-o", tmp_path / "default", "--json")
+    assert default.code == 0, default.stdout[-2000:] + default.stderr[-2000:]
+    record = json.loads((tmp_path / "default" / "manifest.json").read_text())["targets"][0]
+    notes = record["notes"]["quantize"]
+    assert {"Log", "Gemm"} <= {n["op_type"] for n in notes["log_domain_float"]}, notes["log_domain_float"]
+    assert not (notes.get("fallback") or {}).get("nodes")  # the first model passes: no search
     assert record["validation"]["metrics"]["snr_db"] >= 18.0 and record["validation"]["passed"]

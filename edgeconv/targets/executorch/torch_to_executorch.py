@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import warnings
 from typing import Any, Iterator
@@ -67,6 +68,46 @@ def exported_program(handle: Any, args: tuple) -> Any:
                                "ExecuTorch needs torch.export; see docs/targets/executorch.md") from e
 
 
+LOG_DOMAIN_SAMPLES = 16  # calibration samples the range statistics are measured on
+
+
+def _log_domain_quantizer_class() -> Any:
+    from torchao.quantization.pt2e.quantizer import Quantizer
+
+    class LogDomainFloat(Quantizer):
+        """XNNPACKQuantizer, with the chains feeding Log / Sqrt / Reciprocal that int8 cannot resolve left unannotated
+        (quantizers/log_domain.py, measured on the graph XNNPACK annotates): those ops run in float."""
+
+        def __init__(self, inner: Any, samples: list[tuple]) -> None:
+            super().__init__()
+            self.inner, self.samples = inner, samples
+            self.kept: list[Any] = []  # log_domain.FloatNode
+
+        def transform_for_annotation(self, model: Any) -> Any:
+            return self.inner.transform_for_annotation(model)
+
+        def annotate(self, model: Any) -> Any:
+            from edgeconv.quantizers.log_domain import fx_log_domain_nodes
+
+            self.kept = fx_log_domain_nodes(model, self.samples, 8)
+            model = self.inner.annotate(model)
+            names = {k.node for k in self.kept}
+            for node in model.graph.nodes:
+                if node.name in names:
+                    node.meta.pop("quantization_annotation", None)
+            return model
+
+        def validate(self, model: Any) -> None:
+            self.inner.validate(model)
+
+    return LogDomainFloat
+
+
+def log_domain_quantizer(inner: Any, samples: list[tuple]) -> Any:
+    """`inner` wrapped by LogDomainFloat (the class is made on first use: torchao imports lazily)."""
+    return _log_domain_quantizer_class()(inner, samples)
+
+
 def quantize_int8(program: Any, args: tuple, ctx: StepContext, options: ExecuTorchOptions) -> Any:
     torch = require("torch", "torch")
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
@@ -75,13 +116,16 @@ def quantize_int8(program: Any, args: tuple, ctx: StepContext, options: ExecuTor
 
     from edgeconv.quantizers.calibration import samples_for
 
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=options.per_channel))
+    xnnpack = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=options.per_channel))
+    samples = samples_for(ctx)
+    quantizer = log_domain_quantizer(xnnpack, [tuple(torch.from_numpy(f[s.name]) for s in ctx.source.inputs)
+                                               for f in itertools.islice(samples, LOG_DOMAIN_SAMPLES)]) \
+        if ctx.profile.quantize.options.get("log_domain_float", True) else xnnpack
     try:
         prepared = prepare_pt2e(program.module(), quantizer)
     except Exception as e:
         raise UnsupportedError(f"PT2E cannot prepare the program for XNNPACK int8: {first_line(e)}",
                                "use executorch-fp32; see docs/targets/executorch.md") from e
-    samples = samples_for(ctx)
     sample_args: tuple = ()
     try:
         with torch.no_grad():
@@ -96,6 +140,11 @@ def quantize_int8(program: Any, args: tuple, ctx: StepContext, options: ExecuTor
         "quantizer": "XNNPACKQuantizer", "config": "symmetric int8, " + ("per-channel" if options.per_channel else
                                                                          "per-tensor") + " weights, static activations",
         "calibration_samples": len(samples), "torchao": version_of("torchao")}
+    kept = getattr(quantizer, "kept", [])
+    if kept:
+        ctx.notes["executorch"]["pt2e"]["log_domain_float"] = [k.to_json() for k in kept]
+        ctx.warn(f"left {len(kept)} op(s) float that feed Log / Sqrt / Reciprocal with values int8 cannot resolve (an "
+                 f"in-graph power spectrum?): {', '.join(k.node for k in kept[:4])}" + (" ..." if len(kept) > 4 else ""))
     # re-exported with the samples' shapes: a dynamic batch of the source program is not carried through PT2E's
     # convert, and a .pte fixed at the example's batch refused the validation samples (set_inputs error 0x10)
     return torch.export.export(converted, sample_args or args)

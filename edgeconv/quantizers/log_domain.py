@@ -1,0 +1,198 @@
+"""Which nodes of a float ONNX model must stay float when its activations become integers: the chains feeding an op
+that needs *relative* precision (Log, Reciprocal, Sqrt, a Div's divisor), where a per-tensor integer scale cannot
+resolve the values. Measured on calibration samples.
+
+An audio front end computed in the graph (STFT as two Convs, |X|² as Mul + Mul + Add, a mel MatMul, `+ eps`, Log)
+makes a power spectrum spanning 1e-9 to 300 with a median of 0.05 (the corpus keyword spotter). uint8's step over that
+range is 1.05: almost every bin becomes 0 and Log returns log(eps) everywhere, so the int8 model computed noise
+(-4.5 dB on the HTP, -4.3 dB in ExecuTorch) and 16-bit activations did no better. Those tensors are kept float; after
+the Log, the log-mel features have an ordinary range and are quantized as usual.
+
+Rule: a tensor is *unresolved* at `bits` when more than UNRESOLVED_SHARE of its non-zero values are within
+RELATIVE_STEPS quantization steps of zero (their relative error exceeds 1 / (2 * RELATIVE_STEPS)), the step being
+(max - min) / (2^bits - 1) of its calibrated range (zero included, as the quantizers set it). Walking back from each
+sensitive input (the sensitive op stays float when it is unresolved), an unresolved tensor's producer stays float and the walk continues through that producer's
+activation inputs that carry magnitudes (non-negative on every sample: power, energies, variances) or are squared by
+it (Mul(x, x), Pow(x, 2): the STFT outputs of |X|²); it stops at a resolved tensor, a signed tensor, a graph input or a
+weight. A LayerNorm's variance spans a narrow range and is resolved: its chain is left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+SENSITIVE_INPUTS = {"Log": (0,), "Reciprocal": (0,), "Sqrt": (0,), "Div": (1,)}  # op → inputs needing relative precision
+RELATIVE_STEPS = 5.0  # within 5 steps of zero: relative error above 10%
+UNRESOLVED_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class FloatNode:
+    node: str
+    op_type: str
+    reason: str  # "feeds Log: 97% of values within 5 steps of 0 at 8 bits"
+
+    def to_json(self) -> dict[str, str]:
+        return {"node": self.node, "op_type": self.op_type, "reason": self.reason}
+
+
+@dataclass
+class _Stats:
+    lo: float = np.inf
+    hi: float = -np.inf
+    values: list[np.ndarray] | None = None
+
+    def add(self, array: np.ndarray) -> None:
+        finite = array[np.isfinite(array)].astype(np.float64).ravel()
+        if not finite.size:
+            return
+        self.lo, self.hi = min(self.lo, float(finite.min())), max(self.hi, float(finite.max()))
+        self.values = (self.values or []) + [finite[:: max(1, finite.size // 4096)]]  # a sample of each run
+
+    def unresolved_share(self, bits: int) -> float:
+        if not self.values:
+            return 0.0
+        lo, hi = min(self.lo, 0.0), max(self.hi, 0.0)
+        step = (hi - lo) / (2 ** bits - 1) if hi > lo else 0.0
+        values = np.abs(np.concatenate(self.values))
+        nonzero = values[values > 0]
+        if not nonzero.size or step == 0.0:
+            return 0.0
+        return float(np.mean(nonzero < RELATIVE_STEPS * step))
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """One op of either graph kind (ONNX node, torch.fx node), as the walk needs it: op in ONNX's names, its activation
+    inputs (weights left out) and the tensor it squares (Mul(x, x), Pow(x, 2)), if any."""
+
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    output: str
+    squared: str = ""
+
+
+def float_chains(nodes: list[GraphNode], stats: dict[str, _Stats], bits: int) -> list[FloatNode]:
+    """The walk of the module docstring over `nodes` (graph order), with `stats` per activation tensor."""
+    producers = {n.output: n for n in nodes}
+    kept: dict[str, FloatNode] = {}
+    for sensitive in nodes:
+        for k in SENSITIVE_INPUTS.get(sensitive.op_type, ()):
+            first = sensitive.inputs[k] if k < len(sensitive.inputs) else ""
+            if not first or first not in stats or stats[first].unresolved_share(bits) <= UNRESOLVED_SHARE:
+                continue
+            # the op itself reads float too: a quantizer that quantizes every op (the hexagon profiles) would put a
+            # Q/DQ pair on its input otherwise
+            kept.setdefault(sensitive.name, FloatNode(sensitive.name, sensitive.op_type,
+                                                      "reads values integers cannot resolve"))
+            todo, seen = [first], set()
+            while todo:
+                tensor = todo.pop()
+                if tensor in seen or tensor not in producers or tensor not in stats:
+                    continue
+                seen.add(tensor)
+                share = stats[tensor].unresolved_share(bits)
+                if share <= UNRESOLVED_SHARE:
+                    continue
+                node = producers[tensor]
+                kept.setdefault(node.name, FloatNode(node.name, node.op_type, f"feeds {sensitive.op_type}: {share:.0%} "
+                                                     f"of its values within {RELATIVE_STEPS:g} steps of 0 at {bits} bits"))
+                todo.extend(t for t in node.inputs if t == node.squared or (t in stats and stats[t].lo >= 0.0))
+    return list(kept.values())
+
+
+def upstream(nodes: list[GraphNode]) -> set[str]:
+    """The tensors a walk can reach: everything upstream of a sensitive input (what the statistics are needed for)."""
+    producers = {n.output: n for n in nodes}
+    reach: set[str] = set()
+    todo = [n.inputs[k] for n in nodes for k in SENSITIVE_INPUTS.get(n.op_type, ()) if k < len(n.inputs)]
+    while todo:
+        tensor = todo.pop()
+        if tensor and tensor not in reach and tensor in producers:
+            reach.add(tensor)
+            todo.extend(producers[tensor].inputs)
+    return reach
+
+
+def log_domain_nodes(model: Any, feeds: Iterable[dict[str, np.ndarray]], bits: int) -> list[FloatNode]:
+    """The ONNX nodes to keep float at `bits`-bit activations (module docstring), from the float model's own tensors."""
+    from edgeconv.quantizers.layer_errors import _session, _with_outputs
+
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    nodes = [GraphNode(n.name or f"{n.op_type}_{i}", n.op_type, tuple(t if t not in initializers else "" for t in n.input),
+                       n.output[0] if n.output else "", _squared_input(n, initializers, graph))
+             for i, n in enumerate(graph.node)]
+    reach = upstream(nodes)
+    if not reach:
+        return []
+    session = _session(_with_outputs(model, sorted(reach)))
+    names = [o.name for o in session.get_outputs()]
+    wanted = {i.name for i in session.get_inputs()}
+    stats: dict[str, _Stats] = {}
+    for feed in feeds:
+        for name, value in zip(names, session.run(None, {k: v for k, v in feed.items() if k in wanted})):
+            if name in reach and isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                stats.setdefault(name, _Stats()).add(value)
+    return float_chains(nodes, stats, bits)
+
+
+def _squared_input(node: Any, initializers: set[str], graph: Any) -> str:
+    """The tensor a Mul(x, x) / Pow(x, 2) squares, else ""."""
+    from onnx import numpy_helper
+
+    if node.op_type == "Mul" and len(node.input) == 2 and node.input[0] == node.input[1]:
+        return str(node.input[0])
+    if node.op_type == "Pow" and len(node.input) == 2 and node.input[1] in initializers:
+        exponent = next(numpy_helper.to_array(i) for i in graph.initializer if i.name == node.input[1])
+        if exponent.size == 1 and float(exponent.reshape(())) == 2.0:
+            return str(node.input[0])
+    return ""
+
+
+# torch.fx (a torch.export program's ATen graph) → GraphNode: the ATen ops the walk needs by their ONNX names
+_ATEN_OPS = {"log": "Log", "log1p": "Log", "log2": "Log", "log10": "Log", "sqrt": "Sqrt", "rsqrt": "Reciprocal",
+             "reciprocal": "Reciprocal", "div": "Div", "mul": "Mul", "pow": "Pow", "add": "Add"}
+
+
+def fx_log_domain_nodes(module: Any, samples: Iterable[tuple], bits: int) -> list[FloatNode]:
+    """The fx nodes (by name) of an exported program's module to leave unquantized at `bits`: the same walk, its
+    statistics from running the module on `samples` (tuples of positional tensors)."""
+    import torch
+
+    graph = module.graph
+    nodes = [_fx_node(n) for n in graph.nodes if n.op == "call_function"]
+    reach = upstream(nodes)
+    if not reach:
+        return []
+    stats: dict[str, _Stats] = {}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n: Any) -> Any:
+            result = super().run_node(n)
+            if n.name in reach and isinstance(result, torch.Tensor) and result.is_floating_point():
+                stats.setdefault(n.name, _Stats()).add(result.detach().float().numpy())
+            return result
+
+    with torch.no_grad():
+        for args in samples:
+            Recorder(module).run(*args)
+    return float_chains(nodes, stats, bits)
+
+
+def _fx_node(node: Any) -> GraphNode:
+    import torch
+
+    base = getattr(node.target, "__name__", str(node.target)).split(".")[0]
+    op = _ATEN_OPS.get(base, base)
+    inputs = tuple(a.name if isinstance(a, torch.fx.Node) and a.op != "get_attr" else "" for a in node.args)
+    squared = ""
+    if op == "Mul" and len(node.args) == 2 and node.args[0] is node.args[1] and isinstance(node.args[0], torch.fx.Node):
+        squared = node.args[0].name
+    if op == "Pow" and len(node.args) == 2 and node.args[1] == 2 and isinstance(node.args[0], torch.fx.Node):
+        squared = node.args[0].name
+    return GraphNode(node.name, op, inputs, node.name, squared)
