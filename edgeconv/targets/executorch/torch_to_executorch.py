@@ -75,8 +75,12 @@ def _log_domain_quantizer_class() -> Any:
     from torchao.quantization.pt2e.quantizer import Quantizer
 
     class LogDomainFloat(Quantizer):
-        """XNNPACKQuantizer, with the chains feeding Log / Sqrt / Reciprocal that int8 cannot resolve left unannotated
-        (quantizers/log_domain.py, measured on the graph XNNPACK annotates): those ops run in float."""
+        """XNNPACKQuantizer, with two kinds of node left unannotated (so they run unquantized):
+        - integer arithmetic: XNNPACK annotates every add / mul, also the int64 `arange + offset` of transformers'
+          position indices, and its observer hands the index op a float tensor ("tensors used as indices must be
+          long": BERT-tiny at executorch-int8);
+        - the chains feeding Log / Sqrt / Reciprocal that int8 cannot resolve (quantizers/log_domain.py, measured on
+          the graph XNNPACK annotates)."""
 
         def __init__(self, inner: Any, samples: list[tuple]) -> None:
             super().__init__()
@@ -84,23 +88,57 @@ def _log_domain_quantizer_class() -> Any:
             self.kept: list[Any] = []  # log_domain.FloatNode
 
         def transform_for_annotation(self, model: Any) -> Any:
-            return self.inner.transform_for_annotation(model)
+            model = self.inner.transform_for_annotation(model)
+            _integer_scalars_stay_integer(model)
+            return model
 
         def annotate(self, model: Any) -> Any:
             from edgeconv.quantizers.log_domain import fx_log_domain_nodes
 
-            self.kept = fx_log_domain_nodes(model, self.samples, 8)
+            self.kept = fx_log_domain_nodes(model, self.samples, 8) if self.samples else []
             model = self.inner.annotate(model)
             names = {k.node for k in self.kept}
             for node in model.graph.nodes:
-                if node.name in names:
+                if node.name in names or not _floating(node):
                     node.meta.pop("quantization_annotation", None)
+                annotation = node.meta.get("quantization_annotation")
+                if annotation is not None:  # nor an observer on an integer input of a float op
+                    annotation.input_qspec_map = {k: v for k, v in annotation.input_qspec_map.items() if _floating(k)}
             return model
 
         def validate(self, model: Any) -> None:
             self.inner.validate(model)
 
     return LogDomainFloat
+
+
+def _integer_scalars_stay_integer(model: Any) -> int:
+    """XNNPACK's transform_for_annotation turns the scalar operand of every add / mul / sub into a float32 tensor
+    attribute, also in integer arithmetic (`arange(n) + offset`, transformers' position indices), which then computes
+    in float and breaks the index op that reads it. Such an attribute gets the integer dtype of the op it feeds back
+    (when its values are whole numbers); returns the attributes fixed."""
+    import torch
+
+    fixed = 0
+    for node in model.graph.nodes:
+        if node.op != "call_function" or _floating(node):
+            continue
+        dtype = node.meta["val"].dtype
+        for arg in node.args:
+            if not (isinstance(arg, torch.fx.Node) and arg.op == "get_attr"):
+                continue
+            value = getattr(model, arg.target, None)
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and torch.equal(value, value.round()):
+                setattr(model, arg.target, value.to(dtype))
+                fixed += 1
+    return fixed
+
+
+def _floating(node: Any) -> bool:
+    """Whether an fx node computes a floating-point tensor (what int8 quantization is for); unknown counts as yes."""
+    value = node.meta.get("val")
+    dtype = getattr(value, "dtype", None)
+    return dtype is None or bool(getattr(dtype, "is_floating_point", True))
 
 
 def log_domain_quantizer(inner: Any, samples: list[tuple]) -> Any:
@@ -118,9 +156,9 @@ def quantize_int8(program: Any, args: tuple, ctx: StepContext, options: ExecuTor
 
     xnnpack = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=options.per_channel))
     samples = samples_for(ctx)
+    log_domain = bool(ctx.profile.quantize.options.get("log_domain_float", True))
     quantizer = log_domain_quantizer(xnnpack, [tuple(torch.from_numpy(f[s.name]) for s in ctx.source.inputs)
-                                               for f in itertools.islice(samples, LOG_DOMAIN_SAMPLES)]) \
-        if ctx.profile.quantize.options.get("log_domain_float", True) else xnnpack
+                                               for f in itertools.islice(samples, LOG_DOMAIN_SAMPLES)] if log_domain else [])
     try:
         prepared = prepare_pt2e(program.module(), quantizer)
     except Exception as e:

@@ -91,3 +91,36 @@ def test_unknown_compiler_key_fails_while_planning(digits, tmp_path: Path) -> No
     with pytest.raises(UsageError, match="per_chanel") as info:
         build_plan(detect(digits.pt2), [resolve(str(profile))], ConvertOptions(input_shapes={"image": (1, 1, 8, 8)}))
     assert "per_channel" in info.value.hint
+
+
+@pytest.mark.slow
+def test_integer_position_arithmetic_stays_integer(tmp_path: Path) -> None:
+    """transformers' embeddings compute position indices as `arange(n) + offset` (int64). XNNPACK's
+    transform_for_annotation made the scalar a float32 tensor and annotated the add, so the index op read floats and
+    PT2E calibration failed ("tensors used as indices must be long": BERT-tiny at executorch-int8, exit 4). Integer
+    ops stay unannotated and their scalars integer; the int8 program matches."""
+    import torch
+    from torch import nn
+
+    class PositionalEncoder(nn.Module):  # token + position embeddings (positions as a gather), LayerNorm, Linear
+        def __init__(self) -> None:
+            super().__init__()
+            self.tokens, self.positions = nn.Embedding(100, 32), nn.Embedding(40, 32)
+            self.norm, self.head = nn.LayerNorm(32), nn.Linear(32, 10)
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            positions = torch.arange(input_ids.shape[1]) + 2  # an offset, as RoBERTa's padding_idx + 1
+            table = self.positions.weight[positions]
+            return self.head(self.norm(self.tokens(input_ids) + table))  # per token: no top-1 among near ties
+
+    torch.manual_seed(0)
+    path = tmp_path / "encoder.pt2"
+    torch.export.save(torch.export.export(PositionalEncoder().eval(), (torch.randint(0, 100, (1, 16)),)), str(path))
+    samples = tmp_path / "ids"
+    samples.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        np.save(samples / f"{i:02d}.npy", rng.integers(0, 100, (1, 16)).astype(np.int64))
+    manifest = convert(path, ["executorch-int8"], tmp_path / "out", calib=str(samples), eval=str(samples))
+    record = target_record(manifest, "executorch-int8")
+    assert record["validation"]["passed"] and record["validation"]["metrics"]["snr_db"] > 25, record["validation"]
