@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.targets.qnn._ep import htp_options, qnn_session
-from edgeconv.errors import InvalidInputError, first_line
+from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 
 TRACE_FILE = "qnn_op_trace.json"
 
@@ -76,6 +76,11 @@ def check_placement(model_path: Path, soc: Any) -> Placement:
             error = first_line(e)
         trace_path = Path(tmp) / TRACE_FILE
         if not trace_path.exists():
+            if "finalize QNN graph" in error:  # a valid graph the HTP backend could not build (audio_torchstft: its
+                # STFT decomposition, QNN_COMMON_ERROR_MEM_ALLOC): a limit of the compiler, not bad input
+                raise UnsupportedError(f"the QNN HTP compiler could not build the graph: {error}",
+                                       "the backend's own error; run the model on a CPU target (onnx, cpu-int8) or "
+                                       "rewrite the op it stops at; see docs/targets/hexagon.md")
             raise InvalidInputError(f"the QNN EP could not examine the model: {error or 'no op trace written'}",
                                     "check that the model is valid ONNX with static shapes")
         trace = json.loads(trace_path.read_text(encoding="utf-8"))
