@@ -38,13 +38,17 @@ OUT_ROOT = REPO / "bench" / "results" / "out"
 COVERAGE = REPO / "docs" / "coverage.md"
 EDGECONV = [sys.executable, "-m", "edgeconv"]
 
-# Failures whose cause is known and being fixed elsewhere: matched on the error message, labelled in the table.
-KNOWN = (
-    (r"uses opset 1[89].*takes at most opset", "known: exporter opset above the profile's (profiles get an opset range)"),
-    (r"(?i)prelu.*rank|rank.*prelu", "known: Core ML PReLU on rank-2 input"),
-    (r"(?i)math domain error", "known: math domain error (hexagon-int16)"),
-    (r"(?i)onnxslim.*(If|Loop)|(If|Loop).*onnxslim", "known: onnxslim on If/Loop"),
-    (r"(?i)softmax.*transpose|transpose.*softmax", "known: onnx2tf softmax after transpose"),
+# Refusals a user accepts (issue #16: "a named limit of the target itself, exit 4, with the workaround"): an exit-4
+# message matching one of these is a limit of the target or of its only converter, not a defect edgeconv could fix.
+# Matched when the table is written, so that old cells are judged by the current list. Anything else is a failure.
+LIMITS = (
+    (r"ExecuTorch needs a torch\.export program", "ExecuTorch lowers torch.export programs only; a TorchScript "
+     "archive has none (re-export with torch.export)"),
+    (r"has no converter for .*\bLoop\b|onnx2tf\.ops\.Loop", "onnx2tf, TFLite's only ONNX route, has no Loop "
+     "(trace or torch.export the model)"),
+    (r"Operators of type `Loop` are not supported by QNN", "the HTP has no Loop op (trace or torch.export the model)"),
+    (r"on the Neural Engine; on GPU/CPU: .*\b(cond|while_loop)\b", "the Neural Engine runs no control flow: Core ML "
+     "runs the scripted if / loop on the CPU (--allow-cpu-fallback takes it)"),
 )
 
 
@@ -96,11 +100,12 @@ def one_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def known_label(message: str) -> str:
-    for pattern, label in KNOWN:
-        if re.search(pattern, message):
-            return label
-    return ""
+def limit_label(cell: dict) -> str:
+    """The accepted limit an exit-4 cell hit (LIMITS), else ""."""
+    if cell.get("rc") != 4:
+        return ""
+    text = f"{cell.get('message', '')} {cell.get('hint', '')}"
+    return next((label for pattern, label in LIMITS if re.search(pattern, text)), "")
 
 
 def _tree_error() -> str:
@@ -176,8 +181,6 @@ def _run_cell(model: str, target: str, static: bool, timeout: float, keep: bool,
     else:
         cell.update(_summarise(doc, target))
         cell["status"] = "ok" if rc == 0 else "fail"
-    if cell["status"] != "ok":
-        cell["known"] = known_label(cell.get("message", "") + " " + cell.get("hint", ""))
     if not keep:
         shutil.rmtree(out, ignore_errors=True)
     return cell
@@ -253,6 +256,7 @@ def write_coverage(results: dict, models: list[str], targets: list[str], args_li
     used_targets = [t for t in targets if any(f"{m}|{t}" in cells or (m, t) in skipped for m in models)]
     done = [c for c in cells.values() if c["model"] in models and c["target"] in used_targets]
     ok = sum(c["status"] == "ok" for c in done)
+    accepted = sum(c["status"] != "ok" and bool(limit_label(c)) for c in done)
     planned = sum(1 for m in models for t in used_targets if (m, t) not in skipped)
     lines = [
         "# Route coverage: the corpus × targets",
@@ -265,7 +269,8 @@ def write_coverage(results: dict, models: list[str], targets: list[str], args_li
         "",
         f"**Targets run:** {', '.join(used_targets)}.  ",
         f"**Models run:** {', '.join(models)}.  ",
-        f"**Cells:** {len(done)} of {planned} run, {ok} ✓, {len(done) - ok} ✗."
+        f"**Cells:** {len(done)} of {planned} run, {ok} ✓, {accepted} ⊘ (accepted refusals), "
+        f"{len(done) - ok - accepted} ✗."
         + ("" if len(done) >= planned else " **Partial table: the run is not finished (or was stopped); empty cells "
                                            "were not run.**"),
         "",
@@ -274,6 +279,8 @@ def write_coverage(results: dict, models: list[str], targets: list[str], args_li
         "validation SNR of the target's output against the source model on held-out samples (Core ML: structural check "
         "only, no runtime on Linux; TensorRT: engine not built without a GPU, its ONNX is validated). ✗N = exit code N "
         "(2 usage, 3 invalid input, 4 unsupported, 5 accuracy gate, 1 internal error); [k] points to the reason below. "
+        "⊘ [Lk] = an accepted refusal: exit 4 at a named limit of the target or of its only converter, with the "
+        "workaround (the LIMITS list in bench/matrix.py). "
         "`—` = the target's format is not reachable from this source format (edgeconv has no route). "
         "‡ = the target needs static shapes and the first try stopped with exit 3 naming the `--input-shape` to add; "
         "the cell is the rerun with it (a Keras batch dim is dynamic).",
@@ -284,6 +291,7 @@ def write_coverage(results: dict, models: list[str], targets: list[str], args_li
         "|---|---|" + "---|" * len(used_targets),
     ]
     failures: list[dict] = []
+    refusals: list[dict] = []
     for m in models:
         e = registry.BY_NAME[m]
         row = [f"`{m}`", e.source]
@@ -295,18 +303,23 @@ def write_coverage(results: dict, models: list[str], targets: list[str], args_li
                 row.append("")
             elif c["status"] == "ok":
                 row.append(_ok_text(c, short=True))
+            elif limit_label(c):
+                refusals.append(c)
+                row.append(f"⊘ [L{len(refusals)}]")
             else:
                 failures.append(c)
                 code = c["rc"] if c["rc"] != "timeout" else "T"
-                row.append(f"✗{code} [{len(failures)}]" + (" (known)" if c.get("known") else ""))
+                row.append(f"✗{code} [{len(failures)}]")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Failures", "", "Exit code, error kind and edgeconv's one-line message (the hint follows when it "
-              "adds something). \"known\" = a cause already being fixed.", ""]
+              "adds something).", ""]
     for i, c in enumerate(failures, 1):
         msg = c.get("message", "")
         hint = f" — hint: {c['hint']}" if c.get("hint") else ""
-        known = f" **[{c['known']}]**" if c.get("known") else ""
-        lines.append(f"{i}. `{c['model']}` × `{c['target']}`: exit {c['rc']} {c.get('kind', '')}{known} — {msg}{hint}")
+        lines.append(f"{i}. `{c['model']}` × `{c['target']}`: exit {c['rc']} {c.get('kind', '')} — {msg}{hint}")
+    lines += ["", "## Accepted refusals", "", "The limit, then edgeconv's message.", ""]
+    for i, c in enumerate(refusals, 1):
+        lines.append(f"L{i}. `{c['model']}` × `{c['target']}`: **{limit_label(c)}** — {c.get('message', '')}")
     lines += ["", "## Passing cells", "",
               "| model | target | validation | SNR dB | cosine | top-1 | size ratio | fallback nodes | seconds |",
               "|---|---|---|---|---|---|---|---|---|"]

@@ -28,9 +28,10 @@ class QuantizeOptions:
     backend_rules: str = option("", choices=QUANTIZE_OPTION_CHOICES["backend_rules"])  # "qnn": ORT's QNN overrides
     score_on: str = option("ort", choices=QUANTIZE_OPTION_CHOICES["score_on"])  # where the fallback judges its trials
     fp16_islands: bool = True  # fp16: keep overflow-prone subgraphs float32 (quantizers/fp16_islands.py)
-    log_domain_float: bool = True  # int8/int16: keep what Log / Sqrt / Reciprocal read float where integers can't
-    # resolve it (an in-graph power spectrum; quantizers/log_domain.py)
     fp16_max_abs: float = option(8192.0, bounds=(0.0, None))  # fp16: |value| above which a tensor stays float32
+    # int8 / int16: what a Log / Sqrt / Reciprocal reads stays float where integers cannot resolve it (an in-graph power
+    # spectrum; quantizers/log_domain.py, also for executorch-int8)
+    log_domain_float: bool = True
     weight_threshold: int = option(2048, bounds=(0, None))  # Core ML: weights with at most this many elements stay float
     palettize_mode: str = "kmeans"  # Core ML palettize4 / palettize6: coremltools' palettization mode
     block_size: int = option(32, bounds=(16, 2048))  # int4: weights per scale along K (a power of two; onnx_int4.py)
