@@ -71,10 +71,10 @@ def exported_program(handle: Any, args: tuple) -> Any:
 LOG_DOMAIN_SAMPLES = 16  # calibration samples the range statistics are measured on
 
 
-def _log_domain_quantizer_class() -> Any:
+def _policy_quantizer_class() -> Any:
     from torchao.quantization.pt2e.quantizer import Quantizer
 
-    class LogDomainFloat(Quantizer):
+    class XnnpackPolicies(Quantizer):
         """XNNPACKQuantizer, with two kinds of node left unannotated (so they run unquantized):
         - integer arithmetic: XNNPACK annotates every add / mul, also the int64 `arange + offset` of transformers'
           position indices, and its observer hands the index op a float tensor ("tensors used as indices must be
@@ -109,7 +109,7 @@ def _log_domain_quantizer_class() -> Any:
         def validate(self, model: Any) -> None:
             self.inner.validate(model)
 
-    return LogDomainFloat
+    return XnnpackPolicies
 
 
 def _integer_scalars_stay_integer(model: Any) -> int:
@@ -141,9 +141,9 @@ def _floating(node: Any) -> bool:
     return dtype is None or bool(getattr(dtype, "is_floating_point", True))
 
 
-def log_domain_quantizer(inner: Any, samples: list[tuple]) -> Any:
-    """`inner` wrapped by LogDomainFloat (the class is made on first use: torchao imports lazily)."""
-    return _log_domain_quantizer_class()(inner, samples)
+def xnnpack_policies(inner: Any, samples: list[tuple]) -> Any:
+    """`inner` wrapped by XnnpackPolicies (the class is made on first use: torchao imports lazily)."""
+    return _policy_quantizer_class()(inner, samples)
 
 
 def quantize_int8(program: Any, args: tuple, ctx: StepContext, options: ExecuTorchOptions) -> Any:
@@ -157,8 +157,8 @@ def quantize_int8(program: Any, args: tuple, ctx: StepContext, options: ExecuTor
     xnnpack = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=options.per_channel))
     samples = samples_for(ctx)
     log_domain = bool(ctx.profile.quantize.options.get("log_domain_float", True))
-    quantizer = log_domain_quantizer(xnnpack, [tuple(torch.from_numpy(f[s.name]) for s in ctx.source.inputs)
-                                               for f in itertools.islice(samples, LOG_DOMAIN_SAMPLES)] if log_domain else [])
+    quantizer = xnnpack_policies(xnnpack, [tuple(torch.from_numpy(f[s.name]) for s in ctx.source.inputs)
+                                           for f in itertools.islice(samples, LOG_DOMAIN_SAMPLES)] if log_domain else [])
     try:
         prepared = prepare_pt2e(program.module(), quantizer)
     except Exception as e:
