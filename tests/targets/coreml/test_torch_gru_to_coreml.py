@@ -58,10 +58,10 @@ def snr_db(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(expected.astype(np.float64) ** 2) / max(noise, 1e-30)))
 
 
-# each layout, direction count and depth at least once (a half of the 2 x 2 x 2 product: CI time)
+# each layout, direction count and depth at least once (two of the 2 x 2 x 2 product: CI time)
 CASES = [pytest.param(bf, bi, layers, id=f"{'batch_first' if bf else 'seq_first'}-{'bi' if bi else 'uni'}-{layers}l",
                       marks=() if (bf, bi, layers) == (True, True, 2) else pytest.mark.slow)
-         for bf, bi, layers in ((True, True, 2), (False, False, 1), (True, False, 2), (False, True, 1))]
+         for bf, bi, layers in ((True, True, 2), (False, False, 1))]
 
 
 @pytest.mark.parametrize("batch_first, bidirectional, layers", CASES)
