@@ -40,7 +40,9 @@ class FloatNode:
 
 
 @dataclass
-class _Stats:
+class TensorStats:
+    """One tensor's calibrated range and a sample of its values, gathered over runs."""
+
     lo: float = np.inf
     hi: float = -np.inf
     values: list[np.ndarray] | None = None
@@ -76,7 +78,7 @@ class GraphNode:
     squared: str = ""
 
 
-def float_chains(nodes: list[GraphNode], stats: dict[str, _Stats], bits: int) -> list[FloatNode]:
+def float_chains(nodes: list[GraphNode], stats: dict[str, TensorStats], bits: int) -> list[FloatNode]:
     """The walk of the module docstring over `nodes` (graph order), with `stats` per activation tensor."""
     producers = {n.output: n for n in nodes}
     kept: dict[str, FloatNode] = {}
@@ -133,11 +135,11 @@ def log_domain_nodes(model: Any, feeds: Iterable[dict[str, np.ndarray]], bits: i
     session = _session(_with_outputs(model, sorted(reach)))
     names = [o.name for o in session.get_outputs()]
     wanted = {i.name for i in session.get_inputs()}
-    stats: dict[str, _Stats] = {}
+    stats: dict[str, TensorStats] = {}
     for feed in feeds:
         for name, value in zip(names, session.run(None, {k: v for k, v in feed.items() if k in wanted})):
             if name in reach and isinstance(value, np.ndarray) and value.dtype.kind == "f":
-                stats.setdefault(name, _Stats()).add(value)
+                stats.setdefault(name, TensorStats()).add(value)
     return float_chains(nodes, stats, bits)
 
 
@@ -169,13 +171,13 @@ def fx_log_domain_nodes(module: Any, samples: Iterable[tuple], bits: int) -> lis
     reach = upstream(nodes)
     if not reach:
         return []
-    stats: dict[str, _Stats] = {}
+    stats: dict[str, TensorStats] = {}
 
     class Recorder(torch.fx.Interpreter):
         def run_node(self, n: Any) -> Any:
             result = super().run_node(n)
             if n.name in reach and isinstance(result, torch.Tensor) and result.is_floating_point():
-                stats.setdefault(n.name, _Stats()).add(result.detach().float().numpy())
+                stats.setdefault(n.name, TensorStats()).add(result.detach().float().numpy())
             return result
 
     with torch.no_grad():

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgeconv.quantizers.log_domain import GraphNode, _Stats, float_chains, fx_log_domain_nodes, log_domain_nodes  # noqa: E402
+from edgeconv.quantizers.log_domain import GraphNode, TensorStats, float_chains, fx_log_domain_nodes, log_domain_nodes  # noqa: E402
 from tests.corpus import data  # noqa: E402
 from tests.corpus.torch_models import AudioKWS  # noqa: E402
 
@@ -59,13 +59,13 @@ def test_narrow_variance_left_alone_and_signed_tensors_stop_the_walk() -> None:
              GraphNode("sq", "Mul", ("centred", "centred"), "squares", squared="centred"),
              GraphNode("var", "ReduceMean", ("squares",), "variance"),
              GraphNode("sqrt", "Sqrt", ("variance",), "std")]
-    stats = {name: _Stats() for name in ("x", "centred", "squares", "variance")}
+    stats = {name: TensorStats() for name in ("x", "centred", "squares", "variance")}
     stats["x"].add(centred + 3.0)
     stats["centred"].add(centred)
     stats["squares"].add(centred ** 2)
     stats["variance"].add(rng.uniform(0.5, 3.0, 256))
     assert float_chains(nodes, stats, 8) == []
-    stats["variance"] = _Stats()
+    stats["variance"] = TensorStats()
     stats["variance"].add(10 ** rng.uniform(-6, 2, 256))  # eight decades: unresolved, and so are its squares
     kept = {k.node for k in float_chains(nodes, stats, 8)}
     assert kept == {"sqrt", "var", "sq", "sub"}  # walked into centred only because `sq` squares it, never into x
