@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeconv.passes._reads import drop_unused_initializers, tensor_ranks
+
 
 def batchnorm_to_affine(model: Any) -> int:
     import numpy as np
@@ -21,9 +23,8 @@ def batchnorm_to_affine(model: Any) -> int:
 
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    rank = _ranks(model)
+    rank = tensor_ranks(model)
     fixed = 0
-    freed: set[str] = set()
     for node in list(graph.node):
         if node.op_type != "BatchNormalization" or node.domain not in ("", "ai.onnx") or len(node.output) != 1:
             continue
@@ -48,18 +49,8 @@ def batchnorm_to_affine(model: Any) -> int:
         graph.node.remove(node)
         graph.node.insert(position, add)
         graph.node.insert(position, mul)
-        freed.update(params)
         fixed += 1
-    used = {i for n in graph.node for i in n.input}
-    for name in freed - used:
-        graph.initializer.remove(inits[name])
+    if fixed:  # the BatchNorms' own statistics, unless something else (an If / Loop body too) still reads them
+        drop_unused_initializers(graph)
     return fixed
 
-
-def _ranks(model: Any) -> dict[str, int]:
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    return {v.name: len(v.type.tensor_type.shape.dim) for v in (*inferred.graph.value_info, *inferred.graph.input,
-                                                              *inferred.graph.output)
-            if v.type.tensor_type.HasField("shape")}

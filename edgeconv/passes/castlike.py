@@ -10,17 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeconv.passes._reads import tensor_types
+
 
 def castlike_to_cast(model: Any) -> int:
-    import onnx
     from onnx import helper
 
     if not any(n.op_type == "CastLike" and n.domain in ("", "ai.onnx") for n in model.graph.node):
         return 0
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    dtypes = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *inferred.graph.input,
-                                                             *inferred.graph.output)}
-    dtypes.update({t.name: t.data_type for t in model.graph.initializer})
+    dtypes = tensor_types(model)
     fixed = 0
     for node in model.graph.node:
         if node.op_type != "CastLike" or node.domain not in ("", "ai.onnx") or not dtypes.get(node.input[1]):

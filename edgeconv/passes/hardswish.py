@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgeconv.onnx_graph import initializers, producers
-from edgeconv.passes._reads import drop_unused_initializers, subgraph_reads
+from edgeconv.passes._reads import drop_unused_initializers, subgraph_reads, tensor_ranks
 
 HARDSWISH_OPSET = 14
 _SIXTH = 1.0 / 6.0
@@ -33,26 +33,13 @@ def fuse_hardswish(model: Any) -> int:
     opset = next((int(i.version) for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
     made: set[str] = set()  # outputs of the HardSigmoid nodes written here
     count = 0
-    ranks = _ranks(model)  # the rewrites keep every remaining tensor's rank
+    ranks = tensor_ranks(model)  # the rewrites keep every remaining tensor's rank
     while (step := _one_rewrite(model, opset >= HARDSWISH_OPSET, ranks)) is not None:
         op, output, consumed = step
         if op == "HardSigmoid":
             made.add(output)
         count += 0 if consumed in made else 1
     return count
-
-
-def _ranks(model: Any) -> dict[str, int]:
-    """Rank of every tensor whose shape inference knows it."""
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # noqa: BLE001 - unknown ranks only make the pass stricter (constants must be scalars or [1])
-        inferred = model
-    graph = inferred.graph
-    return {v.name: len(v.type.tensor_type.shape.dim) for v in (*graph.value_info, *graph.input, *graph.output)
-            if v.type.tensor_type.HasField("shape")}
 
 
 def _one_rewrite(model: Any, allow_hardswish: bool, ranks: dict[str, int]) -> tuple[str, str, str] | None:

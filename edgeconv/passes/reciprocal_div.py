@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeconv.passes._reads import tensor_types
+
 
 def reciprocal_to_div(model: Any) -> int:
     import numpy as np
@@ -21,10 +23,7 @@ def reciprocal_to_div(model: Any) -> int:
     nodes = [n for n in model.graph.node if n.op_type == "Reciprocal" and n.domain in ("", "ai.onnx")]
     if not nodes:
         return 0
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    dtypes = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *inferred.graph.input,
-                                                             *inferred.graph.output)}
-    dtypes.update({t.name: t.data_type for t in model.graph.initializer})
+    dtypes = tensor_types(model)
     taken = {t.name for t in model.graph.initializer}
     ones: dict[int, str] = {}  # one numerator per element type, shared by every Reciprocal of that type
     fixed = 0

@@ -10,11 +10,11 @@ the Log, the log-mel features have an ordinary range and are quantized as usual.
 
 Rule: a tensor is *unresolved* at `bits` when more than UNRESOLVED_SHARE of its non-zero values are within
 RELATIVE_STEPS quantization steps of zero (their relative error exceeds 1 / (2 * RELATIVE_STEPS)), the step being
-(max - min) / (2^bits - 1) of its calibrated range (zero included, as the quantizers set it). Walking back from each
-sensitive input (the sensitive op stays float when it is unresolved), an unresolved tensor's producer stays float and the walk continues through that producer's
-activation inputs that carry magnitudes (non-negative on every sample: power, energies, variances) or are squared by
-it (Mul(x, x), Pow(x, 2): the STFT outputs of |X|²); it stops at a resolved tensor, a signed tensor, a graph input or a
-weight. A LayerNorm's variance spans a narrow range and is resolved: its chain is left alone.
+(max - min) / (2^bits - 1) of its calibrated range (zero included, as the quantizers set it). A sensitive op whose
+input is unresolved stays float. Walking back from that input, an unresolved tensor's producer stays float and the walk
+continues through that producer's activation inputs that carry magnitudes (non-negative on every sample: power,
+energies, variances) or are squared by it (Mul(x, x), Pow(x, 2): the STFT outputs of |X|²); it stops at a resolved
+tensor, a signed tensor, a graph input or a weight. A LayerNorm's variance spans a narrow range and is resolved: its chain is left alone.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ def shape_subgraph_model(path: Path, seed: int = 0) -> Path:
 
     Every dim is static, so the shape subgraphs (Shape → Gather → Concat, Shape → Gather → Range → Cast) are
     constants — but only once folded: as written, the HTP refuses Shape, Range and everything that depends on them."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -41,26 +40,18 @@ def shape_subgraph_model(path: Path, seed: int = 0) -> Path:
     ]
     graph = helper.make_graph(nodes, "shape_subgraph", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.checker.check_model(model, full_check=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(path))
-    return path
+    return _save_checked(graph, path)
 
 
-def log_batchnorm_model(path: Path, seed: int = 0, uniform: bool = True) -> Path:
+def log_batchnorm_model(path: Path, seed: int = 0) -> Path:
     """features [1, 16, 20] (positive, as mel energies) → Log → BatchNormalization (per feature: nothing to fold it into)
-    → Transpose → MatMul [16, 8] → logits [1, 20, 8]: the keyword spotter's head after its front end. `uniform`: the
-    same statistics on every channel (gamma 1, beta 0, mean -4, var 9, as the corpus keyword spotter's fixed log-mel
-    normalisation), else random per-channel ones."""
-    import onnx
+    → Transpose → MatMul [16, 8] → logits [1, 20, 8]: the keyword spotter's head after its front end, with the same
+    statistics on every channel (gamma 1, beta 0, mean -4, var 9: the corpus keyword spotter's fixed log-mel
+    normalisation; random per-channel statistics measured right on the HTP)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
-    rows = {"gamma": np.ones(16), "beta": np.zeros(16), "mean": np.full(16, -4.0), "var": np.full(16, 9.0)} \
-        if uniform else {"gamma": rng.uniform(0.5, 2.0, 16), "beta": rng.normal(0, 0.5, 16),
-                         "mean": rng.normal(-0.5, 0.5, 16), "var": rng.uniform(0.2, 1.5, 16)}
+    rows = {"gamma": np.ones(16), "beta": np.zeros(16), "mean": np.full(16, -4.0), "var": np.full(16, 9.0)}
     inits = [*(numpy_helper.from_array(v.astype(np.float32), k) for k, v in rows.items()),
              numpy_helper.from_array(rng.normal(0, 0.4, (16, 8)).astype(np.float32), "w")]
     nodes = [helper.make_node("Log", ["features"], ["logf"], name="log"),
@@ -69,6 +60,14 @@ def log_batchnorm_model(path: Path, seed: int = 0, uniform: bool = True) -> Path
              helper.make_node("MatMul", ["frames", "w"], ["logits"], name="head")]
     graph = helper.make_graph(nodes, "log_batchnorm", [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 16, 20])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 20, 8])], inits)
+    return _save_checked(graph, path)
+
+
+def _save_checked(graph, path: Path) -> Path:
+    """An opset-17 model of `graph`, checked (full_check) and saved at `path`."""
+    import onnx
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     onnx.checker.check_model(model, full_check=True)
@@ -77,11 +76,12 @@ def log_batchnorm_model(path: Path, seed: int = 0, uniform: bool = True) -> Path
     return path
 
 
-def save_calib(folder: Path, shape: tuple[int, ...], n: int = 16, seed: int = 1) -> Path:
+def save_calib(folder: Path, shape: tuple[int, ...], n: int = 16, seed: int = 1, low: float = 0.0,
+               high: float = 1.0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(n):
-        np.save(folder / f"{i:03d}.npy", rng.uniform(0, 1, shape).astype(np.float32))
+        np.save(folder / f"{i:03d}.npy", rng.uniform(low, high, shape).astype(np.float32))
     return folder
 
 

@@ -265,12 +265,8 @@ def test_quantized_batchnorm_computed_right_on_the_htp(tmp_path: Path) -> None:
     into), with the same statistics on every channel, came out wrong on the HTP simulator, while the same QDQ model is
     right on ONNX Runtime. The hexagon profiles write it as Mul + Add per channel (passes/batchnorm_affine.py)."""
     source = hexagon_models.log_batchnorm_model(tmp_path / "log_bn.onnx")
-    rng = np.random.default_rng(2)
-    for split, n in (("calib", 32), ("eval", 16)):
-        (tmp_path / split).mkdir()
-        for i in range(n):
-            np.save(tmp_path / split / f"{i:03d}.npy", rng.uniform(0.05, 4.0, (1, 16, 20)).astype(np.float32))
-    data = {"calib": str(tmp_path / "calib"), "eval": str(tmp_path / "eval")}
+    data = {split: str(save_calib(tmp_path / split, (1, 16, 20), n, seed, low=0.05, high=4.0))
+            for split, n, seed in (("calib", 32, 2), ("eval", 16, 3))}
     relaxed = ("validate.gate.min_snr_db=-100", "validate.gate.min_cosine=-1", "validate.gate.min_top1_agreement=0")
     before = convert(source, ["hexagon-int8"], tmp_path / "before", overrides=("normalise.decompose=[]", *relaxed),
                      max_fallback=0, **data)
