@@ -69,10 +69,10 @@ def test_batch_progress_off_a_terminal(cli, digits, tmp_path: Path) -> None:
     log = (project / "out" / ".logs" / "a--onnx-fp16.log").read_text()
     assert "[export]" in log and "edgeconv-progress" not in log  # the run's log names its stages too
 
-    quiet = cli("batch", "--force", cwd=project)  # no -v: the table only
+    quiet = cli("batch", "-j", "2", "--force", cwd=project)  # no -v: the table only
     assert quiet.code == 0 and "→" not in quiet.stderr and "2 converted" in quiet.stdout
 
-    machine = cli("-v", "batch", "--json", "--force", cwd=project)
+    machine = cli("-v", "batch", "-j", "2", "--json", "--force", cwd=project)
     assert machine.code == 0 and json.loads(machine.stdout)["counts"]["ok"] == 2
     assert "[2/2]" not in machine.stderr and not re.search(r"^normalise", machine.stderr, re.M)
 

@@ -1,7 +1,8 @@
-"""CI subset of the route matrix (bench/matrix.py runs all of it): every corpus family once on a cheap target, and
-every target family once on a real architecture. Each cell is the real `edgeconv convert ... --json` in a subprocess
-with the model's own --calib / --eval folders; it must exit 0, and its manifest's metrics must clear the profile's gate
-(read from the manifest: min SNR, min cosine, per output where the output has that metric).
+"""CI subset of the route matrix (bench/matrix.py runs all of it): every corpus family once (on a cheap target, where
+no target cell converts it already), and every target family once on a real architecture. Each cell is the real
+`edgeconv convert ... --json` in a subprocess with the model's own --calib / --eval folders; it must exit 0, and its
+manifest's metrics must clear the profile's gate (read from the manifest: min SNR, min cosine, per output where the
+output has that metric).
 
 Cells that fail today because of a known bug stay out of CI: docs/coverage.md lists them with their error, and `make
 matrix` runs them. (One ran for ten minutes to fail.) A cell added here for a fix must pass.
@@ -25,20 +26,15 @@ pytestmark = [pytest.mark.slow]
 ROOT = Path(os.environ.get("EDGECONV_CORPUS_ROOT") or Path(tempfile.gettempdir()) / "edgeconv-corpus")
 
 
-# Every corpus family (and source form) once, on a cheap target (fp32 ONNX on ONNX Runtime).
+# Every corpus family (and source form) once, on a cheap target (fp32 ONNX on ONNX Runtime). A family that a target
+# cell below already converts through the ONNX hub (its export, normalisation and validation) is not repeated here
+# (mobilenetv2, efficientnet, yolo, unet, audio_kws, mtcnn_rnet, vit_tiny, bert_tiny: CI time); resnet is kept, the
+# opset-cap regression of issue 16 (`-t onnx` on a ResNet .pt2).
 FAMILY_CELLS = [
     pytest.param("resnet", "onnx"),
-    pytest.param("mobilenetv2", "onnx"),
     pytest.param("mobilenetv3", "onnx"),
-    pytest.param("efficientnet", "onnx"),
     pytest.param("convnext", "onnx"),
-    pytest.param("yolo", "onnx"),
-    pytest.param("unet", "onnx"),
     pytest.param("crnn", "onnx"),
-    pytest.param("audio_kws", "onnx"),
-    pytest.param("mtcnn_rnet", "onnx"),
-    pytest.param("vit_tiny", "onnx"),
-    pytest.param("bert_tiny", "onnx"),
     pytest.param("whisper_enc", "onnx"),
     pytest.param("ts_traced_flatten", "onnx"),
     pytest.param("ts_scripted_control", "onnx"),  # float Loop trip count cast to int64 (passes/loop_trip_count.py)
