@@ -325,9 +325,11 @@ def _decompose(model: Any, names: tuple[str, ...], notes: list[str]) -> None:
     """The rewrites a profile asks for (`[normalise] decompose`): patterns its converter gets wrong, written otherwise."""
     from edgeconv.passes.batchnorm_affine import batchnorm_to_affine
     from edgeconv.passes.maxpool_ceil import maxpool_without_ceil
+    from edgeconv.passes.neg_mul import neg_to_mul
     from edgeconv.passes.reciprocal_div import reciprocal_to_div
 
-    passes = {"maxpool_ceil": maxpool_without_ceil, "reciprocal": reciprocal_to_div, "batchnorm": batchnorm_to_affine}
+    passes = {"maxpool_ceil": maxpool_without_ceil, "reciprocal": reciprocal_to_div, "batchnorm": batchnorm_to_affine,
+              "neg": neg_to_mul}
     for name in names:
         count = passes[name](model)
         if count:

@@ -64,7 +64,7 @@ NORMALISE = ("normalise", "normalise", False)
     # from ONNX the only way to Core ML is onnx2torch (its converter quantizes: no ONNX quantize step)
     (Format.ONNX, "coreml-w8", [NORMALISE, ("compile", "onnx_to_coreml", False)]),
     (Format.TORCH, "tflite-fp32", [("export", "torch_to_onnx", False),
-                                   ("normalise", "normalise + fuse gelu + decompose maxpool_ceil", False),
+                                   ("normalise", "normalise + fuse gelu + decompose maxpool_ceil, neg", False),
                                    ("compile", "onnx_to_tflite", False)]),
     (Format.ONNX, "openvino-int8", [NORMALISE, ("compile", "onnx_to_openvino", False)]),
     # a second format is a branch from the hub ONNX; the hub ONNX itself (tensorrt's second format) is no step
@@ -158,7 +158,7 @@ def test_an_installed_route_beats_a_cheaper_missing_edge(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(KerasToTflite, "available", classmethod(lambda cls: False))
     assert [s[1] for s in steps(Format.KERAS, "tflite-fp32")][:3] == ["keras_to_onnx",
-                                                                       "normalise + fuse gelu + decompose maxpool_ceil",
+                                                                       "normalise + fuse gelu + decompose maxpool_ceil, neg",
                                                                        "onnx_to_tflite"]
 
 
@@ -252,7 +252,7 @@ def test_build_plan_applies_overrides_and_plans_each_target(digits_onnx_path: Pa
                       ConvertOptions(overrides=("normalise.fuse=[\"gelu\", \"layernorm\"]",)))
     assert [t.profile.name for t in plan.targets] == ["onnx", "tflite-fp32"]
     assert [s.name for s in plan.targets[0].steps][0] == "normalise + fuse gelu, layernorm"
-    assert plan.targets[1].steps[0].name == "normalise + fuse gelu, layernorm + decompose maxpool_ceil"
+    assert plan.targets[1].steps[0].name == "normalise + fuse gelu, layernorm + decompose maxpool_ceil, neg"
     assert plan.to_json()["source"]["format"] == "onnx"
 
 
