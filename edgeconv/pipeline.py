@@ -31,7 +31,7 @@ from edgeconv.onnx_graph import static_shape_error, stem_of
 from edgeconv.outputs import OutputTransaction, disk_full_cause, factory_paths, io_error
 from edgeconv.progress import NullReporter, Reporter
 from edgeconv.quantizers import quantizer_for
-from edgeconv.routes import search_route
+from edgeconv.routes import fallback_route, search_route
 from edgeconv.sources import SourceModel, open_source
 from edgeconv.stage_cache import ContextSnapshot, StageCache, cache_key
 from edgeconv.targets.schema import Profile, apply_overrides, check_distinct_names
@@ -62,9 +62,18 @@ class TargetPlan:
     profile: Profile
     steps: tuple[Step, ...]
     source: SourceModel
+    # the steps of the other installed route, run when the first converter of `steps` refuses the model (exit 4)
+    fallback: tuple[Step, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.profile.name, "steps": [s.describe() for s in self.steps]}
+        out: dict[str, Any] = {"target": self.profile.name, "steps": [s.describe() for s in self.steps]}
+        if self.fallback:
+            out["fallback"] = {"when": f"{self.first_converter()} refuses the model",
+                               "steps": [s.describe() for s in self.fallback]}
+        return out
+
+    def first_converter(self) -> str:
+        return next((s.converter.name for s in self.steps if s.converter is not None and not s.branch), "")
 
 
 @dataclass
@@ -116,14 +125,20 @@ def _onnx_steps(profile: Profile) -> list[Step]:
 
 def plan_target(source: SourceModel, profile: Profile) -> TargetPlan:
     fmt = source.artifact.format
-    steps: list[Step] = []
-    if fmt == Format.ONNX:
-        steps += _onnx_steps(profile)
     route = find_route(fmt, profile.primary_format, source.artifact, profile)
     for conv in route:
         if conv.unsupported_reason:
             raise UnsupportedError(f"target {profile.name}: {conv.unsupported_reason}", conv.unsupported_hint,
                                    details={"source_format": fmt.value, "target_format": profile.primary_format.value})
+    other = fallback_route(fmt, profile.primary_format, source.artifact, profile, route)
+    fallback = _route_steps(fmt, other, source, profile) if other and all(c.available() for c in route) else ()
+    return TargetPlan(profile, _route_steps(fmt, route, source, profile), source, fallback)
+
+
+def _route_steps(fmt: Format, route: list[type[Converter]], source: SourceModel, profile: Profile) -> tuple[Step, ...]:
+    steps: list[Step] = []
+    if fmt == Format.ONNX:
+        steps += _onnx_steps(profile)
     for conv in route:
         steps.append(Step("export" if conv.stage == "export" else "compile", conv.name, converter=conv))
         if conv.target == Format.ONNX:
@@ -136,7 +151,7 @@ def plan_target(source: SourceModel, profile: Profile) -> TargetPlan:
         for conv in find_route(hub, extra, source.artifact, profile):
             steps.append(Step("compile", conv.name, converter=conv, branch=True))
     steps += [Step("validate", f"validate on {planned_validation(profile)}"), Step("write", "write")]
-    return TargetPlan(profile, tuple(steps), source)
+    return tuple(steps)
 
 
 def resolve_shapes(source: SourceModel, profile: Profile, options: ConvertOptions) -> SourceModel:
@@ -254,39 +269,78 @@ def _run_step(step: Step, artifact: Artifact, ctx: StepContext, state: _RunState
     return result
 
 
+class _ConverterRefused(Exception):
+    """A converter of a target's first route refused the model (exit 4) and the target has a fallback route."""
+
+    def __init__(self, step: Step, error: UnsupportedError) -> None:
+        super().__init__(error.message)
+        self.step, self.error = step, error
+
+
+@dataclass
+class _RouteRun:
+    current: Artifact
+    hub: Artifact | None
+    extras: list[Artifact] = field(default_factory=list)
+    not_built: list[tuple[Format, str]] = field(default_factory=list)
+    quantized: tuple[Artifact, Artifact] | None = None  # (float, quantized) ONNX, for the per-layer report
+
+
+def _run_route(steps: tuple[Step, ...], source: Artifact, ctx: StepContext, state: _RunState, record: TargetRecord,
+               has_fallback: bool) -> _RouteRun:
+    """Run a route's steps up to validation. With `has_fallback`, a converter's refusal is _ConverterRefused."""
+    ran = _RouteRun(source, source if source.format == Format.ONNX else None)
+    for step in steps:
+        if step.kind in ("validate", "write"):
+            continue
+        input_artifact = ran.hub if step.branch and ran.hub is not None else ran.current
+        try:
+            result = _run_step(step, input_artifact, ctx, state, record)
+            if step.kind == "quantize":
+                ran.quantized = (input_artifact, result)
+        except StepSkipped as skipped:
+            assert step.converter is not None
+            ran.not_built.append((step.converter.target, skipped.reason))
+            ctx.warn(skipped.reason)  # same list as record.warnings, and shown to the user
+            continue
+        except UnsupportedError as e:
+            if has_fallback and step.converter is not None and not step.branch:
+                raise _ConverterRefused(step, e) from e
+            raise
+        if step.branch:
+            ran.extras.append(result)
+        else:
+            ran.current = result
+        if result.format == Format.ONNX:
+            ran.hub = result
+    return ran
+
+
 def _run_target(target: TargetPlan, state: _RunState, validation_cache: dict[str, Any]) -> TargetRecord:
     profile = target.profile
     record = TargetRecord(profile.name, {"description": profile.description, "precision": profile.quantize.precision,
                                          "produces": [f.value for f in profile.produces], "file": profile.source_file})
     ctx = StepContext(state.staging, profile, state.options, target.source, state.reporter, record.warnings, record.notes,
                       state.shown)
-    current = target.source.artifact
-    hub: Artifact | None = current if current.format == Format.ONNX else None
-    extras: list[Artifact] = []
-    not_built: list[tuple[Format, str]] = []
-    quantized: tuple[Artifact, Artifact] | None = None  # (float, quantized) ONNX, for the per-layer report
     if any(s.kind == "quantize" for s in target.steps) or profile.quantize.stage == "converter":
         # the reference outputs validation will compare against: NaN/Inf there is exit 3 before anything is quantized
         source_outputs(validation_samples(ctx), ctx, validation_cache)
-    for step in target.steps:
-        if step.kind in ("validate", "write"):
-            continue
-        input_artifact = hub if step.branch and hub is not None else current
+    notes_before = dict(record.notes)
+    try:
+        ran = _run_route(target.steps, target.source.artifact, ctx, state, record, bool(target.fallback))
+    except _ConverterRefused as refused:
+        first = refused.error
+        route = " → ".join(s.converter.name for s in target.fallback if s.converter is not None and not s.branch)
+        ctx.warn(f"{refused.step.name} refused the model ({first.message}); trying the other route: {route}")
+        record.notes.clear()  # what the refused route noted (its route, its ops) does not describe the artifact
+        record.notes.update(notes_before)
+        record.notes["route_fallback"] = {"refused": refused.step.name, "error": first.message, "route": route}
         try:
-            result = _run_step(step, input_artifact, ctx, state, record)
-            if step.kind == "quantize":
-                quantized = (input_artifact, result)
-        except StepSkipped as skipped:
-            assert step.converter is not None
-            not_built.append((step.converter.target, skipped.reason))
-            ctx.warn(skipped.reason)  # same list as record.warnings, and shown to the user
-            continue
-        if step.branch:
-            extras.append(result)
-        else:
-            current = result
-        if result.format == Format.ONNX:
-            hub = result
+            ran = _run_route(target.fallback, target.source.artifact, ctx, state, record, False)
+        except EdgeconvError as e:
+            e.details.setdefault("first_route_error", {"step": refused.step.name, "message": first.message})
+            raise
+    current, hub, extras, not_built, quantized = ran.current, ran.hub, ran.extras, ran.not_built, ran.quantized
     if current.format != profile.primary_format and not any(f == profile.primary_format for f, _ in not_built):
         raise UnsupportedError(f"target {profile.name}: route ended at {current.format}", "this is a bug")
     primary = current if current.format == profile.primary_format else hub

@@ -1,11 +1,15 @@
 """Within one run, targets share identical steps (edgeconv/pipeline.py): each target's manifest still says what the
 shared step did, and a quantize step is shared only between targets with the same gate (the accuracy fallback searches
-until the gate passes, so the gate decides the quantized model)."""
+until the gate passes, so the gate decides the quantized model). A target whose first route's converter refuses the
+model takes the other installed route (routes.fallback_route)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.helpers import convert, target_record
 
@@ -38,3 +42,27 @@ def test_quantize_is_not_shared_between_targets_with_different_gates(digits: Any
         record = target_record(manifest, name)
         assert record["notes"]["quantize"], name  # the shared step's notes are in every target
         assert record["validation"]["metrics"]["snr_db"] > 35
+
+
+@pytest.mark.slow
+def test_a_refused_direct_route_falls_back_to_the_route_through_onnx(cli, tmp_path: Path) -> None:
+    """The subclassed Keras corpus model (a LayerNormalization head) to tflite-int8: TFLiteConverter leaves Keras's
+    LayerNorm NEG float (exit 4 before), so the target takes Keras → ONNX → onnx2tf, where passes/neg_mul.py makes it
+    a MUL; the warning and the manifest say which route refused, why, and which one wrote the artifact."""
+    from tests.corpus import registry
+    from tests.corpus.test_route_matrix import ROOT
+
+    assert not registry.ensure(ROOT, ["keras_subclassed"])
+    out = tmp_path / "out"
+    result = cli("convert", *registry.cli_args(ROOT, "keras_subclassed", static=True), "-t", "tflite-int8", "-o", out,
+                 "--json")
+    assert result.code == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    record = json.loads(result.stdout)["targets"][0]
+    fallback = record["notes"]["route_fallback"]
+    assert fallback["refused"] == "keras_to_tflite" and "stayed float in the full-integer model: NEG" in fallback["error"]
+    assert fallback["route"] == "keras_to_onnx → onnx_to_tflite"
+    assert any("keras_to_tflite refused the model" in w for w in record["warnings"])
+    assert [s["name"] for s in record["steps"]][::2] == ["keras_to_onnx", "onnx_to_tflite"]
+    assert record["notes"]["tflite_route"].startswith("ONNX → onnx2tf") and "NEG" not in record["notes"]["tflite_ops"]
+    metrics, gate = record["validation"]["metrics"], record["validation"]["gate"]
+    assert metrics["snr_db"] >= gate["min_snr_db"] and metrics["top1_agreement"] >= gate["min_top1_agreement"], metrics

@@ -186,6 +186,18 @@ def test_an_installed_step_describes_its_edge() -> None:
     assert target.to_json() == {"target": "cpu-int8", "steps": [s.describe() for s in target.steps]}
 
 
+def test_a_direct_route_plans_its_fallback_through_onnx() -> None:
+    """Keras → tflite-int8: TFLiteConverter directly, and the route --dry-run shows and convert takes when it refuses
+    the model (routes.fallback_route). A single-route target plans no fallback."""
+    target = plan_target(source(Format.KERAS), resolve("tflite-int8"))
+    assert [s.name for s in target.steps] == ["keras_to_tflite", "validate on litert", "write"]
+    assert [s.name for s in target.fallback] == ["keras_to_onnx", "normalise + fuse gelu + decompose maxpool_ceil, neg",
+                                                 "onnx_to_tflite", "validate on litert", "write"]
+    assert target.to_json()["fallback"] == {"when": "keras_to_tflite refuses the model",
+                                            "steps": [s.describe() for s in target.fallback]}
+    assert plan_target(source(Format.ONNX), resolve("tflite-int8")).fallback == ()
+
+
 def test_a_documented_dead_end_is_refused_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeconv.targets.coreml.torch_to_coreml import TorchToCoreml
 

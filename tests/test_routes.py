@@ -11,7 +11,7 @@ from edgeconv.availability import availability
 from edgeconv.errors import UnsupportedError
 from edgeconv.formats import Artifact, Format
 from edgeconv.pipeline import find_route
-from edgeconv.routes import installed_route, search_route
+from edgeconv.routes import fallback_route, installed_route, search_route
 from edgeconv.targets import builtin_profiles, resolve
 
 
@@ -35,3 +35,20 @@ def test_the_plan_and_targets_search_the_same_edges() -> None:
             if installed is not None:
                 assert find_route(src, profile.primary_format, Artifact(Path("model"), src), profile) == installed, \
                     (profile.name, src)
+
+
+def test_a_direct_route_has_the_way_through_onnx_as_fallback() -> None:
+    """Keras → TFLite takes TFLiteConverter directly; when it refuses the model (an op left float in full int8), the
+    installed route that avoids that edge is Keras → ONNX → onnx2tf. A source with one way only has no fallback."""
+    def names(route: list | None) -> list[str] | None:
+        return None if route is None else [c.name for c in route]
+
+    profile = resolve("tflite-int8")
+    keras = Artifact(Path("m.keras"), Format.KERAS)
+    first = find_route(Format.KERAS, Format.TFLITE, keras, profile)
+    assert names(first) == ["keras_to_tflite"]
+    assert names(fallback_route(Format.KERAS, Format.TFLITE, keras, profile, first)) == ["keras_to_onnx", "onnx_to_tflite"]
+    onnx_model = Artifact(Path("m.onnx"), Format.ONNX)
+    only = find_route(Format.ONNX, Format.TFLITE, onnx_model, profile)
+    assert fallback_route(Format.ONNX, Format.TFLITE, onnx_model, profile, only) is None
+    assert fallback_route(Format.ONNX, Format.ONNX, onnx_model, resolve("onnx"), []) is None

@@ -43,7 +43,7 @@ def convert(
     output_names: Optional[str] = typer.Option(None, "--output-names", help="PyTorch sources: names for the outputs, comma-separated in order (e.g. boxes,scores,labels); torch.onnx would call them getitem_3, mul, ..."),
     keep_going: bool = typer.Option(False, "--keep-going", "-k", help="A failing target does not discard the others: write the ones that pass, list the failures in the manifest, exit with the worst code."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object (the manifest, or the error) on stdout."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (route and stages per target) and stop."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (route and stages per target, and the fallback route a target takes if its first converter refuses the model) and stop."),
     force: bool = typer.Option(False, "--force", help="Replace OUTDIR if it exists (atomically)."),
 ) -> None:
     from edgeconv.context import ConvertOptions, parse_input_shapes
@@ -159,4 +159,8 @@ def _show_plan(plan: Any) -> None:
         table.add_column("stage")
         for i, step in enumerate(target.steps, 1):
             table.add_row(str(i), step.describe())
+        if target.fallback:  # tried when the first route's converter refuses the model
+            table.add_row("", f"[dim]if {target.first_converter()} refuses the model (exit 4), this route instead:[/dim]")
+            for i, step in enumerate(target.fallback, 1):
+                table.add_row(f"f{i}", step.describe())
         UI.out.print(table)
