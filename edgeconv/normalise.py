@@ -327,9 +327,10 @@ def _decompose(model: Any, names: tuple[str, ...], notes: list[str]) -> None:
     from edgeconv.passes.maxpool_ceil import maxpool_without_ceil
     from edgeconv.passes.neg_mul import neg_to_mul
     from edgeconv.passes.reciprocal_div import reciprocal_to_div
+    from edgeconv.passes.stft_conv import stft_to_conv
 
     passes = {"maxpool_ceil": maxpool_without_ceil, "reciprocal": reciprocal_to_div, "batchnorm": batchnorm_to_affine,
-              "neg": neg_to_mul}
+              "neg": neg_to_mul, "stft": stft_to_conv}
     for name in names:
         count = passes[name](model)
         if count:

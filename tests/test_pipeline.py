@@ -22,7 +22,7 @@ def test_a_shared_step_reports_its_notes_in_every_target(digits: Any, tmp_path: 
     manifest = convert(digits.pt2, ["tflite-fp32", "tflite-int8"], tmp_path / "out", calib=str(digits.calib),
                        eval=str(digits.eval), input_shapes={"image": (1, 1, 8, 8)})
     first, second = target_record(manifest, "tflite-fp32"), target_record(manifest, "tflite-int8")
-    normalise = "normalise + fuse gelu + decompose maxpool_ceil, neg"
+    normalise = "normalise + fuse gelu + decompose maxpool_ceil, neg, stft"
     assert _steps(second)["torch_to_onnx"] and _steps(second)[normalise]  # shared, not redone
     for key in ("exporter", "normalise"):
         assert second["notes"][key] == first["notes"][key]

@@ -64,12 +64,12 @@ NORMALISE = ("normalise", "normalise", False)
     # from ONNX the only way to Core ML is onnx2torch (its converter quantizes: no ONNX quantize step)
     (Format.ONNX, "coreml-w8", [NORMALISE, ("compile", "onnx_to_coreml", False)]),
     (Format.TORCH, "tflite-fp32", [("export", "torch_to_onnx", False),
-                                   ("normalise", "normalise + fuse gelu + decompose maxpool_ceil, neg", False),
+                                   ("normalise", "normalise + fuse gelu + decompose maxpool_ceil, neg, stft", False),
                                    ("compile", "onnx_to_tflite", False)]),
     (Format.ONNX, "openvino-int8", [NORMALISE, ("compile", "onnx_to_openvino", False)]),
     # a second format is a branch from the hub ONNX; the hub ONNX itself (tensorrt's second format) is no step
     (Format.KERAS, "hexagon-int8", [("export", "keras_to_onnx", False),
-                                    ("normalise", "normalise + fuse gelu, layernorm + decompose reciprocal, batchnorm", False),
+                                    ("normalise", "normalise + fuse gelu, layernorm + decompose reciprocal, batchnorm, stft", False),
                                     ("quantize", "quantize int8", False), ("compile", "onnx_to_qnn", False),
                                     ("compile", "onnx_to_dlc", True)]),
     (Format.TORCH, "tensorrt-fp16", [("export", "torch_to_onnx", False), NORMALISE,
@@ -158,7 +158,7 @@ def test_an_installed_route_beats_a_cheaper_missing_edge(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(KerasToTflite, "available", classmethod(lambda cls: False))
     assert [s[1] for s in steps(Format.KERAS, "tflite-fp32")][:3] == ["keras_to_onnx",
-                                                                       "normalise + fuse gelu + decompose maxpool_ceil, neg",
+                                                                       "normalise + fuse gelu + decompose maxpool_ceil, neg, stft",
                                                                        "onnx_to_tflite"]
 
 
@@ -191,7 +191,7 @@ def test_a_direct_route_plans_its_fallback_through_onnx() -> None:
     the model (routes.fallback_route). A single-route target plans no fallback."""
     target = plan_target(source(Format.KERAS), resolve("tflite-int8"))
     assert [s.name for s in target.steps] == ["keras_to_tflite", "validate on litert", "write"]
-    assert [s.name for s in target.fallback] == ["keras_to_onnx", "normalise + fuse gelu + decompose maxpool_ceil, neg",
+    assert [s.name for s in target.fallback] == ["keras_to_onnx", "normalise + fuse gelu + decompose maxpool_ceil, neg, stft",
                                                  "onnx_to_tflite", "validate on litert", "write"]
     assert target.to_json()["fallback"] == {"when": "keras_to_tflite refuses the model",
                                             "steps": [s.describe() for s in target.fallback]}
@@ -264,7 +264,7 @@ def test_build_plan_applies_overrides_and_plans_each_target(digits_onnx_path: Pa
                       ConvertOptions(overrides=("normalise.fuse=[\"gelu\", \"layernorm\"]",)))
     assert [t.profile.name for t in plan.targets] == ["onnx", "tflite-fp32"]
     assert [s.name for s in plan.targets[0].steps][0] == "normalise + fuse gelu, layernorm"
-    assert plan.targets[1].steps[0].name == "normalise + fuse gelu, layernorm + decompose maxpool_ceil, neg"
+    assert plan.targets[1].steps[0].name == "normalise + fuse gelu, layernorm + decompose maxpool_ceil, neg, stft"
     assert plan.to_json()["source"]["format"] == "onnx"
 
 

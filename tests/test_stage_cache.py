@@ -42,7 +42,7 @@ def _write_profile() -> None:
     PROFILE.parent.mkdir(parents=True, exist_ok=True)
     tmp = PROFILE.with_name(f".{PROFILE.name}.{os.getpid()}")
     tmp.write_text(f'name = "{QDQ}"\nextends = "onnx-int8-qdq"\nopset = 21\n\n[normalise]\nfuse = ["gelu"]\n'
-                   'decompose = ["maxpool_ceil", "neg"]\n')
+                   'decompose = ["maxpool_ceil", "neg", "stft"]\n')
     os.replace(tmp, PROFILE)
 
 
@@ -130,7 +130,7 @@ def test_cold_run_stores_one_entry_per_step(warm: tuple[Path, dict[str, Any]]) -
     assert shared[(QDQ, "export")]["reused"] and shared[(QDQ, "normalise")]["reused"]
     entries = _by_step(root / STAGES_DIR)
     assert sorted(entries) == ["compile onnx_to_tflite", "export torch_to_onnx",
-                               "normalise normalise + fuse gelu + decompose maxpool_ceil, neg", "quantize quantize int8"]
+                               "normalise normalise + fuse gelu + decompose maxpool_ceil, neg, stft", "quantize quantize int8"]
     assert entries["export torch_to_onnx"]["notes"]["exporter"].startswith("torch.onnx (dynamo)")
     assert set(entries["compile onnx_to_tflite"]["notes"]) >= {"tflite_route", "calibration", "tflite_io", "tflite_ops"}
     tflite = entries["compile onnx_to_tflite"]  # the artifact's I/O map (what LiteRT feeds) is stored with it
@@ -174,7 +174,7 @@ def test_new_calibration_data_redoes_what_reads_it(digits: Any, warm: tuple[Path
     assert _hashes(manifest) != _hashes(warm[1])
     assert sorted(e["step"] for e in _entries(cache)) == [  # the new quantize and compile outputs beside the old ones
         "compile onnx_to_tflite", "compile onnx_to_tflite", "export torch_to_onnx",
-        "normalise normalise + fuse gelu + decompose maxpool_ceil, neg", "quantize quantize int8", "quantize quantize int8"]
+        "normalise normalise + fuse gelu + decompose maxpool_ceil, neg, stft", "quantize quantize int8", "quantize quantize int8"]
     again = _convert(digits, tmp_path / "again")  # the original data again: all from the cache
     assert _cached(again) == set(_steps(again)) and _hashes(again) == _hashes(warm[1])
 

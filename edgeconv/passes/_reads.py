@@ -38,6 +38,12 @@ def tensor_ranks(model: Any) -> dict[str, int]:
             if v.type.tensor_type.HasField("shape")}
 
 
+def tensor_dims(model: Any) -> dict[str, tuple[int | None, ...]]:
+    """Dims of every tensor whose shape inference knows its rank (None for a dim it does not know)."""
+    return {v.name: tuple(d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim)
+            for v in _inferred_values(model) if v.type.tensor_type.HasField("shape")}
+
+
 def tensor_types(model: Any) -> dict[str, int]:
     """ONNX element type (TensorProto.FLOAT, ...) of every tensor shape inference knows, and of every initializer."""
     types = {v.name: v.type.tensor_type.elem_type for v in _inferred_values(model)}

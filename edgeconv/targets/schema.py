@@ -24,7 +24,7 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANT_FORMATS = ("qdq", "qoperator")
 QUANT_STAGES = ("onnx", "converter", "none")
 FUSIONS = ("gelu", "layernorm")  # edgeconv/fusions.py
-DECOMPOSITIONS = ("maxpool_ceil", "reciprocal", "batchnorm", "neg")  # edgeconv/passes/: patterns a target's converter gets wrong, written otherwise
+DECOMPOSITIONS = ("maxpool_ceil", "reciprocal", "batchnorm", "neg", "stft")  # edgeconv/passes/: patterns a target's converter gets wrong, written otherwise
 # [quantize.options] keys with a fixed set of values, checked when the profile loads (exit 2, with the line)
 QUANTIZE_OPTION_CHOICES = {"backend_rules": ("", "qnn"), "score_on": ("ort", "target")}
 ALL_OP_TYPES = "all"  # [quantize.options] op_types = "all": every op type in the graph (quantizers/onnx_qdq.py)
@@ -139,7 +139,7 @@ class NormaliseSpec:
     fuse: tuple[str, ...] = ()
     decompose: tuple[str, ...] = ()  # e.g. "maxpool_ceil" (passes/maxpool_ceil.py) and "neg" (passes/neg_mul.py) for
     # the TFLite profiles, "reciprocal" (passes/reciprocal_div.py) and "batchnorm" (passes/batchnorm_affine.py) for the
-    # Hexagon ones
+    # Hexagon ones, "stft" (passes/stft_conv.py) for both
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def test_digits_cnn_every_profile_fully_on_htp(digits_hexagon, digits) -> None:
     min_snr = {"hexagon-int8": 30.0, "hexagon-int16": 40.0, "hexagon-fp16": 55.0}
     for target in HEXAGON:
         record = target_record(manifest, target)
-        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise + fuse gelu, layernorm + decompose reciprocal, batchnorm",
+        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise + fuse gelu, layernorm + decompose reciprocal, batchnorm, stft",
                                                         "quantize " + record["profile"]["precision"], "onnx_to_qnn",
                                                         "onnx_to_dlc"]
         placement = record["notes"]["hexagon"]["placement"]
@@ -141,7 +141,7 @@ def test_opset17_erf_gelu_onnx_converts_and_validates_on_htp(gelu_transformer: P
     assert "fused 1 Erf-GELU into Gelu (onnxruntime FusionGelu)" in normalised["notes"]
     for target, (min_snr, min_cosine, min_top1) in targets.items():
         record = target_record(manifest, target)
-        assert record["steps"][0]["name"] == "normalise + fuse gelu, layernorm + decompose reciprocal, batchnorm"
+        assert record["steps"][0]["name"] == "normalise + fuse gelu, layernorm + decompose reciprocal, batchnorm, stft"
         placement = record["notes"]["hexagon"]["placement"]
         assert placement["refused"] == [] and placement["on_htp"] == placement["total"] > 100 and placement["partitions"] == 1
         compiled_path = out / target / f"gelu_block_opset17.{record['profile']['precision']}.onnx"

@@ -43,7 +43,7 @@ def test_torch_digits_to_tflite(digits, tmp_path: Path, no_network: list[str]) -
     manifest = convert(digits.pt2, targets, out, calib=str(digits.calib), eval=str(digits.eval))
     for v in targets:
         record = target_record(manifest, v)
-        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise + fuse gelu + decompose maxpool_ceil, neg",
+        assert [s["name"] for s in record["steps"]] == ["torch_to_onnx", "normalise + fuse gelu + decompose maxpool_ceil, neg, stft",
                                                         "onnx_to_tflite"]
         io = record["notes"]["tflite_io"]
         assert io["layout"] == "nhwc" and io["inputs"][0]["perm"] == [0, 2, 3, 1]  # NCHW source → NHWC .tflite
