@@ -63,6 +63,32 @@ def log_batchnorm_model(path: Path, seed: int = 0) -> Path:
     return _save_checked(graph, path)
 
 
+def stft_frontend_model(path: Path, seed: int = 0) -> Path:
+    """waveform [1, 4000] → Unsqueeze → STFT (Hann 256, hop 128, onesided: [1, 30, 129, 2]) → re² + im² → mel MatMul
+    [129, 20] → + 1e-6 → Log → features [1, 30, 20]: the torch.stft keyword spotter's front end as torch.export writes
+    it (ONNX STFT), which the HTP took and then could not build (QNN_COMMON_ERROR_MEM_ALLOC)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(np.array([2], np.int64), "axis"),
+             numpy_helper.from_array(np.array(128, np.int64), "hop"),
+             numpy_helper.from_array(np.hanning(256).astype(np.float32), "window"),
+             numpy_helper.from_array(np.array([-1], np.int64), "last"),
+             numpy_helper.from_array(np.abs(rng.normal(0, 0.1, (129, 20))).astype(np.float32), "mel"),
+             numpy_helper.from_array(np.array(1e-6, np.float32), "eps")]
+    nodes = [helper.make_node("Unsqueeze", ["waveform", "axis"], ["signal"], name="to_signal"),
+             helper.make_node("STFT", ["signal", "hop", "window"], ["spectrum"], name="stft", onesided=1),  # as
+             # torch writes it (ONNX shape inference reads a missing onesided as 0: 256 bins, where ORT computes 129)
+             helper.make_node("Mul", ["spectrum", "spectrum"], ["squares"], name="square"),
+             helper.make_node("ReduceSum", ["squares", "last"], ["power"], keepdims=0, name="power"),
+             helper.make_node("MatMul", ["power", "mel"], ["energies"], name="mel"),
+             helper.make_node("Add", ["energies", "eps"], ["floored"], name="floor"),
+             helper.make_node("Log", ["floored"], ["features"], name="log")]
+    graph = helper.make_graph(nodes, "stft_frontend", [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, [1, 4000])],
+                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 30, 20])], inits)
+    return _save_checked(graph, path)
+
+
 def _save_checked(graph, path: Path) -> Path:
     """An opset-17 model of `graph`, checked (full_check) and saved at `path`."""
     import onnx

@@ -278,6 +278,20 @@ def test_quantized_batchnorm_computed_right_on_the_htp(tmp_path: Path) -> None:
     assert record["validation"]["passed"] and record["validation"]["metrics"]["snr_db"] > 30.0, record["validation"]
 
 
+def test_an_stft_front_end_builds_on_the_htp(tmp_path: Path) -> None:
+    """An ONNX STFT (torch.stft's export) is taken by the QNN EP and then the HTP backend cannot build the graph
+    (exit 4, QNN_COMMON_ERROR_MEM_ALLOC). The hexagon profiles write it as a strided Conv over the windowed DFT basis
+    (passes/stft_conv.py): the front end builds and matches ONNX Runtime's STFT."""
+    source = hexagon_models.stft_frontend_model(tmp_path / "stft.onnx")
+    data = {split: str(save_calib(tmp_path / split, (1, 4000), n, seed, low=-1.0, high=1.0))
+            for split, n, seed in (("calib", 16, 2), ("eval", 8, 3))}
+    with pytest.raises(UnsupportedError, match="QNN_COMMON_ERROR_MEM_ALLOC"):
+        convert(source, ["hexagon-int16"], tmp_path / "before", overrides=('normalise.decompose=["batchnorm"]',), **data)
+    record = target_record(convert(source, ["hexagon-int16"], tmp_path / "after", **data), "hexagon-int16")
+    assert "stft decomposed: 1" in record["notes"]["normalise"]["notes"]
+    assert record["validation"]["passed"] and record["validation"]["metrics"]["snr_db"] > 30.0, record["validation"]
+
+
 def test_int16_fallback_runs_on_a_part_without_fp16(rmsnorm_digits: Path, tmp_path: Path) -> None:
     """The accuracy fallback is the safety net of an all-a8w8 graph: asked for more than a8w8 gives (a 42 dB gate; about
     40.8 dB without fallback), it gives the costliest tensor 16-bit activations. The nodes around that tensor then mix
