@@ -329,29 +329,17 @@ def _pt2_dynamic(folder: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------------------------- Keras
 def _keras_app(folder: Path, name: str, app: str, scale: str, **kwargs) -> dict:
-    from tests.corpus.keras_models import keras_app
+    from tests.corpus.keras_models import keras_app, train_app
 
-    import keras
-
-    model = keras_app(app, 64, **kwargs)
-    x = data.photos(N_CALIB + N_EVAL + 64, 64, seed=8, layout="nhwc")
-    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
-    raw = np.clip(x * std + mean, 0, 1)  # back to [0, 1]
-    x = raw * 255.0 if scale == "255" else raw * 2.0 - 1.0  # what the application's preprocessing expects
-    # Randomly initialised, the deep stacks shrink activations layer after layer (MobileNetV2's logits come out ~1e-11,
-    # which no quantizer can represent). Set every BatchNorm's moving statistics to those of real images (one
-    # training-mode pass with momentum 0, no labels): activations keep unit scale, as in a trained network.
-    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in bns:
-        layer.momentum = 0.0
-    model(x[-64:], training=True)
-    for layer in bns:
-        layer.momentum = 0.99
-    x = x[:-64]
+    x_tr, y_tr, x_te, y_te = data.digits_rgb(64, layout="nhwc")  # about [-1, 1]
+    if scale == "255":  # what the application's preprocessing expects: [0, 255] (Rescaling inside) or [-1, 1]
+        x_tr, x_te = (x_tr * 0.5 + 0.5) * 255.0, (x_te * 0.5 + 0.5) * 255.0
+    x_tr, y_tr = x_tr[:N_TRAIN].astype(np.float32), y_tr[:N_TRAIN]
+    model = train_app(keras_app(app, 64, **kwargs), x_tr, y_tr)
     model.save(folder / f"{name}.keras")
-    data.save_npy(folder / "calib", x[:N_CALIB])
-    data.save_npy(folder / "eval", x[N_CALIB:])
-    return {}
+    data.save_npy(folder / "calib", x_tr[:N_CALIB])
+    data.save_npy(folder / "eval", x_te[:N_EVAL].astype(np.float32))
+    return {"accuracy": _keras_accuracy(model, x_te, y_te)}
 
 
 BUILDERS["keras_mobilenetv2"] = lambda f: _keras_app(f, "keras_mobilenetv2", "MobileNetV2", "1", alpha=0.35)
