@@ -33,6 +33,7 @@ from edgeconv.deps import require
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format, IoMap, TensorLink, TensorSpec
 from edgeconv.onnx_graph import read_io_specs
+from edgeconv.targets.family_options import options_for
 from edgeconv.quantizers.calibration import RANDOM, open_samples, preprocess_spec
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ def run_onnx2tf(artifact: Artifact, ctx: StepContext, onnx_inputs: list[TensorSp
         input_onnx_file_path=str(artifact.path), output_folder_path=str(out), non_verbose=True, verbosity="error",
         custom_input_op_name_np_data_path=cind,
         # never copy_onnx_input_output_names_to_tflite: with flatc installed it downloads schema.fbs
+        enable_rnn_unroll=options_for(ctx.profile).rnn_unroll,
     )
     if keep_source:
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [o.name for o in onnx_inputs if len(o.shape) >= 3]
