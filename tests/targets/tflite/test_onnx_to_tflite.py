@@ -250,41 +250,30 @@ def test_mtcnn_ceil_mode_maxpool_full_int8(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_converter_crash_is_one_targets_exit_4(cli, tmp_path: Path) -> None:
+def test_a_converter_crash_is_one_targets_exit_4_and_the_unrolled_lstm_calibrates(cli, tmp_path: Path) -> None:
     """TFLiteConverter's calibrator dies with SIGSEGV on the WHILE loop onnx2tf writes for the CRNN's bidirectional LSTM
-    (TensorFlow 2.21; the int8 profiles unroll it now, `rnn_unroll = false` brings the loop back). It ran in the edgeconv
-    process, so the whole run ended with exit 139 and no JSON; it now runs in a child process: the int8 target fails
-    with exit 4 and the reason, the float target of the same run is written (--keep-going)."""
+    (TensorFlow 2.21). It ran in the edgeconv process, so the whole run ended with exit 139 and no JSON; it now runs in
+    a child process: that target fails with exit 4 and the reason, the others of the run are written (--keep-going).
+    The int8 profiles unroll the LSTM (`rnn_unroll`; the crashing target is tflite-int8 with it off), and the unrolled
+    one calibrates: every op integer, or all but one SPLIT (the backward direction's first step, which TFLiteConverter
+    left float on one build of the corpus model: exit 4 naming it, so --allow-cpu-fallback here)."""
     from tests.corpus import registry
     from tests.corpus.test_route_matrix import ROOT
 
     assert not registry.ensure(ROOT, ["crnn"])
     folder = ROOT / "crnn"
-    result = cli("convert", folder / "crnn.pt2", "-t", "tflite-fp32", "-t", "tflite-int8", "--calib", folder / "calib",
-                 "--eval", folder / "eval", "-o", tmp_path / "out", "-k", "--json", "--set", "compiler.rnn_unroll=false")
+    looped = tmp_path / "tflite-int8-loop.toml"
+    looped.write_text('name = "tflite-int8-loop"\nextends = "tflite-int8"\n[compiler]\nrnn_unroll = false\n')
+    result = cli("convert", folder / "crnn.pt2", "-t", "tflite-fp32", "-t", "tflite-int8", "-t", looped, "--calib",
+                 folder / "calib", "--eval", folder / "eval", "-o", tmp_path / "out", "-k", "--json",
+                 "--allow-cpu-fallback")
     error = json.loads(result.stdout)["error"]
     assert result.code == 4 and error["kind"] == "targets-failed", result.stderr[-2000:]
     targets = {t["target"]: t for t in error["details"]["manifest"]["targets"]}
-    assert "crashed (SIGSEGV) calibrating the model" in targets["tflite-int8"]["error"]["message"]
+    assert "crashed (SIGSEGV) calibrating the model" in targets["tflite-int8-loop"]["error"]["message"]
     assert targets["tflite-fp32"]["validation"]["metrics"]["snr_db"] > 100
-
-
-@pytest.mark.slow
-def test_an_unrolled_bilstm_calibrates_to_full_int8(cli, tmp_path: Path) -> None:
-    """The CRNN's bidirectional LSTM, unrolled by onnx2tf (the int8 profiles' `rnn_unroll`), calibrates where the loop
-    crashed TFLiteConverter. Every op comes out integer, or all but one SPLIT (the backward direction's first step,
-    which TFLiteConverter left float on one build of the corpus model: exit 4 naming it, so --allow-cpu-fallback here)."""
-    from tests.corpus import registry
-    from tests.corpus.test_route_matrix import ROOT
-
-    assert not registry.ensure(ROOT, ["crnn"])
-    folder = ROOT / "crnn"
-    result = cli("convert", folder / "crnn.pt2", "-t", "tflite-int8", "--calib", folder / "calib", "--eval",
-                 folder / "eval", "-o", tmp_path / "out", "--json", "--allow-cpu-fallback")
-    assert result.code == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    record = json.loads(result.stdout)["targets"][0]
-    floats = [w for w in record["warnings"] if "stayed float" in w]
+    unrolled = targets["tflite-int8"]
+    floats = [w for w in unrolled["warnings"] if "stayed float" in w]
     assert all("stayed float in the full-integer model: SPLIT (" in w for w in floats), floats
-    ops = record["notes"]["tflite_ops"]
-    assert "WHILE" not in ops and "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops
-    assert record["validation"]["metrics"]["snr_db"] > 35.0  # 42.9 dB measured
+    assert "WHILE" not in unrolled["notes"]["tflite_ops"] and "UNIDIRECTIONAL_SEQUENCE_LSTM" not in unrolled["notes"]["tflite_ops"]
+    assert unrolled["validation"]["metrics"]["snr_db"] > 35.0  # 42.9 dB measured
