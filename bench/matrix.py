@@ -49,6 +49,8 @@ LIMITS = (
     (r"Operators of type `Loop` are not supported by QNN", "the HTP has no Loop op (trace or torch.export the model)"),
     (r"on the Neural Engine; on GPU/CPU: .*\b(cond|while_loop)\b", "the Neural Engine runs no control flow: Core ML "
      "runs the scripted if / loop on the CPU (--allow-cpu-fallback takes it)"),
+    (r"no 16x8 \(int16 activation\) kernel for", "TFLite has no 16x8 kernel for the named op (HARD_SWISH, in every "
+     "MobileNetV3): --allow-cpu-fallback keeps it float, or tflite-int8 / tflite-fp16"),
 )
 
 
@@ -415,6 +417,15 @@ def main() -> int:
             if prev and not args.rerun and not (args.rerun_failed and prev["status"] != "ok"):
                 continue
             todo.append((m, t, static))
+    # Unreachable cells are kept in the JSON too, so --report-only draws `—` without the corpus built.
+    stored = results.setdefault("unreachable", {})
+    run_targets = {t["name"] for t in targets}
+    for key in [k for k in stored if k.split("|")[0] in built and k.split("|", 1)[1] in run_targets]:
+        del stored[key]
+    stored.update({f"{m}|{t}": why for (m, t), why in skipped.items()})
+    for key, why in stored.items():
+        m, t = key.split("|", 1)
+        skipped.setdefault((m, t), why)
     if args.order == "targets":  # whole columns first (a partial run then has complete targets, not models)
         order = [t["name"] for t in targets]
         todo.sort(key=lambda item: order.index(item[1]))

@@ -94,11 +94,14 @@ def configure(converter: Any, precision: str, ctx: StepContext, representative: 
 def converter_settings(precision: str, ctx: StepContext) -> dict[str, Any]:
     """What configure_converter needs, as plain data (the full-integer conversion runs in a child process)."""
     scheme = ctx.profile.quantize
-    return {"precision": precision, "per_channel": scheme.per_channel, "keep_io_types": scheme.keep_io_types}
+    return {"precision": precision, "per_channel": scheme.per_channel, "keep_io_types": scheme.keep_io_types,
+            "float_fallback": ctx.options.allow_cpu_fallback}
 
 
 def configure_converter(converter: Any, precision: str, per_channel: bool, keep_io_types: bool,
-                        representative: Callable[[], Iterator[Any]] | None) -> None:
+                        representative: Callable[[], Iterator[Any]] | None, float_fallback: bool = False) -> None:
+    """`float_fallback` (--allow-cpu-fallback): int16x8 also allows TFLITE_BUILTINS, so an op with no 16x8 kernel
+    (HARD_SWISH) stays float instead of the converter refusing the model; check_ops then warns, listing them."""
     tf = require("tensorflow", "tf")
     if precision == "fp32":
         return
@@ -114,6 +117,8 @@ def configure_converter(converter: Any, precision: str, per_channel: bool, keep_
             io_type = tf.int8
         else:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            if float_fallback:
+                converter.target_spec.supported_ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
             io_type = tf.int16
         if not keep_io_types:
             converter.inference_input_type = io_type
@@ -121,11 +126,19 @@ def configure_converter(converter: Any, precision: str, per_channel: bool, keep_
 
 
 _OP_IN_ERROR = re.compile(r"'(tf\.[A-Za-z0-9_]+|tfl\.[A-Za-z0-9_]+)'")
+_NO_16X8_KERNEL = re.compile(r"Quantization to 16x8-bit not yet supported for op: '([A-Z0-9_]+)'")
 
 
 def _converter_error(text: str, ctx: StepContext) -> UnsupportedError:
     ops = sorted(set(_OP_IN_ERROR.findall(text)))
     lines = [line for line in text.strip().splitlines() if line.strip()]
+    if no_kernel := sorted(set(_NO_16X8_KERNEL.findall(text))):  # a TFLite builtin, but no int16-activation kernel
+        return UnsupportedError(
+            f"{ctx.profile.name}: TFLite has no 16x8 (int16 activation) kernel for {', '.join(no_kernel)}",
+            "pass --allow-cpu-fallback to keep those ops float (TFLite's own float fallback, listed in the manifest), "
+            "or use tflite-int8 / tflite-fp16",
+            details={"ops": no_kernel},
+        )
     return UnsupportedError(
         f"TFLiteConverter cannot convert the model for {ctx.profile.name}: {lines[0][:300] if lines else 'no message'}",
         "the listed ops have no TFLite builtin kernel; replace them in the model (Flex/select TF ops are not "
