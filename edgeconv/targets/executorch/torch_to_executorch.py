@@ -1,5 +1,6 @@
 """PyTorch → ExecuTorch .pte: torch.export (a .pt2 program as is; an eager module exported with the source's input
-shapes) → `to_edge_transform_and_lower(partitioner=[XnnpackPartitioner()])` → `to_executorch()`.
+shapes) → `to_edge_transform_and_lower(partitioner=[XnnpackPartitioner()])` → `to_executorch()` (the partitioner's
+configs corrected where XNNPACK cannot build what they claim: xnnpack_partitioner.py).
 
 int8: PT2E post-training quantization with XNNPACKQuantizer (symmetric int8, per-channel weights, static activations):
 `prepare_pt2e` on the program's module, calibrated on edgeconv's calibration data (quantizers/calibration.py),
@@ -236,9 +237,9 @@ class TorchToExecutorch(Converter):
             contiguous_inputs(program)
             partitioner = []
             if options.delegate == "xnnpack":
-                from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+                from edgeconv.targets.executorch.xnnpack_partitioner import xnnpack_partitioner
 
-                partitioner = [XnnpackPartitioner()]
+                partitioner = [xnnpack_partitioner()]
             try:
                 edge = to_edge_transform_and_lower(program, partitioner=partitioner)
                 coverage = delegation(edge)

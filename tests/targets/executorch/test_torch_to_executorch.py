@@ -124,3 +124,29 @@ def test_integer_position_arithmetic_stays_integer(tmp_path: Path) -> None:
     manifest = convert(path, ["executorch-int8"], tmp_path / "out", calib=str(samples), eval=str(samples))
     record = target_record(manifest, "executorch-int8")
     assert record["validation"]["passed"] and record["validation"]["metrics"]["snr_db"] > 25, record["validation"]
+
+
+@pytest.mark.slow
+def test_prelu_after_linear_lowers(cli, tmp_path: Path) -> None:
+    """The corpus MTCNN R-Net (trained on faces): a PReLU after its Linear (rank 2) made XNNPACK's layout pass fail
+    ("ChannelsLastTaggedReshapePass", exit 4) for both profiles. The conv PReLUs stay delegated; the rank-2 one is
+    decomposed (x > 0 ? x : w·x) onto the portable kernels, and both heads validate on the .pte."""
+    import json
+    import os
+    import tempfile
+
+    from tests.corpus import registry
+
+    root = Path(os.environ.get("EDGECONV_CORPUS_ROOT") or Path(tempfile.gettempdir()) / "edgeconv-corpus")
+    assert not (errors := registry.ensure(root, ["mtcnn_rnet"])), errors
+    result = cli("convert", *registry.cli_args(root, "mtcnn_rnet"), *(a for p in PROFILES for a in ("-t", p)),
+                 "-o", tmp_path / "out", "--json")
+    assert result.code == 0, result.stdout[-3000:]
+    records = {t["target"]: t for t in json.loads(result.stdout)["targets"]}
+    for profile, min_snr in (("executorch-fp32", 100), ("executorch-int8", 30)):
+        metrics = records[profile]["validation"]["metrics"]
+        assert len(metrics["outputs"]) == 2 and metrics["top1_agreement"] == 1.0, metrics
+        assert min(o["snr_db"] for o in metrics["outputs"]) > min_snr, metrics["outputs"]
+        delegation = records[profile]["notes"]["executorch"]["delegation"]
+        assert delegation["non_delegated_ops"] == {"aten_gt_scalar": 1, "aten_where_self": 1}, delegation
+        assert delegation["coverage"] > 0.85, delegation
