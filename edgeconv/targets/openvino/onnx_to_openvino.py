@@ -8,6 +8,8 @@
   `nncf.quantize_with_accuracy_control` (reverts the layers that lose most to float, at most `quantize.max_fallback`
   iterations). Every attempt's metrics are in the manifest (notes.openvino.attempts).
 
+A model the CPU plugin compiles only with a static batch is saved with batch 1 (static_batch.py).
+
 Reproducible bytes: OpenVINO names nodes it creates with a process-wide counter (`Constant_43418`), so the same model
 converted after other work gets other names. Such names (not in the source ONNX) are renumbered by their position in
 the graph, right after conversion (so NNCF's ignored scopes name the same nodes in every attempt) and again before the
@@ -35,6 +37,7 @@ from edgeconv.onnx_graph import stem_of
 from edgeconv.targets.family_options import refuses_precision
 from edgeconv.targets.schema import Profile
 from edgeconv.targets.openvino._offline import no_telemetry
+from edgeconv.targets.openvino.static_batch import compilable
 from edgeconv.targets.openvino.options import OpenVinoOptions, parse
 from edgeconv.targets.openvino.runtime import compile_model, core, exact_int8_needed, match_inputs, ov_message
 
@@ -326,6 +329,7 @@ class OnnxToOpenvino(Converter):
                          "validation computed the int8 model exactly instead (as VNNI/AMX CPUs, GPUs and NPUs do); "
                          "deployed on a CPU like this one it loses accuracy (docs/targets/openvino.md)")
         stable_names(model, keep)  # and the nodes NNCF added
+        model = compilable(model, options, ctx, notes)  # batch 1 where only that compiles (static_batch.py)
         notes["placement"] = placement(model, options)
         out = ctx.work_dir / f"{stem_of(ctx.source.artifact.path)}.xml"  # the write step's name: the .bin must share it
         try:
