@@ -39,13 +39,25 @@ def cpu_session(path: str, threads: int = 0, exact_int8: bool = True) -> Any:
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
-        return ort.InferenceSession(utf8_path(path), options, providers=["CPUExecutionProvider"])
+        try:
+            return ort.InferenceSession(utf8_path(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            if not exact or _S8_TO_U8_CLASH not in str(e):
+                raise
+            return ort.InferenceSession(utf8_path(path), options, providers=["CPUExecutionProvider"],
+                                        disabled_optimizers=[_S8_TO_U8])
 
     return ExactInt8Session(make) if exact_int8 else make(False)
 
 
 # what ORT's QLinearMatMul says when it meets per-column zero points under EXACT_INT8 (its int16 path takes scalars)
 _EXACT_REFUSED = "zero point must be a scalar"
+# Under EXACT_INT8, ORT 1.31's QDQS8ToU8Transformer rewrites int8 weights to uint8 and fails the whole session on some
+# graphs ("AddInitializedOrtValue Attempt to replace the existing tensor": a BERT-style encoder and a Whisper-like
+# encoder quantized by edgeconv, every QDQ int8 / int16 profile, exit 1). Without that one rewrite the session loads
+# and computes the same outputs as the unfused QDQ graph.
+_S8_TO_U8 = "QDQS8ToU8Transformer"
+_S8_TO_U8_CLASH = "Attempt to replace the existing tensor"
 
 
 class ExactInt8Session:
