@@ -15,6 +15,8 @@ input is unresolved stays float. Walking back from that input, an unresolved ten
 continues through that producer's activation inputs that carry magnitudes (non-negative on every sample: power,
 energies, variances) or are squared by it (Mul(x, x), Pow(x, 2): the STFT outputs of |X|²); it stops at a resolved
 tensor, a signed tensor, a graph input or a weight. A LayerNorm's variance spans a narrow range and is resolved: its chain is left alone.
+
+Three graph kinds, one walk: ONNX (quantizers/onnx_qdq.py), torch.fx (ExecuTorch int8) and Core ML's MIL (coreml-w8a8).
 """
 
 from __future__ import annotations
@@ -198,3 +200,35 @@ def _fx_node(node: Any) -> GraphNode:
     if op == "Pow" and len(node.args) == 2 and node.args[1] == 2 and isinstance(node.args[0], torch.fx.Node):
         squared = node.args[0].name
     return GraphNode(node.name, op, inputs, node.name, squared)
+
+
+# Core ML's MIL ops → GraphNode: the ops the walk needs by their ONNX names; binary ops read (x, y) in that order
+_MIL_OPS = {"log": "Log", "sqrt": "Sqrt", "rsqrt": "Reciprocal", "inverse": "Reciprocal", "real_div": "Div",
+            "mul": "Mul", "pow": "Pow", "add": "Add", "square": "Mul"}
+
+
+def mil_log_domain_nodes(program: Any, stats: dict[str, TensorStats], bits: int) -> list[FloatNode]:
+    """The ops (by name) of a MIL program's `main` to leave without activation quantization at `bits`: the same walk,
+    with `stats` from running the float program (coreml/_mil_reference.activation_stats)."""
+    return float_chains(mil_graph_nodes(program), stats, bits)
+
+
+def mil_graph_nodes(program: Any) -> list[GraphNode]:
+    return [_mil_node(op) for op in program.functions["main"].operations if op.outputs]
+
+
+def _mil_node(op: Any) -> GraphNode:
+    def live(var: Any) -> str:
+        return "" if var is None or isinstance(var, (list, tuple)) or (var.op is not None and var.op.op_type == "const") \
+            else str(var.name)
+
+    keys = ("x", "y") if "y" in op.inputs else tuple(op.inputs)[:1]
+    inputs = tuple(live(op.inputs.get(k)) for k in keys)
+    x = op.inputs.get("x")
+    squared = ""
+    if op.op_type == "square" or (op.op_type == "mul" and x is not None and op.inputs.get("y") is x):
+        squared = live(x)
+    if op.op_type == "pow" and op.inputs.get("y") is not None and op.inputs["y"].val is not None \
+            and np.size(op.inputs["y"].val) == 1 and float(np.asarray(op.inputs["y"].val).reshape(())) == 2.0:
+        squared = live(x)
+    return GraphNode(op.name, _MIL_OPS.get(op.op_type, op.op_type), inputs, op.outputs[0].name, squared)

@@ -200,9 +200,16 @@ def _calibrate_activations(mlmodel: Any, ctx: StepContext) -> Any:
     samples = [{n: feeds[s.name] for n, s in zip(names, ctx.source.inputs)} for feeds in samples_for(ctx)]
     why_not = CoremlRuntime.can_execute_here()
     with quiet():
+        try:
+            kept = cq.log_domain_ops(mlmodel, samples)
+        except NotImplementedError as e:  # an op the reference executor lacks: Core ML calibrates (macOS) or refuses
+            kept, ctx.notes["log_domain"] = [], f"not measured: the reference executor has no '{e}' op"
+        if kept:
+            ctx.notes["log_domain_float"] = [k.to_json() for k in kept]
+        names_kept = [k.node for k in kept]
         if why_not is None:
             ctx.notes["activation_calibration"] = "Core ML (coremltools linear_quantize_activations)"
-            return cq.quantize_activations(mlmodel, samples, ctx.profile.quantize)
+            return cq.quantize_activations(mlmodel, samples, ctx.profile.quantize, names_kept)
         ctx.notes["activation_calibration"] = ("edgeconv NumPy MIL reference executor (no Core ML runtime here) → "
                                                "coremltools activation quantization passes")
-        return cq.quantize_activations_with_reference(mlmodel, samples, ctx.profile.quantize)
+        return cq.quantize_activations_with_reference(mlmodel, samples, ctx.profile.quantize, names_kept)

@@ -525,13 +525,19 @@ def program_of(mlmodel: Any) -> Any:
     return milproto_load(spec, spec.specificationVersion, mlmodel.weights_dir)
 
 
-def activation_stats(mlmodel: Any, samples: list[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
+def activation_stats(mlmodel: Any, samples: list[dict[str, np.ndarray]],
+                     values: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """{MIL tensor name: {"rmin", "rmax"}} over `samples` (keyed by the model's input names): the ranges coremltools'
-    activation quantization needs, here from the reference executor instead of a Core ML prediction."""
+    activation quantization needs, here from the reference executor instead of a Core ML prediction. `values`, if
+    given, also gets a log_domain.TensorStats per tensor (its range and a sample of its values)."""
+    from edgeconv.quantizers.log_domain import TensorStats
+
     program = program_of(mlmodel)
     stats: dict[str, dict[str, float]] = {}
 
     def observe(name: str, value: np.ndarray) -> None:
+        if values is not None:
+            values.setdefault(name, TensorStats()).add(value)
         lo, hi = float(np.min(value)), float(np.max(value))
         if name in stats:
             stats[name]["rmin"] = min(stats[name]["rmin"], lo)

@@ -82,12 +82,34 @@ def compress_weights(mlmodel: Any, scheme: QuantScheme) -> Any:
                                "try another Core ML profile, or raise --set quantize.options.weight_threshold=...") from e
 
 
-def quantize_activations(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme: QuantScheme) -> Any:
-    """int8 activations calibrated by running the model with Core ML (coremltools' experimental API): macOS only."""
+def activation_config(scheme: QuantScheme, keep_float: Iterable[str] = ()) -> Any:
+    """int8 activations everywhere coremltools puts them, except before / after the ops named in `keep_float`."""
     cto = _cto()
+    return cto.OptimizationConfig(
+        global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric" if scheme.symmetric_activations else "linear",
+                                                  dtype="int8"),
+        op_name_configs={name: None for name in keep_float})
+
+
+def log_domain_ops(mlmodel: Any, samples: list[dict[str, Any]]) -> list[Any]:
+    """The MIL ops whose activations int8 cannot resolve (an in-graph audio front end feeding a Log: quantizers/
+    log_domain.py), measured with the NumPy reference executor on the calibration samples."""
+    from edgeconv.quantizers.log_domain import mil_graph_nodes, mil_log_domain_nodes, upstream
+    from edgeconv.targets.coreml._mil_reference import activation_stats, program_of
+
+    program = program_of(mlmodel)
+    if not upstream(mil_graph_nodes(program)):  # no Log / Sqrt / divisor in the program: nothing to measure
+        return []
+    values: dict[str, Any] = {}
+    activation_stats(mlmodel, samples, values)
+    return mil_log_domain_nodes(program, values, 8)
+
+
+def quantize_activations(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme: QuantScheme,
+                         keep_float: Iterable[str] = ()) -> Any:
+    """int8 activations calibrated by running the model with Core ML (coremltools' experimental API): macOS only."""
     experimental = require("coremltools.optimize.coreml.experimental", "coreml")
-    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
-        mode="linear_symmetric" if scheme.symmetric_activations else "linear", dtype="int8"))
+    config = activation_config(scheme, keep_float)
     data = [{k: v for k, v in feeds.items()} for feeds in samples]
     try:
         return experimental.linear_quantize_activations(mlmodel, config, data)
@@ -96,14 +118,14 @@ def quantize_activations(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme
                                "use a weight-only profile (coreml-w8, coreml-palettize4/6)") from e
 
 
-def quantize_activations_with_reference(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme: QuantScheme) -> Any:
+def quantize_activations_with_reference(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme: QuantScheme,
+                                        keep_float: Iterable[str] = ()) -> Any:
     """int8 activations without the Core ML runtime: the activation ranges come from edgeconv's NumPy reference
     executor running the float program on the calibration samples; coremltools' own passes then insert the
     quantize/dequantize pairs (the same passes linear_quantize_activations runs after its Core ML calibration)."""
     import collections
     from unittest import mock
 
-    cto = _cto()
     post = require("coremltools.optimize.coreml._post_training_quantization", "coreml")
     experimental = require("coremltools.optimize.coreml.experimental._post_training_quantization", "coreml")
     debugger = require("coremltools.optimize.coreml.experimental._model_debugger", "coreml")
@@ -116,8 +138,7 @@ def quantize_activations_with_reference(mlmodel: Any, samples: Iterable[dict[str
                                f"'{e}' op", "run this target on macOS (calibrated with Core ML), or use coreml-w8") from e
     # the concat adjustment coremltools applies after its own calibration (reads the spec only)
     experimental._adjust_concat_surrounding_activation_stats(debugger.ModelDebugger(mlmodel)._get_concat_op_info(), stats)
-    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
-        mode="linear_symmetric" if scheme.symmetric_activations else "linear", dtype="int8"))
+    config = activation_config(scheme, keep_float)
     try:
         with mock.patch.object(post, "_get_activation_calibration_stats", lambda *args, **kwargs: stats):
             return post.linear_quantize_activations(mlmodel, config, [])

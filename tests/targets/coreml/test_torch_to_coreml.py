@@ -148,6 +148,32 @@ def test_w8a8_calibrated_with_the_reference_executor(digits, transformer: Path, 
         assert reference(checks)["snr_db"] > min_snr
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(ON_MACOS, reason="on macOS activations are calibrated with the Core ML runtime instead")
+def test_w8a8_keeps_an_audio_front_end_float(cli, tmp_path: Path) -> None:
+    """The corpus keyword spotter (STFT as two conv1d, |X|², mel matmul, + eps, log, then a GRU): int8 activations on the
+    power spectrum turned it into noise (SNR -4.1 dB, top-1 0.125). The log-domain rule (quantizers/log_domain.py), on
+    the MIL program with the reference executor's statistics, keeps that chain without quantize / dequantize pairs;
+    the rest is w8a8 as before."""
+    import json
+    import os
+    import tempfile
+
+    from tests.corpus import registry
+
+    root = Path(os.environ.get("EDGECONV_CORPUS_ROOT") or Path(tempfile.gettempdir()) / "edgeconv-corpus")
+    assert not (errors := registry.ensure(root, ["audio_kws"])), errors
+    result = cli("convert", *registry.cli_args(root, "audio_kws"), "-t", "coreml-w8a8", "-o", tmp_path / "out", "--json")
+    assert result.code == 0, result.stdout[-3000:]
+    target = json.loads(result.stdout)["targets"][0]
+    kept = {k["op_type"] for k in target["notes"]["log_domain_float"]}
+    assert {"Log", "Mul", "conv", "matmul"} <= kept, target["notes"]["log_domain_float"]
+    checks = target["validation"]["checks"]
+    assert checks["ops"]["quantize"] > 100  # the GRU's gates and the classifier are still quantized
+    metrics = checks["mil_reference"]["metrics"]
+    assert metrics["snr_db"] > 30 and metrics["top1_agreement"] == 1.0, metrics
+
+
 def test_fill_default_args_lets_coremltools_read_exported_max_pool() -> None:
     """torch ≥ 2.5 exports max_pool2d(x, [2, 2]) without its default stride/padding; coremltools 9 needs them."""
     torch = pytest.importorskip("torch")
