@@ -17,8 +17,10 @@ tensors gain nothing and lose accuracy).
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from edgeconv.deps import require
 from edgeconv.errors import UnsupportedError, first_line
@@ -112,7 +114,8 @@ def quantize_activations(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme
     config = activation_config(scheme, keep_float)
     data = [{k: v for k, v in feeds.items()} for feeds in samples]
     try:
-        return experimental.linear_quantize_activations(mlmodel, config, data)
+        with suffix_pass_fixed():
+            return experimental.linear_quantize_activations(mlmodel, config, data)
     except Exception as e:
         raise UnsupportedError(f"coremltools could not calibrate activations: {first_line(e)}",
                                "use a weight-only profile (coreml-w8, coreml-palettize4/6)") from e
@@ -138,13 +141,62 @@ def quantize_activations_with_reference(mlmodel: Any, samples: Iterable[dict[str
                                f"'{e}' op", "run this target on macOS (calibrated with Core ML), or use coreml-w8") from e
     # the concat adjustment coremltools applies after its own calibration (reads the spec only)
     experimental._adjust_concat_surrounding_activation_stats(debugger.ModelDebugger(mlmodel)._get_concat_op_info(), stats)
-    config = activation_config(scheme, keep_float)
+    config = activation_config(scheme, [*keep_float, *unmeasured_ops(mlmodel, stats)])
     try:
-        with mock.patch.object(post, "_get_activation_calibration_stats", lambda *args, **kwargs: stats):
+        with mock.patch.object(post, "_get_activation_calibration_stats", lambda *args, **kwargs: stats), \
+                suffix_pass_fixed():
             return post.linear_quantize_activations(mlmodel, config, [])
     except Exception as e:
         raise UnsupportedError(f"coremltools could not insert activation quantization: {first_line(e)}",
                                "use a weight-only profile (coreml-w8, coreml-palettize4/6)") from e
+
+
+@contextlib.contextmanager
+def suffix_pass_fixed() -> Iterator[None]:
+    """coremltools 9's insert_suffix_quantize_dequantize_pair recurses into an op's nested blocks (a scripted `if` /
+    loop: cond, while_loop) without its config and visited-ops arguments, so any program with control flow failed
+    w8a8 ("_insert_quantize_dequantize() missing 2 required positional arguments"). The recursion gets them."""
+    from unittest import mock
+
+    from coremltools.converters.mil.mil.passes.defs.optimize_activation_quantization import (
+        insert_suffix_quantize_dequantize_pair as suffix_pass,
+    )
+
+    original = suffix_pass._insert_quantize_dequantize
+
+    def with_arguments(self: Any, block: Any, config: Any = None, visited_ops: set | None = None) -> Any:
+        if config is None:  # the nested call
+            config, visited_ops = self._config, self.__dict__.setdefault("_edgeconv_visited", set())
+        return original(self, block, config, visited_ops)
+
+    with mock.patch.object(suffix_pass, "_insert_quantize_dequantize", with_arguments):
+        yield
+
+
+# the ops coremltools puts a quantize / dequantize pair before (insert_prefix_quantize_dequantize_pair), and their inputs
+_PREFIX_OPS = {"conv": ("x",), "avg_pool": ("x",), "max_pool": ("x",), "linear": ("x",), "add": ("x", "y")}
+
+
+def unmeasured_ops(mlmodel: Any, stats: dict[str, Any]) -> list[str]:
+    """The ops coremltools would quantize although the reference executor measured no float range for an input: an
+    integer `add` (BERT's position-id arithmetic, a scripted loop's counter), which its pass would meet with a KeyError
+    ('rmin'). They stay as they are (an integer op has nothing to quantize)."""
+    from edgeconv.targets.coreml._mil_reference import program_of
+
+    def blocks(block: Any) -> Iterable[Any]:
+        for op in block.operations:
+            yield op
+            for inner in getattr(op, "blocks", ()):
+                yield from blocks(inner)
+
+    skipped = []
+    for op in blocks(program_of(mlmodel).functions["main"]):
+        for key in _PREFIX_OPS.get(op.op_type, ()):
+            var = op.inputs.get(key)
+            if var is not None and not (var.op is not None and var.op.op_type == "const") and "rmin" not in stats.get(var.name, {}):
+                skipped.append(op.name)
+                break
+    return skipped
 
 
 def torch_w8a8(module: Any, example_args: tuple, samples: Iterable[tuple], scheme: QuantScheme) -> Any:
