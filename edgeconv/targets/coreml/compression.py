@@ -48,8 +48,9 @@ def _cto() -> Any:
     return require("coremltools.optimize.coreml", "coreml", purpose="Core ML compression")
 
 
-def weight_config(scheme: QuantScheme) -> Any:
-    """The coremltools OptimizationConfig for a weight-only scheme (w8 / w8a8 weights / palettize4 / palettize6)."""
+def weight_config(scheme: QuantScheme, skip: Iterable[str] = ()) -> Any:
+    """The coremltools OptimizationConfig for a weight-only scheme (w8 / w8a8 weights / palettize4 / palettize6); the
+    const ops named in `skip` keep their values."""
     cto = _cto()
     threshold = weight_threshold(scheme)
     if scheme.precision in ("w8", "w8a8"):
@@ -68,13 +69,30 @@ def weight_config(scheme: QuantScheme) -> Any:
         )
     else:
         raise UnsupportedError(f"'{scheme.precision}' is not a Core ML weight compression", "use w8, palettize4 or palettize6")
-    return cto.OptimizationConfig(global_config=op)
+    return cto.OptimizationConfig(global_config=op, op_name_configs={name: None for name in skip})
+
+
+def non_finite_consts(mlmodel: Any) -> list[str]:
+    """Const ops holding inf / NaN: not weights but fill values (an attention mask's float32 minimum, -inf in float16).
+    k-means cannot palettize them ("Input X contains infinity", the corpus BERT-tiny) and a linear scale of them is
+    meaningless, so they are not compressed."""
+    import numpy as np
+
+    from edgeconv.targets.coreml._mil_reference import program_of
+
+    program = getattr(mlmodel, "_mil_program", None) or program_of(mlmodel)
+    names = []
+    for op in program.functions["main"].operations:
+        value = op.outputs[0].val if op.op_type == "const" and op.outputs else None
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+            names.append(op.name)
+    return names
 
 
 def compress_weights(mlmodel: Any, scheme: QuantScheme) -> Any:
     """int8 linear quantization or k-means palettization of the weights of an mlprogram (runs on any OS)."""
     cto = _cto()
-    config = weight_config(scheme)
+    config = weight_config(scheme, non_finite_consts(mlmodel))
     try:
         if scheme.precision in PALETTE_BITS:
             return cto.palettize_weights(mlmodel, config)
