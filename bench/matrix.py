@@ -49,6 +49,8 @@ LIMITS = (
     (r"Operators of type `Loop` are not supported by QNN", "the HTP has no Loop op (trace or torch.export the model)"),
     (r"on the Neural Engine; on GPU/CPU: .*\b(cond|while_loop)\b", "the Neural Engine runs no control flow: Core ML "
      "runs the scripted if / loop on the CPU (--allow-cpu-fallback takes it)"),
+    (r"QOperator format has no integer ConvTranspose", "the QOperator format has no integer ConvTranspose "
+     "(cpu-int8, QDQ, quantizes it)"),
     (r"no 16x8 \(int16 activation\) kernel for", "TFLite has no 16x8 kernel for the named op (HARD_SWISH, in every "
      "MobileNetV3): --allow-cpu-fallback keeps it float, or tflite-int8 / tflite-fp16"),
 )

@@ -133,6 +133,7 @@ REFUSAL_CELLS = [
     pytest.param("ts_traced_flatten", "executorch-fp32", 4, "ExecuTorch needs a torch.export program",
                  id="ts_traced_flatten-executorch-fp32"),
     pytest.param("ts_scripted_while", "tflite-fp32", 4, "has no converter for Loop", id="ts_scripted_while-tflite-fp32"),
+    pytest.param("unet", "cpu-int8-qop", 4, "QOperator format has no integer ConvTranspose", id="unet-cpu-int8-qop"),
 ]
 
 
