@@ -96,9 +96,8 @@ def check_quantized(float_path: Path, quant_path: Path, *, integer_weights: bool
     op_of = {n.name or n.output[0]: n.op_type for n in model.graph.node}
     if left and {op_of.get(n) for n in left} == {"ConvTranspose"} and any(op.startswith("QLinear") for op in ops):
         raise UnsupportedError(  # the U-Net's up-sampling in cpu-int8-qop: ORT's quantizer leaves it float
-            f"the QOperator format has no integer ConvTranspose (ONNX defines none, nor does ONNX Runtime): {len(left)} "
-            f"node(s) would keep float weights "
-            f"({', '.join(left[:8])})",
+            f"the QOperator format has no integer ConvTranspose (ONNX defines none, nor does ONNX Runtime): "
+            f"{len(left)} node(s) would keep float weights ({', '.join(left[:8])})",
             "use the QDQ format (cpu-int8), which quantizes ConvTranspose, or accept float for them with "
             "--set quantize.options.nodes_to_exclude=[...]",
             details={"check": result.to_json()},

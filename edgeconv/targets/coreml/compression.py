@@ -18,7 +18,6 @@ tensors gain nothing and lose accuracy).
 from __future__ import annotations
 
 import contextlib
-
 import logging
 from typing import Any, Iterable, Iterator
 
@@ -183,8 +182,8 @@ def suffix_pass_fixed() -> Iterator[None]:
     original = suffix_pass._insert_quantize_dequantize
 
     def with_arguments(self: Any, block: Any, config: Any = None, visited_ops: set | None = None) -> Any:
-        if config is None:  # the nested call
-            config, visited_ops = self._config, self.__dict__.setdefault("_edgeconv_visited", set())
+        if config is None:  # the nested call: its block's ops are new to it
+            config, visited_ops = self._config, set()
         return original(self, block, config, visited_ops)
 
     with mock.patch.object(suffix_pass, "_insert_quantize_dequantize", with_arguments):
