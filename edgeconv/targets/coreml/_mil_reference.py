@@ -292,6 +292,45 @@ def _conv(a: dict[str, Any]) -> np.ndarray:
     return out
 
 
+@_op("conv_transpose")
+def _conv_transpose(a: dict[str, Any]) -> np.ndarray:
+    """MIL conv_transpose (weight [C_in, C_out / groups, *k]): every input pixel scatters its kernel-weighted copy at
+    stride s, dilation d; the full result ((i - 1)·s + (k - 1)·d + 1 per axis) is then cropped by the padding, or to
+    `output_shape` when given (the extra rows output padding asks for are zeros past the full result)."""
+    x, w = _f(a["x"]), _f(a["weight"])
+    rank = w.ndim - 2
+    strides = tuple(int(s) for s in (a["strides"] if a.get("strides") is not None else [1] * rank))
+    dilations = tuple(int(d) for d in (a["dilations"] if a.get("dilations") is not None else [1] * rank))
+    groups = int(a.get("groups") or 1)
+    kernel, spatial = tuple(w.shape[2:]), tuple(x.shape[2:])
+    n, cin = x.shape[:2]
+    cg, og = cin // groups, w.shape[1]
+    full = [(i - 1) * s + (k - 1) * d + 1 for i, k, s, d in zip(spatial, kernel, strides, dilations)]
+    out = np.zeros((n, og * groups, *full), dtype=np.float64)
+    for g in range(groups):
+        xs, ws = x[:, g * cg:(g + 1) * cg].astype(np.float64), w[g * cg:(g + 1) * cg].astype(np.float64)
+        for offset in np.ndindex(*kernel):
+            at = tuple(slice(o * d, o * d + (i - 1) * s + 1, s) for o, d, i, s in zip(offset, dilations, spatial, strides))
+            out[(slice(None), slice(g * og, (g + 1) * og), *at)] += np.einsum(
+                "nc...,co->no...", xs, ws[(slice(None), slice(None), *offset)])
+    pad_type = str(a.get("pad_type") or "valid")
+    if pad_type == "custom":
+        pad = [int(p) for p in a["pad"]]
+        pads = [(pad[2 * i], pad[2 * i + 1]) for i in range(rank)]
+    elif pad_type in ("same", "same_lower"):
+        totals = [f - i * s for f, i, s in zip(full, spatial, strides)]
+        pads = [((t + 1) // 2, t // 2) if pad_type == "same_lower" else (t // 2, (t + 1) // 2) for t in totals]
+    else:
+        pads = [(0, 0)] * rank
+    shape = a.get("output_shape")
+    sizes = [int(v) for v in shape][-rank:] if shape is not None else [f - b - e for f, (b, e) in zip(full, pads)]
+    grown = np.pad(out, [(0, 0), (0, 0), *[(0, max(0, b + size - f)) for f, (b, _), size in zip(full, pads, sizes)]])
+    out = grown[(slice(None), slice(None), *[slice(b, b + size) for (b, _), size in zip(pads, sizes)])]
+    if a.get("bias") is not None:
+        out = out + _f(a["bias"]).reshape(1, -1, *([1] * rank))
+    return out.astype(x.dtype)
+
+
 def _pool(a: dict[str, Any], reduce: str) -> np.ndarray:
     x = _f(a["x"])
     kernel = tuple(int(k) for k in a["kernel_sizes"])
@@ -369,6 +408,17 @@ _REDUCE: dict[str, Callable[..., Any]] = {"reduce_mean": np.mean, "reduce_sum": 
                                           "reduce_min": np.min, "reduce_prod": np.prod}
 for _name, _fn in _REDUCE.items():
     _OPS[_name] = _reduce(_fn)
+
+
+@_op("topk")
+def _topk(a: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(values, indices) of the k largest (smallest when `ascending`) along `axis`, largest first; ties keep the
+    lower index first (a stable sort)."""
+    x = np.asarray(a["x"])
+    axis, k = int(a.get("axis", -1)), int(a["k"])
+    order = np.argsort(x if a.get("ascending") else -x, axis=axis, kind="stable")
+    index = np.take(order, np.arange(k), axis=axis)
+    return np.take_along_axis(x, index, axis=axis), index.astype(np.int32)
 
 
 @_op("reduce_argmax")
@@ -456,6 +506,43 @@ def _gather_nd(a: dict[str, Any]) -> np.ndarray:
     """MIL gather_nd (batch_dims 0): the last axis of `indices` indexes the leading axes of x."""
     x, index = np.asarray(a["x"]), np.asarray(a["indices"]).astype(np.int64)
     return x[tuple(np.moveaxis(index, -1, 0))]
+
+
+@_op("gather_along_axis")
+def _gather_along_axis(a: dict[str, Any]) -> np.ndarray:
+    return np.take_along_axis(np.asarray(a["x"]), np.asarray(a["indices"]).astype(np.int64), axis=int(a.get("axis", 0)))
+
+
+def _bilinear_axis(x: np.ndarray, axis: int, size: int, align_corners: bool, half_pixel: bool) -> np.ndarray:
+    """Linear interpolation along one axis to `size` samples, on MIL upsample_bilinear's grid (its op reference):
+    i·(in - 1)/(out - 1) with align_corners, else i·in/out (+ half a step - 0.5 with half-pixel centres), clamped."""
+    n = x.shape[axis]
+    i = np.arange(size, dtype=np.float64)
+    if align_corners:
+        grid = i * ((n - 1) / (size - 1) if size > 1 else 0.0)
+    else:
+        spacing = n / size
+        grid = i * spacing + (0.5 * spacing - 0.5 if half_pixel else 0.0)
+    grid = np.clip(grid, 0, n - 1)
+    lo = np.floor(grid).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    shape = [1] * x.ndim
+    shape[axis] = size
+    frac = (grid - lo).reshape(shape)
+    return np.take(x, lo, axis=axis) * (1 - frac) + np.take(x, hi, axis=axis) * frac
+
+
+@_op("upsample_bilinear")
+def _upsample_bilinear(a: dict[str, Any]) -> np.ndarray:
+    x = _f(a["x"])
+    align = bool(a.get("align_corners", True))
+    half = bool(a["half_pixel_centers"]) if a.get("half_pixel_centers") is not None else not align
+    out = x.astype(np.float64)
+    for axis, key in ((-2, "scale_factor_height"), (-1, "scale_factor_width")):
+        value = a.get(key)
+        scale = 1.0 if value is None else float(value)
+        out = _bilinear_axis(out, x.ndim + axis, int(np.floor(x.shape[axis] * scale)), align, half)
+    return out.astype(x.dtype)
 
 
 @_op("tile")

@@ -252,6 +252,51 @@ def test_conv(x_shape, w_shape, pad_type, pad, strides, dilations, groups, bias)
     np.testing.assert_allclose(out, torch_conv(x, w, b, strides, dilations, groups, pads).numpy(), rtol=1e-5, atol=1e-5)
 
 
+CONV_TRANSPOSES = [  # (id, x shape, weight shape [C_in, C_out / groups, *k], torch padding, strides, dilations,
+    # groups, output_padding); torch's padding is symmetric, as the custom pads are here
+    ("unet-up2x2", (1, 4, 5, 6), (4, 3, 2, 2), 0, [2, 2], [1, 1], 1, 0),
+    ("k3-pad1-stride2", (2, 3, 4, 5), (3, 2, 3, 3), 1, [2, 2], [1, 1], 1, 0),
+    ("output-padding", (1, 3, 4, 4), (3, 2, 3, 3), 1, [2, 2], [1, 1], 1, 1),
+    ("dilated-groups2", (1, 4, 5, 5), (4, 1, 3, 3), 0, [1, 1], [2, 2], 2, 0),
+    ("conv1d", (1, 3, 7), (3, 2, 4), 1, [3], [1], 1, 0),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding, strides, dilations, groups, output_padding",
+                         [pytest.param(*c[1:], id=c[0]) for c in CONV_TRANSPOSES])
+def test_conv_transpose(x_shape, w_shape, padding, strides, dilations, groups, output_padding) -> None:
+    COVERED.add("conv_transpose")
+    rank = len(x_shape) - 2
+    x, w, b = rand(*x_shape, seed=21), rand(*w_shape, seed=22), rand(w_shape[1] * groups, seed=23)
+    conv = {1: F.conv_transpose1d, 2: F.conv_transpose2d}[rank]
+    want = conv(t(x), t(w), t(b), stride=strides, padding=padding, output_padding=output_padding, groups=groups,
+                dilation=dilations).numpy()
+    kwargs: dict[str, Any] = {"weight": w, "bias": b, "strides": strides, "dilations": dilations, "groups": groups,
+                              "pad_type": "custom", "pad": [padding] * (2 * rank)}
+    if output_padding:
+        kwargs["output_shape"] = list(want.shape)
+    out, = run(lambda x: mb.conv_transpose(x=x, **kwargs), x)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("scale", [2, 3])
+def test_upsample_bilinear(scale: int, align_corners: bool) -> None:
+    COVERED.add("upsample_bilinear")
+    x = rand(1, 2, 4, 5, seed=24)
+    out, = run(lambda x: mb.upsample_bilinear(x=x, scale_factor_height=scale, scale_factor_width=scale,
+                                              align_corners=align_corners), x)
+    want = F.interpolate(t(x), scale_factor=scale, mode="bilinear", align_corners=align_corners).numpy()
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_gather_along_axis() -> None:
+    COVERED.add("gather_along_axis")
+    x, index = rand(2, 5, 3, seed=25), np.array([[[4, 0, 1]], [[2, 2, 3]]], dtype=np.int32)
+    out, = run(lambda x: mb.gather_along_axis(x=x, indices=index, axis=1), x)
+    np.testing.assert_array_equal(out, torch.gather(t(x), 1, t(index).long()).numpy())
+
+
 def test_same_lower_puts_the_odd_pixel_first() -> None:
     """A 2x2 kernel of ones at stride 1 on a 3x3 ramp: "same" pads bottom/right, "same_lower" top/left."""
     x = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3)
@@ -353,6 +398,11 @@ REDUCTIONS = [
     case("reduce_argmax", lambda x: mb.reduce_argmax(x=x, axis=1), (R,), t(R).argmax(1).int()),
     case("reduce_argmax", lambda x: mb.reduce_argmax(x=x, axis=-1, keep_dims=True), (R,),
          t(R).argmax(-1, keepdim=True).int(), "keep_dims"),
+    case("topk", lambda x: mb.topk(x=x, k=3, axis=-1), (R,), tuple(v.int() if v.dtype == torch.int64 else v
+                                                             for v in torch.topk(t(R), 3, dim=-1))),
+    case("topk", lambda x: mb.topk(x=x, k=2, axis=1, ascending=True), (R,),
+         tuple(v.int() if v.dtype == torch.int64 else v for v in torch.topk(t(R), 2, dim=1, largest=False)),
+         "ascending-axis1"),
 ]
 
 
@@ -537,10 +587,9 @@ def test_compressed_weights_are_decompressed() -> None:
 
 
 def test_an_unknown_op_stops_the_run() -> None:
-    w = rand(2, 1, 2, 2, seed=29)
-    with pytest.raises(NotImplementedError, match="conv_transpose"):
-        run(lambda x: mb.conv_transpose(x=x, weight=w), rand(1, 2, 3, 3))
-    assert "conv_transpose" not in supported_ops() and "const" in supported_ops()
+    with pytest.raises(NotImplementedError, match="cumsum"):
+        run(lambda x: mb.cumsum(x=x, axis=1), rand(1, 2, 3, 3))
+    assert "cumsum" not in supported_ops() and "const" in supported_ops()
 
 
 def test_cond_runs_the_branch_the_predicate_picks() -> None:
