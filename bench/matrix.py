@@ -51,6 +51,8 @@ LIMITS = (
      "runs the scripted if / loop on the CPU (--allow-cpu-fallback takes it)"),
     (r"QOperator format has no integer ConvTranspose", "the QOperator format has no integer ConvTranspose "
      "(cpu-int8, QDQ, quantizes it)"),
+    (r"LiteRT has no \w+ kernel for this model's int16 tensors", "LiteRT cannot invoke the int16 op TFLiteConverter "
+     "wrote (LayerNorm's SQUARED_DIFFERENCE): tflite-int8 or tflite-fp16"),
     (r"no 16x8 \(int16 activation\) kernel for", "TFLite has no 16x8 kernel for the named op (HARD_SWISH, in every "
      "MobileNetV3): --allow-cpu-fallback keeps it float, or tflite-int8 / tflite-fp16"),
 )

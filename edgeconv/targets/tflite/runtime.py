@@ -102,10 +102,22 @@ class LiteRtSession(Session):
             if "failed to prepare" in str(e):
                 raise UnsupportedError(f"LiteRT refuses the model: {kernel_error(e)}",
                                        "a kernel cannot run this (quantized) op; try another precision profile") from e
+            if invoke := _NO_KERNEL_AT_RUN.search(" ".join(str(e).split())):  # the converter wrote what LiteRT cannot run
+                raise UnsupportedError(
+                    f"LiteRT has no {invoke['op']} kernel for this model's {_TFLITE_TYPES.get(invoke['got'], 'type ' + invoke['got'])} "
+                    f"tensors: {invoke['what']}",
+                    "TFLiteConverter wrote an op LiteRT cannot run at this precision (LayerNorm's SQUARED_DIFFERENCE "
+                    "in int16x8); use tflite-int8 or tflite-fp16") from e
             raise InvalidInputError(f"LiteRT failed to run the model: {first_line(e)}",
                                     "check that the samples' shapes match the model's inputs") from e
         return [apply_perm(dequantize_output(np.asarray(result[m.key]), self._out_details[m.key]), m.perm)
                 for m in self.io.outputs]
+
+
+# "SquaredDifference only supports FLOAT32 and INT32 now, got 7.Node number 3 (SQUARED_DIFFERENCE) failed to invoke."
+_NO_KERNEL_AT_RUN = re.compile(r"(?P<what>[^.]*only supports [^.]*?got (?P<got>\d+))\.\s*Node number \d+ "
+                               r"\((?P<op>[A-Z0-9_]+)\) failed to invoke")
+_TFLITE_TYPES = {"1": "float32", "2": "int32", "3": "uint8", "4": "int64", "7": "int16", "9": "int8", "10": "float16"}
 
 
 def load_interpreter(path: str, threads: int = 1) -> tuple[Any, Any, str]:
