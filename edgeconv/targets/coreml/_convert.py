@@ -200,8 +200,9 @@ def _calibrate_activations(mlmodel: Any, ctx: StepContext) -> Any:
     samples = [{n: feeds[s.name] for n, s in zip(names, ctx.source.inputs)} for feeds in samples_for(ctx)]
     why_not = CoremlRuntime.can_execute_here()
     with quiet():
+        ranges = None  # the reference executor's activation ranges, when the log-domain check measured them
         try:
-            kept = cq.log_domain_ops(mlmodel, samples)
+            kept, ranges = cq.log_domain_ops(mlmodel, samples)
         except NotImplementedError as e:  # an op the reference executor lacks: Core ML calibrates (macOS) or refuses
             kept, ctx.notes["log_domain"] = [], f"not measured: the reference executor has no '{e}' op"
         if kept:
@@ -212,4 +213,4 @@ def _calibrate_activations(mlmodel: Any, ctx: StepContext) -> Any:
             return cq.quantize_activations(mlmodel, samples, ctx.profile.quantize, names_kept)
         ctx.notes["activation_calibration"] = ("edgeconv NumPy MIL reference executor (no Core ML runtime here) → "
                                                "coremltools activation quantization passes")
-        return cq.quantize_activations_with_reference(mlmodel, samples, ctx.profile.quantize, names_kept)
+        return cq.quantize_activations_with_reference(mlmodel, samples, ctx.profile.quantize, names_kept, ranges)

@@ -238,6 +238,11 @@ def _sdpa(a: dict[str, Any]) -> np.ndarray:
     return np.matmul(_softmax({"x": scores, "axis": -1}), v)
 
 
+def _per_axis(a: dict[str, Any], key: str, rank: int) -> tuple[int, ...]:
+    """An op's per-spatial-axis ints (strides, dilations): 1 on every axis when not given."""
+    return tuple(int(v) for v in (a[key] if a.get(key) is not None else [1] * rank))
+
+
 def _spatial_pads(a: dict[str, Any], spatial: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...],
                   dilations: tuple[int, ...]) -> list[tuple[int, int]]:
     pad_type = str(a.get("pad_type") or "valid")
@@ -269,8 +274,8 @@ def _windows(x: np.ndarray, kernel: tuple[int, ...], strides: tuple[int, ...], d
 def _conv(a: dict[str, Any]) -> np.ndarray:
     x, w = _f(a["x"]), _f(a["weight"])
     rank = w.ndim - 2
-    strides = tuple(int(s) for s in (a["strides"] if a.get("strides") is not None else [1] * rank))
-    dilations = tuple(int(d) for d in (a["dilations"] if a.get("dilations") is not None else [1] * rank))
+    strides = _per_axis(a, "strides", rank)
+    dilations = _per_axis(a, "dilations", rank)
     groups = int(a.get("groups") or 1)
     kernel = tuple(w.shape[2:])
     pads = _spatial_pads(a, x.shape[2:], kernel, strides, dilations)
@@ -299,8 +304,8 @@ def _conv_transpose(a: dict[str, Any]) -> np.ndarray:
     `output_shape` when given (the extra rows output padding asks for are zeros past the full result)."""
     x, w = _f(a["x"]), _f(a["weight"])
     rank = w.ndim - 2
-    strides = tuple(int(s) for s in (a["strides"] if a.get("strides") is not None else [1] * rank))
-    dilations = tuple(int(d) for d in (a["dilations"] if a.get("dilations") is not None else [1] * rank))
+    strides = _per_axis(a, "strides", rank)
+    dilations = _per_axis(a, "dilations", rank)
     groups = int(a.get("groups") or 1)
     kernel, spatial = tuple(w.shape[2:]), tuple(x.shape[2:])
     n, cin = x.shape[:2]
@@ -314,14 +319,11 @@ def _conv_transpose(a: dict[str, Any]) -> np.ndarray:
             out[(slice(None), slice(g * og, (g + 1) * og), *at)] += np.einsum(
                 "nc...,co->no...", xs, ws[(slice(None), slice(None), *offset)])
     pad_type = str(a.get("pad_type") or "valid")
-    if pad_type == "custom":
-        pad = [int(p) for p in a["pad"]]
-        pads = [(pad[2 * i], pad[2 * i + 1]) for i in range(rank)]
-    elif pad_type in ("same", "same_lower"):
+    if pad_type in ("same", "same_lower"):  # a transposed conv's "same" output is i·s: not a conv's padding
         totals = [f - i * s for f, i, s in zip(full, spatial, strides)]
         pads = [((t + 1) // 2, t // 2) if pad_type == "same_lower" else (t // 2, (t + 1) // 2) for t in totals]
-    else:
-        pads = [(0, 0)] * rank
+    else:  # custom / valid, as for conv
+        pads = _spatial_pads(a, spatial, kernel, strides, dilations)
     shape = a.get("output_shape")
     sizes = [int(v) for v in shape][-rank:] if shape is not None else [f - b - e for f, (b, e) in zip(full, pads)]
     grown = np.pad(out, [(0, 0), (0, 0), *[(0, max(0, b + size - f)) for f, (b, _), size in zip(full, pads, sizes)]])
@@ -335,7 +337,7 @@ def _pool(a: dict[str, Any], reduce: str) -> np.ndarray:
     x = _f(a["x"])
     kernel = tuple(int(k) for k in a["kernel_sizes"])
     rank = len(kernel)
-    strides = tuple(int(s) for s in (a["strides"] if a.get("strides") is not None else [1] * rank))
+    strides = _per_axis(a, "strides", rank)
     pads = _spatial_pads(a, x.shape[2:], kernel, strides, (1,) * rank)
     counts = [(size + lo + hi - k) // s + 1 for size, (lo, hi), k, s in zip(x.shape[2:], pads, kernel, strides)]
     if a.get("ceil_mode"):

@@ -110,18 +110,19 @@ def activation_config(scheme: QuantScheme, keep_float: Iterable[str] = ()) -> An
         op_name_configs={name: None for name in keep_float})
 
 
-def log_domain_ops(mlmodel: Any, samples: list[dict[str, Any]]) -> list[Any]:
+def log_domain_ops(mlmodel: Any, samples: list[dict[str, Any]]) -> tuple[list[Any], dict[str, Any] | None]:
     """The MIL ops whose activations int8 cannot resolve (an in-graph audio front end feeding a Log: quantizers/
-    log_domain.py), measured with the NumPy reference executor on the calibration samples."""
+    log_domain.py), measured with the NumPy reference executor on the calibration samples; and the activation ranges
+    that run measured (quantize_activations_with_reference takes them), None when the program has nothing to measure."""
     from edgeconv.quantizers.log_domain import mil_graph_nodes, mil_log_domain_nodes, upstream
     from edgeconv.targets.coreml._mil_reference import activation_stats, program_of
 
     program = program_of(mlmodel)
     if not upstream(mil_graph_nodes(program)):  # no Log / Sqrt / divisor in the program: nothing to measure
-        return []
+        return [], None
     values: dict[str, Any] = {}
-    activation_stats(mlmodel, samples, values)
-    return mil_log_domain_nodes(program, values, 8)
+    ranges = activation_stats(mlmodel, samples, values)
+    return mil_log_domain_nodes(program, values, 8), ranges
 
 
 def quantize_activations(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme: QuantScheme,
@@ -139,10 +140,11 @@ def quantize_activations(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme
 
 
 def quantize_activations_with_reference(mlmodel: Any, samples: Iterable[dict[str, Any]], scheme: QuantScheme,
-                                        keep_float: Iterable[str] = ()) -> Any:
+                                        keep_float: Iterable[str] = (), ranges: dict[str, Any] | None = None) -> Any:
     """int8 activations without the Core ML runtime: the activation ranges come from edgeconv's NumPy reference
-    executor running the float program on the calibration samples; coremltools' own passes then insert the
-    quantize/dequantize pairs (the same passes linear_quantize_activations runs after its Core ML calibration)."""
+    executor running the float program on the calibration samples (`ranges`, when that run was already made);
+    coremltools' own passes then insert the quantize/dequantize pairs (the same passes linear_quantize_activations
+    runs after its Core ML calibration)."""
     import collections
     from unittest import mock
 
@@ -152,7 +154,7 @@ def quantize_activations_with_reference(mlmodel: Any, samples: Iterable[dict[str
     from edgeconv.targets.coreml._mil_reference import activation_stats
 
     try:
-        stats = collections.defaultdict(dict, activation_stats(mlmodel, list(samples)))
+        stats = collections.defaultdict(dict, ranges if ranges is not None else activation_stats(mlmodel, list(samples)))
     except NotImplementedError as e:
         raise UnsupportedError(f"int8 activations are calibrated here with edgeconv's reference executor, which has no "
                                f"'{e}' op", "run this target on macOS (calibrated with Core ML), or use coreml-w8") from e
@@ -190,15 +192,17 @@ def suffix_pass_fixed() -> Iterator[None]:
         yield
 
 
-# the ops coremltools puts a quantize / dequantize pair before (insert_prefix_quantize_dequantize_pair), and their inputs
-_PREFIX_OPS = {"conv": ("x",), "avg_pool": ("x",), "max_pool": ("x",), "linear": ("x",), "add": ("x", "y")}
-
-
 def unmeasured_ops(mlmodel: Any, stats: dict[str, Any]) -> list[str]:
     """The ops coremltools would quantize although the reference executor measured no float range for an input: an
     integer `add` (BERT's position-id arithmetic, a scripted loop's counter), which its pass would meet with a KeyError
     ('rmin'). They stay as they are (an integer op has nothing to quantize)."""
+    from coremltools.optimize.coreml._quantization_passes import insert_prefix_quantize_dequantize_pair as prefix
+
     from edgeconv.targets.coreml._mil_reference import program_of
+
+    # the ops that pass puts a quantize / dequantize pair before, and the inputs it quantizes
+    reads = {**{op: ("x",) for op in prefix.SUPPORTED_UNARY_OP_TYPES},
+             **{op: ("x", "y") for op in prefix.SUPPORTED_BINARY_OP_TYPES}}
 
     def blocks(block: Any) -> Iterable[Any]:
         for op in block.operations:
@@ -208,7 +212,7 @@ def unmeasured_ops(mlmodel: Any, stats: dict[str, Any]) -> list[str]:
 
     skipped = []
     for op in blocks(program_of(mlmodel).functions["main"]):
-        for key in _PREFIX_OPS.get(op.op_type, ()):
+        for key in reads.get(op.op_type, ()):
             var = op.inputs.get(key)
             if var is not None and not (var.op is not None and var.op.op_type == "const") and "rmin" not in stats.get(var.name, {}):
                 skipped.append(op.name)
