@@ -372,6 +372,68 @@ def _avg_pool(a: dict[str, Any]) -> np.ndarray:
     return _pool(a, "avg")
 
 
+# --- recurrent -----------------------------------------------------------------------------------------------------
+# the activations MIL's lstm names that take no parameters (its scaled_tanh / hard_sigmoid carry none in the op, and
+# their constants are not documented: left unsupported rather than guessed)
+_RNN_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)), "tanh": np.tanh, "relu": lambda x: np.maximum(x, 0),
+    "linear": lambda x: x}
+
+
+def _rnn_activation(a: dict[str, Any], key: str, default: str) -> Callable[[np.ndarray], np.ndarray]:
+    name = str(a.get(key) or default).lower()
+    if name not in _RNN_ACTIVATIONS:
+        raise NotImplementedError(f"lstm {key}={name}")
+    return _RNN_ACTIVATIONS[name]
+
+
+def _lstm_direction(x: np.ndarray, h: np.ndarray, c: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray,
+                    bias: Any, peephole: Any, reverse: bool, a: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One direction over x (s, b, I): the hidden state of every step (s, b, H, in time order), and the last h, c.
+    Gates are stacked [input, forget, output, cell] (MIL's order, not torch's i, f, g, o)."""
+    gate, cell, out_act = (_rnn_activation(a, "recurrent_activation", "sigmoid"),
+                           _rnn_activation(a, "cell_activation", "tanh"), _rnn_activation(a, "activation", "tanh"))
+    hidden = w_hh.shape[1]
+    b = _f(bias) if bias is not None else np.zeros(4 * hidden, np.float32)
+    p = _f(peephole) if peephole is not None else np.zeros(3 * hidden, np.float32)
+    clip = a.get("clip")
+    steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
+    seq = np.zeros((x.shape[0], x.shape[1], hidden), np.float32)
+    for t in steps:
+        z = x[t] @ w_ih.T + h @ w_hh.T + b
+        zi, zf, zo, zg = (z[:, k * hidden:(k + 1) * hidden] for k in range(4))
+        g = cell(zg)
+        if clip is not None:
+            g = np.clip(g, -float(clip), float(clip))
+        c = gate(zf + p[hidden:2 * hidden] * c) * c + gate(zi + p[:hidden] * c) * g
+        h = gate(zo + p[2 * hidden:] * c) * out_act(c)
+        seq[t] = h
+    return seq, h, c
+
+
+@_op("lstm")
+def _lstm(a: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MIL lstm: x (s, b, I), initial_h / initial_c (b, D*H) with the forward half first; outputs every step's
+    hidden state (s, b, D*H) when `output_sequence` (else the last step's, (1, b, D*H)), and the final h and c
+    (b, D*H): the backward direction's final state is the one at step 0."""
+    x, h0, c0 = _f(a["x"]), _f(a["initial_h"]), _f(a["initial_c"])
+    direction = str(a.get("direction") or "forward")
+    if direction == "bidirectional" and not a.get("output_sequence"):
+        raise NotImplementedError("bidirectional lstm without output_sequence")  # which step's backward state: undocumented
+    hidden = _f(a["weight_hh"]).shape[1]
+    runs = [("", direction == "reverse")] + ([("_back", True)] if direction == "bidirectional" else [])
+    seqs, hs, cs = [], [], []
+    for d, (suffix, reverse) in enumerate(runs):
+        seq, h, c = _lstm_direction(x, h0[:, d * hidden:(d + 1) * hidden], c0[:, d * hidden:(d + 1) * hidden],
+                                    _f(a["weight_ih" + suffix]), _f(a["weight_hh" + suffix]), a.get("bias" + suffix),
+                                    a.get("peephole" + suffix), reverse, a)
+        seqs.append(seq)
+        hs.append(h)
+        cs.append(c)
+    out = np.concatenate(seqs, axis=-1) if a.get("output_sequence") else hs[0][None]
+    return out, np.concatenate(hs, axis=-1), np.concatenate(cs, axis=-1)
+
+
 # --- normalisation / reductions ------------------------------------------------------------------------------------
 @_op("layer_norm")
 def _layer_norm(a: dict[str, Any]) -> np.ndarray:

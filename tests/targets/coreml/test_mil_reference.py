@@ -297,6 +297,55 @@ def test_gather_along_axis() -> None:
     np.testing.assert_array_equal(out, torch.gather(t(x), 1, t(index).long()).numpy())
 
 
+def torch_lstm_to_mil(lstm: Any, suffix: str = "") -> dict[str, np.ndarray]:
+    """A torch LSTM direction's weights in MIL's layout: gates [i, f, o, g] (torch stacks i, f, g, o), one bias."""
+    def ifog(w: Any) -> np.ndarray:
+        i, f, g, o = np.split(w.detach().numpy(), 4)
+        return np.concatenate([i, f, o, g])
+
+    get = lambda name: getattr(lstm, f"{name}_l0{suffix}")  # noqa: E731
+    return {"weight_ih": ifog(get("weight_ih")), "weight_hh": ifog(get("weight_hh")),
+            "bias": ifog(get("bias_ih") + get("bias_hh"))}
+
+
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_lstm(direction: str) -> None:
+    COVERED.add("lstm")
+    torch.manual_seed(26)
+    bidirectional = direction == "bidirectional"
+    lstm = torch.nn.LSTM(5, 4, bidirectional=bidirectional).eval()
+    d = 2 if bidirectional else 1
+    x, h0, c0 = rand(6, 2, 5, seed=26), rand(2, d * 4, seed=27), rand(2, d * 4, seed=28)
+    weights = torch_lstm_to_mil(lstm)
+    if bidirectional:
+        weights.update({k + "_back": v for k, v in torch_lstm_to_mil(lstm, "_reverse").items()})
+    out, h, c = run(lambda x, h0, c0: mb.lstm(x=x, initial_h=h0, initial_c=c0, direction=direction,
+                                              output_sequence=True, **weights), x, h0, c0)
+    # torch's h0 / c0 are (D, b, H); MIL's (b, D*H) with the forward half first
+    to_torch = lambda s: t(s.reshape(2, d, 4).transpose(1, 0, 2))  # noqa: E731
+    with torch.no_grad():
+        want, (wh, wc) = lstm(t(x), (to_torch(h0), to_torch(c0)))
+    np.testing.assert_allclose(out, want.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h, wh.numpy().transpose(1, 0, 2).reshape(2, -1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c, wc.numpy().transpose(1, 0, 2).reshape(2, -1), rtol=1e-5, atol=1e-6)
+
+
+def test_lstm_last_step_only_and_the_undocumented_case() -> None:
+    torch.manual_seed(29)
+    lstm = torch.nn.LSTM(3, 4).eval()
+    x, h0 = rand(5, 1, 3, seed=29), np.zeros((1, 4), np.float32)
+    out, h, _ = run(lambda x, h0: mb.lstm(x=x, initial_h=h0, initial_c=h0, **torch_lstm_to_mil(lstm)), x, h0)
+    with torch.no_grad():
+        want = lstm(t(x))[0][-1:]
+    np.testing.assert_allclose(out, want.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h, want.numpy()[0], rtol=1e-5, atol=1e-6)
+    bi = torch.nn.LSTM(3, 4, bidirectional=True)
+    weights = {**torch_lstm_to_mil(bi), **{k + "_back": v for k, v in torch_lstm_to_mil(bi, "_reverse").items()}}
+    h0 = np.zeros((1, 8), np.float32)
+    with pytest.raises(NotImplementedError, match="bidirectional"):  # which step's backward state: not documented
+        run(lambda x, h0: mb.lstm(x=x, initial_h=h0, initial_c=h0, direction="bidirectional", **weights), x, h0)
+
+
 def test_same_lower_puts_the_odd_pixel_first() -> None:
     """A 2x2 kernel of ones at stride 1 on a 3x3 ramp: "same" pads bottom/right, "same_lower" top/left."""
     x = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3)
@@ -664,3 +713,31 @@ def test_converted_torch_program_matches_torch() -> None:  # ~3 s
     with torch.no_grad():
         want = model(t(x)).numpy()
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-6)
+
+
+def test_converted_bidirectional_lstm_matches_torch() -> None:
+    """A CRNN-style head (conv features as a T x N x C sequence, two-layer bidirectional LSTM, linear,
+    log_softmax) converted by coremltools: the executor runs its lstm ops as torch does."""
+    from edgeconv.targets.coreml._mil_reference import program_of
+
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = torch.nn.LSTM(6, 5, num_layers=2, bidirectional=True)
+            self.fc = torch.nn.Linear(10, 4)
+
+        def forward(self, x):
+            return torch.log_softmax(self.fc(self.rnn(x)[0]), dim=-1)
+
+    torch.manual_seed(31)
+    model = Head().eval()
+    x = rand(7, 2, 6, seed=31)
+    mlmodel = ct.convert(torch.jit.trace(model, t(x)), inputs=[ct.TensorType(name="x", shape=x.shape)],
+                         convert_to="mlprogram", compute_precision=ct.precision.FLOAT32,
+                         minimum_deployment_target=ct.target.iOS16)
+    prog = program_of(mlmodel)
+    assert any(op.op_type == "lstm" for op in prog.functions["main"].operations)
+    out, = run_program(prog, {"x": x})
+    with torch.no_grad():
+        want = model(t(x)).numpy()
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5)
