@@ -333,6 +333,59 @@ def excluded_by_op_type(float_path: Path, op_types: tuple[str, ...]) -> list[str
     return [n.name for n in model.graph.node if n.op_type in op_types and n.name]
 
 
+@dataclass(frozen=True)
+class AttentionOpSet:
+    """The op set kept on an attention graph (quantizers/attention_op_set.py), and what each candidate measured."""
+
+    chosen: str  # "default" | "compute"
+    settings: StaticSettings
+    path: Path
+    measured: dict[str, dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"chosen": self.chosen, "op_types": list(self.settings.op_types) or "onnxruntime default",
+                "measured": self.measured}
+
+
+def _choose_attention_op_set(float_path: Path, qdq: Path, samples: SampleSet, settings: StaticSettings,
+                             excluded: list[str], cache: Path, ctx: StepContext) -> AttentionOpSet | None:
+    """On a graph with attention, ORT's default op set or the compute ops only, by measurement (or as the profile's
+    `attention_op_set` says); None where it does not apply."""
+    from edgeconv.quantizers import attention_op_set as aos
+
+    choice = str(ctx.profile.quantize.options.get("attention_op_set", "measure"))
+    if not aos.applies(settings, choice) or not aos.has_attention(float_path):
+        return None
+    compute = aos.compute_only(settings)
+    alt = qdq.with_name(qdq.name.replace(".qdq.onnx", ".compute.qdq.onnx"))
+    quantize_file(float_path, alt, samples, compute, nodes_to_exclude=excluded, cache_path=cache, quant_format="qdq")
+    if choice == "compute":
+        return AttentionOpSet("compute", compute, alt, {})
+    from edgeconv.quantizers import fallback
+    from edgeconv.quantizers.target_scoring import session_factory
+
+    with ctx.reporter.task("attention graph: measuring the op set to quantize", total=None):
+        candidates = {"default": (settings, qdq), "compute": (compute, alt)}
+        if settings.format != "qdq":  # judged in the profile's own format, as the accuracy search's trials are
+            for name, (cand, path) in list(candidates.items()):
+                judged = path.with_name(path.name.replace(".qdq.onnx", f".{settings.format}.onnx"))
+                quantize_file(float_path, judged, samples, cand, nodes_to_exclude=excluded, cache_path=cache,
+                              quant_format=settings.format)
+                candidates[name] = (cand, judged)
+        evaluator = fallback.Evaluator(float_path, fallback.evaluation_feeds(ctx), session_factory(ctx))
+        measured = {name: evaluator.evaluate(path) for name, (_, path) in candidates.items()}
+    scores = {name: fallback.objective(ev) for name, ev in measured.items()}
+    chosen = "compute" if scores["compute"] > scores["default"] else "default"
+    report = {name: {"snr_db": round(float(ev.metrics.snr_db), 2), "objective": round(scores[name], 2)}
+              for name, ev in measured.items()}
+    if chosen == "compute":
+        ctx.warn(f"attention graph: quantized the compute ops only ({', '.join(aos.COMPUTE_OP_TYPES)}): "
+                 f"{report['compute']['snr_db']:.1f} dB against {report['default']['snr_db']:.1f} dB with ONNX "
+                 "Runtime's default op set; notes.quantize.attention_op_set")
+    return AttentionOpSet(chosen, compute if chosen == "compute" else settings, alt if chosen == "compute" else qdq,
+                          report)
+
+
 class OnnxQdq(Quantizer):
     name = "onnx_qdq"
     precisions = frozenset({"int8", "int16"})
@@ -360,6 +413,10 @@ class OnnxQdq(Quantizer):
         with ctx.reporter.task("calibrating", total=len(samples)) as task:
             quantize_file(float_path, qdq, samples, settings, nodes_to_exclude=excluded, cache_path=cache, task=task,
                           quant_format="qdq")
+
+        op_set = _choose_attention_op_set(float_path, qdq, samples, settings, excluded, cache, ctx)
+        if op_set is not None:
+            settings, qdq = op_set.settings, op_set.path
 
         start = qdq  # what the fallback search starts from: a model in the profile's own format
         if settings.format == "qoperator":
@@ -416,6 +473,8 @@ class OnnxQdq(Quantizer):
             twin = final if settings.format != "qoperator" else (
                 requantize(result.tensors(), ctx.work_dir / "report.qdq.onnx", "qdq") if result and result.nodes else qdq)
             notes["layers"] = layers = fallback.layer_report(float_path, twin, ctx)
+        if op_set is not None:
+            notes["attention_op_set"] = op_set.to_json()
         ctx.notes["quantize"] = notes
         ctx.quantized = QuantizeResult(tuple(layers), search)
         return Artifact(final, Format.ONNX)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from edgeconv.quantizers.attention_op_set import CHOICES as ATTENTION_OP_SETS
 from edgeconv.targets.family_options import Table, option, parse_options
 from edgeconv.targets.schema import QUANTIZE_OPTION_CHOICES
 from edgeconv.targets.tensorrt.qdq import PLACEMENTS
@@ -32,6 +33,9 @@ class QuantizeOptions:
     # int8 / int16: what a Log / Sqrt / Reciprocal reads stays float where integers cannot resolve it (an in-graph power
     # spectrum; quantizers/log_domain.py, also for executorch-int8)
     log_domain_float: bool = True
+    # int8 / int16 QDQ on a graph with attention: ORT's default op set or the compute ops only, by measurement
+    # ("measure"), or one of them without a trial (quantizers/attention_op_set.py)
+    attention_op_set: str = option("measure", choices=ATTENTION_OP_SETS)
     weight_threshold: int = option(2048, bounds=(0, None))  # Core ML: weights with at most this many elements stay float
     palettize_mode: str = "kmeans"  # Core ML palettize4 / palettize6: coremltools' palettization mode
     block_size: int = option(32, bounds=(16, 2048))  # int4: weights per scale along K (a power of two; onnx_int4.py)

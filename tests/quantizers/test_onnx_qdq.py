@@ -67,9 +67,11 @@ def test_digits_int8_accuracy_within_one_point(digits, tmp_path: Path, target: s
 def test_qoperator_fallback_is_judged_in_qoperator_format(transformer, tmp_path: Path) -> None:
     """ORT's QOperator kernels (QLinearMatMul, QLinearAdd, ... chained in integers) lose far more on the transformer
     block than its QDQ twin (12 dB vs 33 dB). The fallback search used to judge the QDQ twin, found the gate met, kept
-    nothing in float, and the QOperator model then failed validation (exit 5). Trials are now QOperator models."""
+    nothing in float, and the QOperator model then failed validation (exit 5). Trials are now QOperator models.
+    ORT's default op set (the attention op-set trial off): with the compute ops only the block needs no fallback."""
     manifest = convert(transformer / "transformer.pt2", ["cpu-int8-qop"], tmp_path / "out",
-                       calib=str(transformer / "calib"), eval=str(transformer / "eval"))
+                       calib=str(transformer / "calib"), eval=str(transformer / "eval"),
+                       overrides=("quantize.options.attention_op_set=default",))
     record = target_record(manifest, "cpu-int8-qop")
     fallback = record["notes"]["quantize"]["fallback"]
     assert fallback["before"]["snr_db"] < 18 and not fallback["gate_passed_before"]  # the QOperator model itself
@@ -77,6 +79,21 @@ def test_qoperator_fallback_is_judged_in_qoperator_format(transformer, tmp_path:
     assert record["validation"]["metrics"]["snr_db"] > 25
     ops = {n.op_type for n in onnx.load(str(model_path(manifest, tmp_path / "out", "cpu-int8-qop"))).graph.node}
     assert "QLinearMatMul" in ops or "MatMulInteger" in ops
+
+
+def test_qoperator_attention_op_set_is_judged_in_qoperator_format(transformer, tmp_path: Path) -> None:
+    """The same block with the op-set trial on: both candidates are QOperator models, and the compute ops only (no
+    QLinearAdd / QLinearSoftmax chained in integers) meet the gate without a fallback."""
+    manifest = convert(transformer / "transformer.pt2", ["cpu-int8-qop"], tmp_path / "out",
+                       calib=str(transformer / "calib"), eval=str(transformer / "eval"))
+    q = target_record(manifest, "cpu-int8-qop")["notes"]["quantize"]
+    measured = q["attention_op_set"]["measured"]
+    assert q["attention_op_set"]["chosen"] == "compute"
+    assert measured["default"]["snr_db"] < 18 < measured["compute"]["snr_db"], measured  # the QOperator figures
+    assert not (q.get("fallback") or {}).get("nodes")
+    ops = {n.op_type for n in onnx.load(str(model_path(manifest, tmp_path / "out", "cpu-int8-qop"))).graph.node}
+    assert "QLinearMatMul" in ops or "MatMulInteger" in ops
+    assert not ops & {"QLinearAdd", "QLinearSoftmax"}
 
 
 def test_ort_defaults_fail_on_pitfall_graph(pitfall, tmp_path: Path) -> None:
