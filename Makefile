@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 EXTRAS := all,test$(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo ,tensorrt)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint bench matrix docs clean
+.PHONY: setup demo test test-fast lint bench peers matrix docs clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,12 @@ test-fast: setup
 
 bench: setup
 	for b in bench/bench_*.py; do TF_CPP_MIN_LOG_LEVEL=3 $(PY) $$b || exit 1; done
+
+# The peer quantizers bench/bench_quant_peers.py compares against (not needed by edgeconv or its tests): Qualcomm's
+# AIMET. Its own dependencies except onnx2torch's torchvision, which has no CPU build here (onnx2torch is in setup).
+peers: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt aimet-onnx
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt bokeh hvplot osqp pybind11 jsonschema
 
 # Route matrix: every corpus model (tests/corpus) x every target its source reaches -> docs/coverage.md (resumable;
 # results in bench/results/matrix.json). Hours for all of it: narrow with MATRIX_ARGS="--targets onnx,tflite-int8 --models resnet"

@@ -63,8 +63,9 @@ TARGET_CELLS = [
     pytest.param("mtcnn_rnet", "tflite-int8"),  # ceil-mode MaxPool: edge padding (was SNR 0 dB / XNNPACK refusal)
     pytest.param("bert_tiny", "coreml-w8a8"),  # integer adds left alone (KeyError 'rmin' in coremltools' pass): 36.4 dB
     pytest.param("bert_tiny", "coreml-palettize6"),  # the mask's -inf fill const not palettized (k-means refused it): 35.1 dB
-    pytest.param("ts_scripted_control", "coreml-w8a8"),
-    pytest.param("unet", "coreml-w8a8"),  # the reference executor's conv_transpose / upsample_bilinear: 54.4 dB (was exit 4)  # coremltools' suffix pass recursing into cond blocks: 33.3 dB
+    pytest.param("ts_scripted_control", "coreml-w8a8"),  # coremltools' suffix pass recursing into cond blocks: 33.3 dB
+    pytest.param("unet", "coreml-w8a8"),  # the reference executor's conv_transpose / upsample_bilinear: 54.4 dB (was exit 4)
+    pytest.param("crnn", "coreml-w8a8"),  # the reference executor's bidirectional lstm: 51.2 dB (was exit 4)
     pytest.param("bert_tiny", "coreml-fp32"),  # torch.export front end: alias, new_ones, __and__, where.ScalarOther
     pytest.param("resnet", "openvino-int8"),
     pytest.param("vit_tiny", "openvino-int8"),
@@ -124,6 +125,9 @@ def test_route_cell(corpus, cli, tmp_path: Path, model: str, target: str) -> Non
     assert validation["passed"], validation.get("failures")
     if validation["kind"] == "structural":  # Core ML on Linux: no runtime; the artifact is checked, not run
         assert rec["artifacts"], rec
+        reference = (validation.get("checks") or {}).get("mil_reference") or {}
+        if reference.get("ran"):  # edgeconv's NumPy MIL executor ran the program: its numbers meet the gate
+            _check_metrics(target, {"gate": validation.get("gate"), "metrics": reference["metrics"]})
         return
     _check_metrics(target, validation)
 
