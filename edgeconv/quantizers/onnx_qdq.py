@@ -386,6 +386,37 @@ def _choose_attention_op_set(float_path: Path, qdq: Path, samples: SampleSet, se
                           report)
 
 
+def _bias_correction(float_path: Path, final: Path, samples: SampleSet, settings: StaticSettings,
+                     ctx: StepContext) -> Any:
+    """Layer-by-layer bias correction of the final QDQ model (quantizers/bias_correction.py), written next to it as
+    *.biascorr.onnx and kept (`.kept`) only if it measures better; None where it does not apply."""
+    from edgeconv.quantizers import bias_correction as bc
+
+    from edgeconv.quantizers.target_scoring import session_factory
+
+    choice = str(ctx.profile.quantize.options.get("bias_correction", "measure"))
+    # QDQ judged on ONNX Runtime only: not yet where trials run on the target (hexagon's HTP simulator: two more
+    # simulator runs), nor with TensorRT's Q/DQ placement
+    if choice == "off" or settings.format != "qdq" or settings.placement or session_factory(ctx) is not None:
+        return None
+    from edgeconv.quantizers import fallback
+
+    corrected = final.with_name(final.name.replace(".onnx", ".biascorr.onnx"))
+    with ctx.reporter.task("bias correction, layer by layer", total=None):
+        calib = [feed for _, feed in zip(range(bc.MAX_SAMPLES), samples)]
+        layers, done, seconds = bc.correct(float_path, final, corrected, calib)
+        if not done:
+            return None
+        evaluator = fallback.Evaluator(float_path, fallback.evaluation_feeds(ctx))
+        before, after = evaluator.evaluate(final), evaluator.evaluate(corrected)
+    kept = fallback.objective(after) > fallback.objective(before)
+    result = bc.BiasCorrection(layers, done, seconds, {"snr_db": round(float(before.metrics.snr_db), 2)},
+                               {"snr_db": round(float(after.metrics.snr_db), 2)}, kept)
+    if done < layers:
+        ctx.warn(f"bias correction stopped after {done} of {layers} layers ({bc.MAX_SECONDS:.0f} s budget)")
+    return result
+
+
 class OnnxQdq(Quantizer):
     name = "onnx_qdq"
     precisions = frozenset({"int8", "int16"})
@@ -452,6 +483,9 @@ class OnnxQdq(Quantizer):
         # profile's format (a QOperator model can lose far more than its QDQ twin: fused integer kernels)
         result = fallback.search_for_target(float_path, start, requantize, ctx, rank_path=qdq)
         final = result.final_path if result and result.final_path else start
+        bias = _bias_correction(float_path, final, samples, settings, ctx)
+        if bias is not None and bias.kept:
+            final = final.with_name(final.name.replace(".onnx", ".biascorr.onnx"))
         skip = set(excluded) | set(result.node_names() if result else [])
         from edgeconv.quantizers.checks import WEIGHT_OPS
 
@@ -475,6 +509,8 @@ class OnnxQdq(Quantizer):
             notes["layers"] = layers = fallback.layer_report(float_path, twin, ctx)
         if op_set is not None:
             notes["attention_op_set"] = op_set.to_json()
+        if bias is not None:
+            notes["bias_correction"] = bias.to_json()
         ctx.notes["quantize"] = notes
         ctx.quantized = QuantizeResult(tuple(layers), search)
         return Artifact(final, Format.ONNX)
