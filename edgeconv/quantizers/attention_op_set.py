@@ -15,8 +15,14 @@ samples (fallback.objective: worst output SNR, plus top-1) is kept. `[quantize.o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeconv.context import StepContext
+    from edgeconv.quantizers.calibration import SampleSet
+    from edgeconv.quantizers.onnx_qdq import StaticSettings
 
 COMPUTE_OP_TYPES = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Gather")
 CHOICES = ("measure", "default", "compute")
@@ -69,3 +75,55 @@ def compute_only(settings: Any) -> Any:
     from dataclasses import replace
 
     return replace(settings, op_types=COMPUTE_OP_TYPES)
+
+
+@dataclass(frozen=True)
+class AttentionOpSet:
+    """The op set kept on an attention graph, and what each candidate measured."""
+
+    chosen: str  # "default" | "compute"
+    settings: StaticSettings
+    path: Path  # the QDQ model quantized with that op set
+    measured: dict[str, dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"chosen": self.chosen, "op_types": list(self.settings.op_types) or "onnxruntime default",
+                "measured": self.measured}
+
+
+def choose(float_path: Path, qdq: Path, samples: SampleSet, settings: StaticSettings, excluded: list[str],
+           cache: Path, ctx: StepContext) -> AttentionOpSet | None:
+    """On a graph with attention, `qdq` (ORT's default op set) or the compute ops only, quantized from the same cached
+    ranges and judged in the profile's own format (or as `attention_op_set` says); None where it does not apply."""
+    from edgeconv.quantizers import fallback
+    from edgeconv.quantizers.onnx_qdq import quantize_file
+    from edgeconv.quantizers.target_scoring import session_factory
+
+    choice = str(ctx.profile.quantize.options.get("attention_op_set", "measure"))
+    if not applies(settings, choice) or not has_attention(float_path):
+        return None
+    compute = compute_only(settings)
+    alt = qdq.with_name(qdq.name.replace(".qdq.onnx", ".compute.qdq.onnx"))
+    quantize_file(float_path, alt, samples, compute, nodes_to_exclude=excluded, cache_path=cache, quant_format="qdq")
+    if choice == "compute":
+        return AttentionOpSet("compute", compute, alt, {})
+    with ctx.reporter.task("attention graph: measuring the op set to quantize", total=None):
+        candidates = {"default": (settings, qdq), "compute": (compute, alt)}
+        if settings.format != "qdq":  # judged in the profile's own format, as the accuracy search's trials are
+            for name, (cand, path) in list(candidates.items()):
+                judged = path.with_name(path.name.replace(".qdq.onnx", f".{settings.format}.onnx"))
+                quantize_file(float_path, judged, samples, cand, nodes_to_exclude=excluded, cache_path=cache,
+                              quant_format=settings.format)
+                candidates[name] = (cand, judged)
+        evaluator = fallback.Evaluator(float_path, fallback.evaluation_feeds(ctx), session_factory(ctx))
+        measured = {name: evaluator.evaluate(path) for name, (_, path) in candidates.items()}
+    scores = {name: fallback.objective(ev) for name, ev in measured.items()}
+    chosen = "compute" if scores["compute"] > scores["default"] else "default"
+    report = {name: {"snr_db": round(float(ev.metrics.snr_db), 2), "objective": round(scores[name], 2)}
+              for name, ev in measured.items()}
+    if chosen == "compute":
+        ctx.warn(f"attention graph: quantized the compute ops only ({', '.join(COMPUTE_OP_TYPES)}): "
+                 f"{report['compute']['snr_db']:.1f} dB against {report['default']['snr_db']:.1f} dB with ONNX "
+                 "Runtime's default op set; notes.quantize.attention_op_set")
+    kept_settings, kept_path = (compute, alt) if chosen == "compute" else (settings, qdq)  # QDQ: the search's start
+    return AttentionOpSet(chosen, kept_settings, kept_path, report)

@@ -23,6 +23,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from edgeconv.context import StepContext
+    from edgeconv.quantizers.calibration import SampleSet
+    from edgeconv.quantizers.onnx_qdq import StaticSettings
+
 CHOICES = ("measure", "off")
 MAX_SAMPLES = 64
 MAX_SECONDS = 60.0
@@ -40,6 +44,7 @@ class BiasLayer:
 
 @dataclass
 class BiasCorrection:
+    path: Path  # the corrected model (shipped when `kept`)
     layers: int
     corrected: int
     seconds: float
@@ -157,3 +162,30 @@ def correct(float_path: Path, quant_path: Path, out_path: Path, calib: list[dict
             corrected += _shift_bias(model, layer, got - reference)
     onnx.save_model(model, str(out_path))
     return len(layers), corrected, time.perf_counter() - start
+
+
+def measure(float_path: Path, final: Path, samples: SampleSet, settings: StaticSettings,
+            ctx: StepContext) -> BiasCorrection | None:
+    """Correct the final QDQ model into *.biascorr.onnx next to it and measure both on the evaluation samples;
+    None where the correction does not apply or found nothing to correct."""
+    from edgeconv.quantizers import fallback
+    from edgeconv.quantizers.target_scoring import session_factory
+
+    choice = str(ctx.profile.quantize.options.get("bias_correction", "measure"))
+    # QDQ judged on ONNX Runtime only: not yet where trials run on the target (hexagon's HTP simulator: two more
+    # simulator runs), nor with TensorRT's Q/DQ placement
+    if choice == "off" or settings.format != "qdq" or settings.placement or session_factory(ctx) is not None:
+        return None
+    corrected = final.with_name(final.name.replace(".onnx", ".biascorr.onnx"))
+    with ctx.reporter.task("bias correction, layer by layer", total=None):
+        calib = [feed for _, feed in zip(range(MAX_SAMPLES), samples)]
+        layers, done, seconds = correct(float_path, final, corrected, calib)
+        if not done:
+            return None
+        evaluator = fallback.Evaluator(float_path, fallback.evaluation_feeds(ctx))
+        before, after = evaluator.evaluate(final), evaluator.evaluate(corrected)
+    if done < layers:
+        ctx.warn(f"bias correction stopped after {done} of {layers} layers ({MAX_SECONDS:.0f} s budget)")
+    return BiasCorrection(corrected, layers, done, seconds, {"snr_db": round(float(before.metrics.snr_db), 2)},
+                          {"snr_db": round(float(after.metrics.snr_db), 2)},
+                          kept=fallback.objective(after) > fallback.objective(before))

@@ -333,90 +333,6 @@ def excluded_by_op_type(float_path: Path, op_types: tuple[str, ...]) -> list[str
     return [n.name for n in model.graph.node if n.op_type in op_types and n.name]
 
 
-@dataclass(frozen=True)
-class AttentionOpSet:
-    """The op set kept on an attention graph (quantizers/attention_op_set.py), and what each candidate measured."""
-
-    chosen: str  # "default" | "compute"
-    settings: StaticSettings
-    path: Path
-    measured: dict[str, dict[str, Any]]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"chosen": self.chosen, "op_types": list(self.settings.op_types) or "onnxruntime default",
-                "measured": self.measured}
-
-
-def _choose_attention_op_set(float_path: Path, qdq: Path, samples: SampleSet, settings: StaticSettings,
-                             excluded: list[str], cache: Path, ctx: StepContext) -> AttentionOpSet | None:
-    """On a graph with attention, ORT's default op set or the compute ops only, by measurement (or as the profile's
-    `attention_op_set` says); None where it does not apply."""
-    from edgeconv.quantizers import attention_op_set as aos
-
-    choice = str(ctx.profile.quantize.options.get("attention_op_set", "measure"))
-    if not aos.applies(settings, choice) or not aos.has_attention(float_path):
-        return None
-    compute = aos.compute_only(settings)
-    alt = qdq.with_name(qdq.name.replace(".qdq.onnx", ".compute.qdq.onnx"))
-    quantize_file(float_path, alt, samples, compute, nodes_to_exclude=excluded, cache_path=cache, quant_format="qdq")
-    if choice == "compute":
-        return AttentionOpSet("compute", compute, alt, {})
-    from edgeconv.quantizers import fallback
-    from edgeconv.quantizers.target_scoring import session_factory
-
-    with ctx.reporter.task("attention graph: measuring the op set to quantize", total=None):
-        candidates = {"default": (settings, qdq), "compute": (compute, alt)}
-        if settings.format != "qdq":  # judged in the profile's own format, as the accuracy search's trials are
-            for name, (cand, path) in list(candidates.items()):
-                judged = path.with_name(path.name.replace(".qdq.onnx", f".{settings.format}.onnx"))
-                quantize_file(float_path, judged, samples, cand, nodes_to_exclude=excluded, cache_path=cache,
-                              quant_format=settings.format)
-                candidates[name] = (cand, judged)
-        evaluator = fallback.Evaluator(float_path, fallback.evaluation_feeds(ctx), session_factory(ctx))
-        measured = {name: evaluator.evaluate(path) for name, (_, path) in candidates.items()}
-    scores = {name: fallback.objective(ev) for name, ev in measured.items()}
-    chosen = "compute" if scores["compute"] > scores["default"] else "default"
-    report = {name: {"snr_db": round(float(ev.metrics.snr_db), 2), "objective": round(scores[name], 2)}
-              for name, ev in measured.items()}
-    if chosen == "compute":
-        ctx.warn(f"attention graph: quantized the compute ops only ({', '.join(aos.COMPUTE_OP_TYPES)}): "
-                 f"{report['compute']['snr_db']:.1f} dB against {report['default']['snr_db']:.1f} dB with ONNX "
-                 "Runtime's default op set; notes.quantize.attention_op_set")
-    return AttentionOpSet(chosen, compute if chosen == "compute" else settings, alt if chosen == "compute" else qdq,
-                          report)
-
-
-def _bias_correction(float_path: Path, final: Path, samples: SampleSet, settings: StaticSettings,
-                     ctx: StepContext) -> Any:
-    """Layer-by-layer bias correction of the final QDQ model (quantizers/bias_correction.py), written next to it as
-    *.biascorr.onnx and kept (`.kept`) only if it measures better; None where it does not apply."""
-    from edgeconv.quantizers import bias_correction as bc
-
-    from edgeconv.quantizers.target_scoring import session_factory
-
-    choice = str(ctx.profile.quantize.options.get("bias_correction", "measure"))
-    # QDQ judged on ONNX Runtime only: not yet where trials run on the target (hexagon's HTP simulator: two more
-    # simulator runs), nor with TensorRT's Q/DQ placement
-    if choice == "off" or settings.format != "qdq" or settings.placement or session_factory(ctx) is not None:
-        return None
-    from edgeconv.quantizers import fallback
-
-    corrected = final.with_name(final.name.replace(".onnx", ".biascorr.onnx"))
-    with ctx.reporter.task("bias correction, layer by layer", total=None):
-        calib = [feed for _, feed in zip(range(bc.MAX_SAMPLES), samples)]
-        layers, done, seconds = bc.correct(float_path, final, corrected, calib)
-        if not done:
-            return None
-        evaluator = fallback.Evaluator(float_path, fallback.evaluation_feeds(ctx))
-        before, after = evaluator.evaluate(final), evaluator.evaluate(corrected)
-    kept = fallback.objective(after) > fallback.objective(before)
-    result = bc.BiasCorrection(layers, done, seconds, {"snr_db": round(float(before.metrics.snr_db), 2)},
-                               {"snr_db": round(float(after.metrics.snr_db), 2)}, kept)
-    if done < layers:
-        ctx.warn(f"bias correction stopped after {done} of {layers} layers ({bc.MAX_SECONDS:.0f} s budget)")
-    return result
-
-
 class OnnxQdq(Quantizer):
     name = "onnx_qdq"
     precisions = frozenset({"int8", "int16"})
@@ -445,7 +361,9 @@ class OnnxQdq(Quantizer):
             quantize_file(float_path, qdq, samples, settings, nodes_to_exclude=excluded, cache_path=cache, task=task,
                           quant_format="qdq")
 
-        op_set = _choose_attention_op_set(float_path, qdq, samples, settings, excluded, cache, ctx)
+        from edgeconv.quantizers import attention_op_set, bias_correction
+
+        op_set = attention_op_set.choose(float_path, qdq, samples, settings, excluded, cache, ctx)
         if op_set is not None:
             settings, qdq = op_set.settings, op_set.path
 
@@ -483,9 +401,9 @@ class OnnxQdq(Quantizer):
         # profile's format (a QOperator model can lose far more than its QDQ twin: fused integer kernels)
         result = fallback.search_for_target(float_path, start, requantize, ctx, rank_path=qdq)
         final = result.final_path if result and result.final_path else start
-        bias = _bias_correction(float_path, final, samples, settings, ctx)
+        bias = bias_correction.measure(float_path, final, samples, settings, ctx)
         if bias is not None and bias.kept:
-            final = final.with_name(final.name.replace(".onnx", ".biascorr.onnx"))
+            final = bias.path
         skip = set(excluded) | set(result.node_names() if result else [])
         from edgeconv.quantizers.checks import WEIGHT_OPS
 
