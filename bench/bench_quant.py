@@ -93,9 +93,8 @@ def session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def latency_ms(path: Path, x: np.ndarray, name: str, runs: int, threads: int) -> float:
-    s = session(path, threads)
-    feed = {name: x[:1].astype(np.float32)}
+def median_run_ms(s: Any, feed: dict[str, np.ndarray], runs: int) -> float:
+    """Median wall time of one `s.run` on `feed` after 5 warm-up runs, in ms (bench_quant_peers.py uses it too)."""
     for _ in range(5):
         s.run(None, feed)
     times = []
@@ -104,6 +103,10 @@ def latency_ms(path: Path, x: np.ndarray, name: str, runs: int, threads: int) ->
         s.run(None, feed)
         times.append(time.perf_counter() - t)
     return statistics.median(times) * 1e3
+
+
+def latency_ms(path: Path, x: np.ndarray, name: str, runs: int, threads: int) -> float:
+    return median_run_ms(session(path, threads), {name: x[:1].astype(np.float32)}, runs)
 
 
 def outputs(path: Path, x: np.ndarray, name: str) -> np.ndarray:

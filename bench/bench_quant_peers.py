@@ -26,7 +26,6 @@ import argparse
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 logging.disable(logging.WARNING)
 
+from bench_quant import median_run_ms, session  # noqa: E402  (the same ORT session and timing as bench_quant.py)
 from tests.corpus import registry  # noqa: E402
 
 # model -> (task metric, model_type for NNCF)
@@ -68,15 +68,6 @@ class Row:
     note: str = ""
 
 
-def session(path: Path, threads: int = 1) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def read_feeds(folder: Path, fp32: Path) -> list[Feed]:
     """The samples of a corpus folder as ORT feeds of the fp32 model's input names and dtypes."""
     from onnx.helper import tensor_dtype_to_np_dtype
@@ -95,7 +86,7 @@ def read_feeds(folder: Path, fp32: Path) -> list[Feed]:
 
 
 def run_all(path: Path, feeds: list[Feed]) -> list[list[np.ndarray]]:
-    s = session(path)
+    s = session(path, 1)
     return [s.run(None, f) for f in feeds]
 
 
@@ -138,15 +129,7 @@ def task_agreement(kind: str, ref: list[list[np.ndarray]], got: list[list[np.nda
 
 
 def latency_ms(path: Path, feed: Feed, runs: int) -> float:
-    s = session(path)
-    for _ in range(5):
-        s.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        s.run(None, feed)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+    return median_run_ms(session(path, 1), feed, runs)
 
 
 def model_bytes(path: Path) -> int:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from edgeconv.quantizers.onnx_qdq import StaticSettings
 
 COMPUTE_OP_TYPES = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Gather")
-CHOICES = ("measure", "default", "compute")
 # what may sit between attention's score MatMul and its Softmax (scale, mask, bias) or after the Softmax
 _SCORE_PATH = frozenset({"Add", "Sub", "Mul", "Div", "Where", "Cast", "Reshape", "Transpose", "Dropout", "Identity"})
 _MAX_HOPS = 6

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from edgeconv.quantizers.calibration import SampleSet
     from edgeconv.quantizers.onnx_qdq import StaticSettings
 
-CHOICES = ("measure", "off")
 MAX_SAMPLES = 64
 MAX_SECONDS = 60.0
 _CHANNEL_FIRST = frozenset({"Conv", "ConvTranspose"})
@@ -67,6 +66,7 @@ def bias_layers(model: Any, float_producers: dict[str, str]) -> list[BiasLayer]:
     for n in model.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
+
     def reference(node: Any) -> str:
         """The float tensor `node` computes: its own output name, or, where ORT quantized a graph output (the
         producer's output renamed, Q → DQ writing the original name), the name the DequantizeLinear writes."""
@@ -124,11 +124,11 @@ def _channel_means(model: Any, names: list[str], feeds: list[dict[str, np.ndarra
     return [np.concatenate(rows).mean(0) for rows in per_layer]
 
 
-def _shift_bias(model: Any, layer: BiasLayer, delta: np.ndarray) -> bool:
+def _shift_bias(inits: dict[str, Any], layer: BiasLayer, delta: np.ndarray) -> bool:
+    """Subtract `delta` from the layer's bias initializer (`inits`: the model's, by name), in place."""
     import numpy as np
     from onnx import numpy_helper
 
-    inits = {i.name: i for i in model.graph.initializer}
     bias = inits[layer.bias]
     values = numpy_helper.to_array(bias)
     if delta.shape != values.shape:  # a bias broadcast over more than the channel axis: left alone
@@ -144,22 +144,23 @@ def _shift_bias(model: Any, layer: BiasLayer, delta: np.ndarray) -> bool:
 
 
 def correct(float_path: Path, quant_path: Path, out_path: Path, calib: list[dict[str, np.ndarray]]) -> tuple[int, int, float]:
-    """Write the bias-corrected copy of `quant_path` to `out_path`; (layers found, layers corrected, seconds)."""
+    """Write the bias-corrected copy of `quant_path` to `out_path`, measured on the samples `calib` (measure() passes at
+    most MAX_SAMPLES); (layers found, layers corrected, seconds)."""
     import onnx
 
     start = time.perf_counter()
     float_model = onnx.load_model(str(float_path))
     model = onnx.load_model(str(quant_path))
     layers = bias_layers(model, {o: n.op_type for n in float_model.graph.node for o in n.output})
-    feeds = calib[:MAX_SAMPLES]
     corrected = 0
     if layers:
-        references = _channel_means(float_model, [la.reference for la in layers], feeds, [la.channel_axis for la in layers])
+        references = _channel_means(float_model, [la.reference for la in layers], calib, [la.channel_axis for la in layers])
+        inits = {i.name: i for i in model.graph.initializer}
         for layer, reference in zip(layers, references):
             if time.perf_counter() - start > MAX_SECONDS:
                 break
-            got, = _channel_means(model, [layer.output], feeds, [layer.channel_axis])
-            corrected += _shift_bias(model, layer, got - reference)
+            got, = _channel_means(model, [layer.output], calib, [layer.channel_axis])
+            corrected += _shift_bias(inits, layer, got - reference)
     onnx.save_model(model, str(out_path))
     return len(layers), corrected, time.perf_counter() - start
 

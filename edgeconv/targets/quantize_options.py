@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edgeconv.quantizers.attention_op_set import CHOICES as ATTENTION_OP_SETS
-from edgeconv.quantizers.bias_correction import CHOICES as BIAS_CORRECTION
 from edgeconv.targets.family_options import Table, option, parse_options
 from edgeconv.targets.schema import QUANTIZE_OPTION_CHOICES
 from edgeconv.targets.tensorrt.qdq import PLACEMENTS
@@ -36,9 +34,9 @@ class QuantizeOptions:
     log_domain_float: bool = True
     # int8 / int16 QDQ on a graph with attention: ORT's default op set or the compute ops only, by measurement
     # ("measure"), or one of them without a trial (quantizers/attention_op_set.py)
-    attention_op_set: str = option("measure", choices=ATTENTION_OP_SETS)
+    attention_op_set: str = option("measure", choices=QUANTIZE_OPTION_CHOICES["attention_op_set"])
     # int8 / int16 QDQ: layer-by-layer empirical bias correction, kept where it measures better (bias_correction.py)
-    bias_correction: str = option("measure", choices=BIAS_CORRECTION)
+    bias_correction: str = option("measure", choices=QUANTIZE_OPTION_CHOICES["bias_correction"])
     weight_threshold: int = option(2048, bounds=(0, None))  # Core ML: weights with at most this many elements stay float
     palettize_mode: str = "kmeans"  # Core ML palettize4 / palettize6: coremltools' palettization mode
     block_size: int = option(32, bounds=(16, 2048))  # int4: weights per scale along K (a power of two; onnx_int4.py)

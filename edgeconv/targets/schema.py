@@ -26,7 +26,8 @@ QUANT_STAGES = ("onnx", "converter", "none")
 FUSIONS = ("gelu", "layernorm")  # edgeconv/fusions.py
 DECOMPOSITIONS = ("maxpool_ceil", "reciprocal", "batchnorm", "neg", "stft")  # edgeconv/passes/: patterns a target's converter gets wrong, written otherwise
 # [quantize.options] keys with a fixed set of values, checked when the profile loads (exit 2, with the line)
-QUANTIZE_OPTION_CHOICES = {"backend_rules": ("", "qnn"), "score_on": ("ort", "target")}
+QUANTIZE_OPTION_CHOICES = {"backend_rules": ("", "qnn"), "score_on": ("ort", "target"),
+                           "attention_op_set": ("measure", "default", "compute"), "bias_correction": ("measure", "off")}
 ALL_OP_TYPES = "all"  # [quantize.options] op_types = "all": every op type in the graph (quantizers/onnx_qdq.py)
 
 # A profile's name is a folder name (OUTDIR/<name>/, batch OUTPUT/<model>/<name>/): one path component, never one of
@@ -317,7 +318,7 @@ def _build_section(cls: type, data: dict[str, Any], source: str, text: str, wher
         _check_choice(source, text, "format", obj.format, QUANT_FORMATS)
         _check_choice(source, text, "stage", obj.stage, QUANT_STAGES)
         _check_op_types(source, text, obj.options.get("op_types", []))
-        for key, choices in QUANTIZE_OPTION_CHOICES.items():  # quantizers/onnx_qdq.py, quantizers/target_scoring.py
+        for key, choices in QUANTIZE_OPTION_CHOICES.items():  # quantizers/onnx_qdq.py, target_scoring.py, attention_op_set.py, bias_correction.py
             if key in obj.options:
                 _check_choice(source, text, key, obj.options[key], choices)
     if cls is NormaliseSpec:

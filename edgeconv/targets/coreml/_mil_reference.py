@@ -376,8 +376,7 @@ def _avg_pool(a: dict[str, Any]) -> np.ndarray:
 # the activations MIL's lstm names that take no parameters (its scaled_tanh / hard_sigmoid carry none in the op, and
 # their constants are not documented: left unsupported rather than guessed)
 _RNN_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "sigmoid": lambda x: 1 / (1 + np.exp(-x)), "tanh": np.tanh, "relu": lambda x: np.maximum(x, 0),
-    "linear": lambda x: x}
+    name: _UNARY[op] for name, op in (("sigmoid", "sigmoid"), ("tanh", "tanh"), ("relu", "relu"), ("linear", "identity"))}
 
 
 def _rnn_activation(a: dict[str, Any], key: str, default: str) -> Callable[[np.ndarray], np.ndarray]:
