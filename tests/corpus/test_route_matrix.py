@@ -53,7 +53,7 @@ TARGET_CELLS = [
     # builds (each trains for about a minute)
     pytest.param("mobilenetv2", "hexagon-int8"),  # one flip on the HTP, 32/32 on ORT: the search scores on the HTP
     pytest.param("bert_tiny", "hexagon-int16"),  # mask fill bounded, QNN's fixed 16-bit Tanh encoding: 59.6 dB (was 6.1)
-    pytest.param("bert_tiny", "cpu-int8"),  # QDQS8ToU8Transformer sank the exact-int8 session (exit 1); compute ops only: 43.0 dB
+    pytest.param("bert_tiny", "cpu-int8"),  # QDQS8ToU8Transformer sank the exact-int8 session (exit 1); compute ops + bias correction: 46.5 dB
     pytest.param("bert_tiny", "onnx-int4"),  # 14 Linear layers exported as Gemm, rewritten to MatMul, and the embeddings: 27 dB, 0.21x
     pytest.param("convnext", "coreml-fp32"),
     pytest.param("mtcnn_rnet", "coreml-fp32"),  # PReLU after Linear (rank 2)
