@@ -149,6 +149,14 @@ def run_cell(model: str, target: str, static: bool, timeout: float, keep: bool) 
     return cell
 
 
+def _code_commit() -> str:
+    """HEAD, with "+dirty" when the package's tracked files differ from it: the cell did not run that commit's code."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "edgeconv"],
+                             capture_output=True, text=True, cwd=REPO).stdout.strip()
+    return f"{head}+dirty" if changed else head
+
+
 def _run_cell(model: str, target: str, static: bool, timeout: float, keep: bool, extra: list[str]) -> dict:
     out = OUT_ROOT / model / target
     if out.exists():
@@ -156,9 +164,8 @@ def _run_cell(model: str, target: str, static: bool, timeout: float, keep: bool,
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [*EDGECONV, "convert", *registry.cli_args(CORPUS_ROOT, model, static=static), *extra, "-t", target,
            "-o", str(out), "--force", "--json"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
     cell: dict = {"model": model, "target": target, "command": " ".join(cmd[2:]).replace(str(REPO) + "/", ""),
-                  "commit": commit.strip(),
+                  "commit": _code_commit(),
                   "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     t0 = time.time()
     try:

@@ -29,6 +29,29 @@ def test_top1_agreement_for_class_scores() -> None:
     assert not result.passed and "top-1" in result.failures[0]
 
 
+def test_a_top1_flip_within_the_noise_is_a_near_tie() -> None:
+    """16 samples of 10 logits at about 35 dB: one sample's two best classes 0.01 apart swap (every model flips such a
+    sample, fp16 included): a near tie, counted as agreeing and reported. A flip of a 2.0 margin at the same noise is
+    a changed prediction and fails the gate, as does the near tie once the noise elsewhere is below its margin."""
+    rng = np.random.default_rng(0)
+    refs = [rng.normal(0, 3, (1, 10)) for _ in range(16)]
+    refs[5][0, :2] = [9.0, 8.99]
+    noise = [rng.normal(0, 0.05, (1, 10)) for _ in range(16)]
+    acts = [r + n for r, n in zip(refs, noise)]
+    acts[5][0, :2] = [8.98, 9.0]
+    gate = Gate(min_snr_db=30.0, min_top1_agreement=0.99)
+    metrics = compare(["logits"], [[r] for r in refs], [[a] for a in acts])
+    assert metrics.top1_agreement == 1.0 and metrics.outputs[0].top1_ties == pytest.approx(1 / 16)
+    assert check_gate(metrics, gate).passed
+    clean = [a.copy() for a in acts]
+    clean[5][0, 2:] = refs[5][0, 2:]  # no noise on the other classes: the swap is beyond it
+    assert compare(["logits"], [[r] for r in refs], [[a] for a in clean]).top1_agreement == pytest.approx(15 / 16)
+    refs[5][0, :2] = [9.0, 7.0]
+    metrics = compare(["logits"], [[r] for r in refs], [[a] for a in acts])
+    assert metrics.top1_agreement == pytest.approx(15 / 16) and metrics.outputs[0].top1_ties == 0.0
+    assert not check_gate(metrics, gate).passed
+
+
 def test_no_top1_for_feature_maps() -> None:
     x = np.ones((1, 4, 4, 4), dtype=np.float32)
     assert compare(["features"], [[x]], [[x]]).top1_agreement is None

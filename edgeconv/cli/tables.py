@@ -128,7 +128,7 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> FitTable:
     table = FitTable(columns, title=f"edgeconv → {outdir}",
                      caption="size: the model plus the files it loads (context binary, external data, weights .bin)")
     reused = False
-    integer_outputs = False
+    integer_outputs = near_ties = False
     for target in manifest["targets"]:
         if target.get("error"):  # --keep-going: a failed target, nothing written for it
             error = target["error"]
@@ -165,6 +165,7 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> FitTable:
             )
         reused = reused or bool((validation.get("samples") or {}).get("reused_calibration"))
         outputs = metrics.get("outputs") or []
+        near_ties = near_ties or any(out.get("top1_ties") for out in outputs)
         if len(outputs) > 1:  # one row per output: which one is weak, and integer outputs by exact match
             for out in outputs:
                 exact = out.get("exact_match")
@@ -181,6 +182,9 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> FitTable:
                 integer_outputs = integer_outputs or exact is not None
     if integer_outputs:
         table.caption = f"{table.caption}; =x.xxx: exact match of an integer / bool output (of a top-k's picks: as a set)"
+    if near_ties:
+        table.caption = (f"{table.caption}; top-1 counts a near tie as agreeing (the source's two classes nearer than the "
+                         "conversion's noise on the other scores: top1_ties in the manifest)")
     if reused:
         table.caption = f"{table.caption}; validated on the calibration samples (no separate --eval): optimistic"
     return table

@@ -243,3 +243,18 @@ def test_table_shows_how_much_the_accelerator_took(digits, tmp_path: Path) -> No
     assert result.code == 0, result.stderr
     rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("│ ")}
     assert "(XNNPACK 100%)" in rows["executorch-fp32"] and "(HTP 100%)" in rows["hexagon-int8"], result.stdout
+
+
+def test_near_ties_are_named_in_the_caption(tmp_path: Path) -> None:
+    """A top-1 that counted near ties as agreeing says so under the table (validation.top1_ties)."""
+    from edgeconv.cli.tables import manifest_table
+
+    def manifest(ties: float) -> dict:
+        out = {"name": "logits", "kind": "float", "snr_db": 27.8, "cosine": 0.9992, "top1_agreement": 1.0, "top1_ties": ties}
+        metrics = {"snr_db": 27.8, "cosine": 0.9992, "top1_agreement": 1.0, "outputs": [out]}
+        return {"targets": [{"target": "tflite-int16x8", "notes": {},
+                             "artifacts": [{"path": "m.tflite", "role": "model", "format": "tflite", "bytes": 10}],
+                             "validation": {"passed": True, "runtime": "litert", "metrics": metrics}}]}
+
+    assert "near tie" in str(manifest_table(manifest(0.0625), tmp_path).caption)
+    assert "near tie" not in str(manifest_table(manifest(0.0), tmp_path).caption)
