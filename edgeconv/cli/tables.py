@@ -183,8 +183,9 @@ def manifest_table(manifest: dict[str, Any], outdir: Path) -> FitTable:
     if integer_outputs:
         table.caption = f"{table.caption}; =x.xxx: exact match of an integer / bool output (of a top-k's picks: as a set)"
     if near_ties:
-        table.caption = (f"{table.caption}; top-1 counts a near tie as agreeing (the source's two classes nearer than the "
-                         "conversion's noise on the other scores: top1_ties in the manifest)")
+        table.caption = (f"{table.caption}; top-1: the plain share; its gate counts a near tie (the source's two classes "
+                         "nearer than the conversion's noise on the other scores: top1_ties in the manifest) as agreeing "
+                         "where the output meets its other bounds")
     if reused:
         table.caption = f"{table.caption}; validated on the calibration samples (no separate --eval): optimistic"
     return table
