@@ -55,6 +55,8 @@ LIMITS = (
      "wrote (LayerNorm's SQUARED_DIFFERENCE): tflite-int8 or tflite-fp16"),
     (r"no 16x8 \(int16 activation\) kernel for", "TFLite has no 16x8 kernel for the named op (HARD_SWISH, in every "
      "MobileNetV3): --allow-cpu-fallback keeps it float, or tflite-int8 / tflite-fp16"),
+    (r"a full-integer TFLite has no float island", "a full-integer TFLite has no float island for an in-graph power "
+     "spectrum feeding Log: tflite-fp16 / tflite-dynamic, or an ONNX integer target (they keep the front end float)"),
 )
 
 

@@ -26,8 +26,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from edgeconv.context import StepContext
-from edgeconv.targets.tflite._convert import (SIGNATURE, apply_perm, channels_first_perm, channels_last_perm,
-                                         convert_saved_model, io_map)
+from edgeconv.targets.tflite._convert import (FULL_INTEGER, SIGNATURE, apply_perm, channels_first_perm,
+                                         channels_last_perm, check_precision, convert_saved_model, io_map)
 from edgeconv.converters.base import Converter
 from edgeconv.deps import require
 from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
@@ -328,6 +328,11 @@ class OnnxToTflite(Converter):
             raise InvalidInputError(
                 "onnx2tf needs fixed non-batch dims; dynamic input(s): " + ", ".join(f"{o.name} {o.shape}" for o in bad),
                 " ".join(f"--input-shape {o.name}=1x..." for o in bad) + " (your real sizes)")
+        precision = check_precision(ctx)
+        if precision in FULL_INTEGER:  # before onnx2tf: a front end no integer can hold is known from the ONNX graph
+            from edgeconv.targets.tflite.log_domain_check import refuse_unresolvable_front_end
+
+            refuse_unresolvable_front_end(artifact.path, ctx, onnx_inputs, 16 if precision == "int16x8" else 8)
         keep_source = ctx.profile.layout in KEEP_SOURCE_LAYOUT
         saved_model, stacks = run_onnx2tf(artifact, ctx, onnx_inputs, keep_source)
         io = build_io_map(saved_model, artifact, ctx, onnx_inputs, onnx_outputs, stacks, keep_source)
