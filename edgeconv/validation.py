@@ -12,9 +12,10 @@ gathered outputs are compared pick by pick. A pick that differs only by a tie at
 noise measured on the common picks: topk_ties) is not counted against the model; the share of such ties is reported.
 
 Class scores are treated alike (top1_ties): a sample whose top-1 changed only because the source's two classes were
-nearer than the conversion's noise on that sample's other scores is a tie, not a changed prediction; any model, fp16
-included, flips it. top1_agreement stays the plain share; the gate counts the ties as agreeing where the output meets
-every other bound (check_gate), and the share of ties is reported. A flip beyond the noise counts in full.
+nearer than the conversion's noise on that sample's other scores can move them apart is a tie, not a changed
+prediction; any model, fp16 included, flips it. top1_agreement stays the plain share; the gate counts the ties as
+agreeing where the output meets every other bound (check_gate), and the share of ties is reported. A flip beyond the
+noise counts in full.
 """
 
 from __future__ import annotations
@@ -190,8 +191,10 @@ def topk_ties(ref_idx: np.ndarray, act_idx: np.ndarray, ref_values: np.ndarray, 
 
 def top1_ties(reference: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row of class scores ([N, C] or [C]): whether the top-1 agrees, and whether a differing top-1 is only a near
-    tie: the source's margin between its pick and the converted model's is within the noise, the largest error over the
-    row's other classes. Nothing is a tie in a row with no other class (two-class scores)."""
+    tie: the source's margin between its pick and the converted model's is within what the conversion's noise can do
+    to the difference of two scores, twice the largest error over the row's other classes (a keyword spotter's
+    tflite-dynamic flip: margin 0.0105 of a 0.47 logit range, errors -0.0053 / +0.0055 on the pair, 0.0081 at most on
+    the other classes). Nothing is a tie in a row with no other class (two-class scores)."""
     ref = np.asarray(reference, dtype=np.float64).reshape(-1, np.shape(reference)[-1])
     act = np.asarray(actual, dtype=np.float64).reshape(ref.shape)
     picked, got = ref.argmax(-1), act.argmax(-1)
@@ -202,7 +205,7 @@ def top1_ties(reference: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np
         others[[picked[r], got[r]]] = False
         if others.any():
             noise = float(np.abs(ref[r, others] - act[r, others]).max())
-            ties[r] = ref[r, picked[r]] - ref[r, got[r]] <= noise
+            ties[r] = ref[r, picked[r]] - ref[r, got[r]] <= 2.0 * noise
     return agree, ties
 
 
