@@ -467,29 +467,63 @@ def run(plan: Plan, outdir: Path, *, force: bool = False, reporter: Reporter | N
                  *(t.profile.source_file for t in plan.targets if t.profile.source_file),
                  *factory_paths(options.model_factory), *(p for m in options.custom_objects for p in factory_paths(m)))
     with OutputTransaction(outdir, force, protected) as tx:
-        assert tx.staging is not None
-        state = _RunState(tx.staging, options, reporter, StageCache.for_run(options))
-        validation_cache: dict[str, Any] = {}
-        records: list[TargetRecord] = []
-        failures: list[tuple[str, EdgeconvError]] = []
-        for target in plan.targets:
-            try:
-                records.append(_run_target(target, state, validation_cache))
-            except Exception as e:  # noqa: BLE001 - re-raised unless --keep-going records it (then bugs are logged)
-                error = _target_failure(e, options.keep_going)
-                shutil.rmtree(tx.staging / target.profile.name, ignore_errors=True)  # nothing half-written is kept
-                failures.append((target.profile.name, error))
-                records.append(_failed_record(target.profile, error))
-        if failures and len(failures) == len(plan.targets):
-            raise max(failures, key=lambda f: f[1].exit_code)[1]  # nothing to keep: as without --keep-going
-        manifest = Manifest(source_record(recorded_source(plan)), records, installed_versions(), options_record(options))
         try:
-            if not options.keep_work:
-                shutil.rmtree(tx.staging / ".work", ignore_errors=True)
-            manifest.write(tx.staging / MANIFEST_NAME)
-        except OSError as e:
-            raise io_error(e, "writing the manifest") from e
+            return _run_in(plan, tx, reporter)
+        except Exception as e:  # noqa: BLE001 - re-raised; --keep-work keeps the stage files of the failed run first
+            if options.keep_work and tx.staging is not None:  # TargetsFailed was committed, .work included
+                _keep_failed_work(tx, e)
+            raise
+
+
+def _keep_failed_work(tx: OutputTransaction, error: Exception) -> None:
+    """--keep-work on a failed run: OUTDIR appears holding only the stage files (.work/), to inspect what failed, and
+    the error says where. An OUTDIR that already holds a result (--force) is left as it was: a failed run does not
+    replace it."""
+    assert tx.staging is not None
+    work = tx.staging / ".work"
+    if tx.outdir.exists() or not work.is_dir():
+        if work.is_dir() and isinstance(error, EdgeconvError):
+            error.hint = f"{error.hint}; --keep-work: the stage files were not kept ({tx.outdir} holds an earlier result)"
+        return
+    for entry in tx.staging.iterdir():  # what the failed targets half-wrote
+        if entry.is_dir() and entry.name != ".work":
+            shutil.rmtree(entry, ignore_errors=True)
+        elif not entry.is_dir():
+            entry.unlink(missing_ok=True)
+    try:
         tx.commit()
+    except EdgeconvError:
+        return  # the run's own error is what the user needs; the work dir is a convenience
+    if isinstance(error, EdgeconvError):
+        error.hint = f"{error.hint}; --keep-work: the failed run's stage files are in {tx.outdir / '.work'}"
+
+
+def _run_in(plan: Plan, tx: OutputTransaction, reporter: Reporter) -> Manifest:
+    """run()'s body inside the output transaction."""
+    options, outdir = plan.options, tx.outdir
+    assert tx.staging is not None
+    state = _RunState(tx.staging, options, reporter, StageCache.for_run(options))
+    validation_cache: dict[str, Any] = {}
+    records: list[TargetRecord] = []
+    failures: list[tuple[str, EdgeconvError]] = []
+    for target in plan.targets:
+        try:
+            records.append(_run_target(target, state, validation_cache))
+        except Exception as e:  # noqa: BLE001 - re-raised unless --keep-going records it (then bugs are logged)
+            error = _target_failure(e, options.keep_going)
+            shutil.rmtree(tx.staging / target.profile.name, ignore_errors=True)  # nothing half-written is kept
+            failures.append((target.profile.name, error))
+            records.append(_failed_record(target.profile, error))
+    if failures and len(failures) == len(plan.targets):
+        raise max(failures, key=lambda f: f[1].exit_code)[1]  # nothing to keep: as without --keep-going
+    manifest = Manifest(source_record(recorded_source(plan)), records, installed_versions(), options_record(options))
+    try:
+        if not options.keep_work:
+            shutil.rmtree(tx.staging / ".work", ignore_errors=True)
+        manifest.write(tx.staging / MANIFEST_NAME)
+    except OSError as e:
+        raise io_error(e, "writing the manifest") from e
+    tx.commit()
     if failures:
         raise TargetsFailed(failures, len(plan.targets), str(outdir), manifest.to_json())
     return manifest

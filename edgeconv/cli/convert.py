@@ -38,7 +38,7 @@ def convert(
     require_engine: bool = typer.Option(False, "--require-engine", help="TensorRT: fail (exit 4) if the engine cannot be built here."),
     max_fallback: Optional[int] = typer.Option(None, "--max-fallback", help="Most nodes kept in higher precision to pass the gate."),
     report: bool = typer.Option(False, "--report", help="Add a per-layer accuracy report to the manifest."),
-    keep_work: bool = typer.Option(False, "--keep-work", help="Keep intermediate files of every stage in OUTDIR/.work."),
+    keep_work: bool = typer.Option(False, "--keep-work", help="Keep intermediate files of every stage in OUTDIR/.work; on a failed run OUTDIR then holds only .work/ (unless it held an earlier result)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither reuse nor store step outputs in the stage cache (~/.cache/edgeconv/stages; also EDGECONV_NO_CACHE=1)."),
     output_names: Optional[str] = typer.Option(None, "--output-names", help="PyTorch sources: names for the outputs, comma-separated in order (e.g. boxes,scores,labels); torch.onnx would call them getitem_3, mul, ..."),
     keep_going: bool = typer.Option(False, "--keep-going", "-k", help="A failing target does not discard the others: write the ones that pass, list the failures in the manifest, exit with the worst code."),

@@ -63,3 +63,26 @@ def test_keep_going_with_every_target_failing_writes_nothing(cli, digits, strict
     result = cli("convert", digits.pt2, "-t", strict, "--calib", digits.calib, "-o", out, "-k")
     assert result.code == 5 and not out.exists()
     assert "failed its accuracy gate" in result.stderr and "targets failed" not in result.stderr
+
+
+def test_keep_work_keeps_the_stage_files_of_a_failed_run(cli, digits, strict: Path, tmp_path: Path) -> None:
+    """--keep-work on a run that fails: OUTDIR holds only .work/ (the stages' files, to inspect what failed) and the
+    error says where; without it nothing is written; an OUTDIR holding an earlier result is not replaced (--force)."""
+    args = ["convert", digits.onnx, "-t", strict, "--calib", digits.calib, "--eval", digits.eval]
+    result = cli(*args, "-o", tmp_path / "plain")
+    assert result.code == 5 and not (tmp_path / "plain").exists()
+    out = tmp_path / "kept"
+    result = cli(*args, "-o", out, "--keep-work", "--json")
+    assert result.code == 5, result.stderr[-2000:]
+    error = json.loads(result.stdout)["error"]
+    assert f"the failed run's stage files are in {out / '.work'}" in error["hint"]
+    assert [p.name for p in out.iterdir()] == [".work"]
+    stages = sorted(p.name for p in (out / ".work").iterdir())
+    assert any("quantize" in s or "onnx" in s for s in stages), stages
+    assert any(p.suffix == ".onnx" for p in (out / ".work").rglob("*")), "the quantized model is there to inspect"
+    earlier = tmp_path / "earlier"
+    assert cli("convert", digits.onnx, "-t", "onnx", "-o", earlier).code == 0
+    before = sorted(p.name for p in earlier.iterdir())
+    result = cli(*args, "-o", earlier, "--keep-work", "--force", "--json")
+    assert result.code == 5 and "the stage files were not kept" in json.loads(result.stdout)["error"]["hint"]
+    assert sorted(p.name for p in earlier.iterdir()) == before
