@@ -32,9 +32,9 @@ def test_top1_agreement_for_class_scores() -> None:
 def test_a_top1_flip_within_the_noise_is_a_near_tie() -> None:
     """16 samples of 10 logits at about 35 dB: one sample's two best classes 0.01 apart swap (every model flips such a
     sample, fp16 included): a near tie (the margin within twice the largest error on the other classes), reported, and
-    counted as agreeing by the gate. A flip of a 2.0 margin at the
-    same noise is a changed prediction and fails the gate, as does the near tie once the noise elsewhere is below its
-    margin, and as do ties on an output that misses another bound (a broken model's noise makes every flip a tie)."""
+    counted as agreeing by the gate. A flip of a 2.0 margin at the same noise is a changed prediction and fails the
+    gate, as does the near tie once the noise elsewhere is below its margin, and as do ties on an output that misses
+    another bound (a broken model's noise makes every flip a tie)."""
     rng = np.random.default_rng(0)
     refs = [rng.normal(0, 3, (1, 10)) for _ in range(16)]
     refs[5][0, :2] = [9.0, 8.99]

@@ -250,8 +250,9 @@ def test_near_ties_are_named_in_the_caption(tmp_path: Path) -> None:
     from edgeconv.cli.tables import manifest_table
 
     def manifest(ties: float) -> dict:
-        out = {"name": "logits", "kind": "float", "snr_db": 27.8, "cosine": 0.9992, "top1_agreement": 1.0, "top1_ties": ties}
-        metrics = {"snr_db": 27.8, "cosine": 0.9992, "top1_agreement": 1.0, "outputs": [out]}
+        top1 = 1.0 - ties  # the plain share; the gate counted the ties
+        out = {"name": "logits", "kind": "float", "snr_db": 27.8, "cosine": 0.9992, "top1_agreement": top1, "top1_ties": ties}
+        metrics = {"snr_db": 27.8, "cosine": 0.9992, "top1_agreement": top1, "outputs": [out]}
         return {"targets": [{"target": "tflite-int16x8", "notes": {},
                              "artifacts": [{"path": "m.tflite", "role": "model", "format": "tflite", "bytes": 10}],
                              "validation": {"passed": True, "runtime": "litert", "metrics": metrics}}]}
