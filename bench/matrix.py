@@ -151,9 +151,13 @@ def run_cell(model: str, target: str, static: bool, timeout: float, keep: bool) 
     return cell
 
 
+def _head() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+
+
 def _code_commit() -> str:
     """HEAD, with "+dirty" when the package's tracked files differ from it: the cell did not run that commit's code."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    head = _head()
     changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "edgeconv"],
                              capture_output=True, text=True, cwd=REPO).stdout.strip()
     return f"{head}+dirty" if changed else head
@@ -406,8 +410,7 @@ def main() -> int:
     targets.sort(key=lambda t: wanted.index(t["name"]))
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"cells": {}}
-    results["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                       cwd=REPO).stdout.strip()
+    results["commit"] = _head()
     if not args.report_only:
         print(f"building corpus models under {CORPUS_ROOT} (cached) ...", flush=True)
         errors = registry.ensure(CORPUS_ROOT, models)

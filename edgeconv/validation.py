@@ -268,7 +268,7 @@ def output_metrics(name: str, references: Sequence[np.ndarray], actuals: Sequenc
                                 "the conversion changed the output shape")
     nonfinite = int(np.count_nonzero(~np.isfinite(act) & np.isfinite(ref)))
     if nonfinite:  # NaN would make SNR "identical" (min(300, nan) is 300) and argmax meaningless: score it as lost
-        act = np.where(np.isfinite(act), act, 0.0)
+        act = _finite(act)
     diff = np.abs(ref - act)
     kind = output_kind(np.asarray(references[0])) if references else "float"
     top1 = exact = tied = None

@@ -12,32 +12,28 @@ Measured with quantizers/log_domain.py on the calibration samples, at the profil
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
+from typing import Iterable
+
+import numpy as np
 
 from edgeconv.context import StepContext
 from edgeconv.errors import UnsupportedError
-from edgeconv.formats import TensorSpec
-from edgeconv.quantizers.calibration import open_samples, preprocess_spec
 
-SAMPLES = 16  # calibration samples the ranges are measured on (as quantizers/onnx_qdq.py's LOG_DOMAIN_SAMPLES)
 LISTED = 4  # nodes named in the message (all of them are in the details)
 
 
-def refuse_unresolvable_front_end(onnx_path: Path, ctx: StepContext, onnx_inputs: list[TensorSpec], bits: int) -> None:
-    """Exit 4 when `bits`-bit activations cannot resolve what a Log / Sqrt / Reciprocal / divisor reads (module doc)."""
-    scheme = ctx.profile.quantize
-    if not ctx.options.calib or not scheme.options.get("log_domain_float", True):
+def refuse_unresolvable_front_end(onnx_path: Path, ctx: StepContext, samples: Iterable[dict[str, np.ndarray]],
+                                  bits: int) -> None:
+    """Exit 4 when `bits`-bit activations cannot resolve what a Log / Sqrt / Reciprocal / divisor reads on the
+    calibration `samples` (module doc)."""
+    if not ctx.profile.quantize.options.get("log_domain_float", True):
         return
     import onnx
 
     from edgeconv.quantizers.log_domain import SENSITIVE_INPUTS, log_domain_nodes
 
-    specs = tuple(TensorSpec(o.name, tuple(d if isinstance(d, int) and d > 0 else 1 for d in o.shape), o.dtype)
-                  for o in onnx_inputs)
-    samples = open_samples(ctx.options.calib, specs, min(SAMPLES, scheme.calibration_samples), seed=ctx.options.seed,
-                           purpose="calibration", preprocess=preprocess_spec(ctx))
-    nodes = log_domain_nodes(onnx.load_model(str(onnx_path)), itertools.islice(samples, SAMPLES), bits)
+    nodes = log_domain_nodes(onnx.load_model(str(onnx_path)), samples, bits)
     if not nodes:
         return
     reader = next((n.op_type for n in nodes if n.op_type in SENSITIVE_INPUTS), nodes[-1].op_type)

@@ -34,7 +34,7 @@ from edgeconv.errors import InvalidInputError, UnsupportedError, first_line
 from edgeconv.formats import Artifact, Format, IoMap, TensorLink, TensorSpec
 from edgeconv.onnx_graph import read_io_specs
 from edgeconv.targets.family_options import options_for
-from edgeconv.quantizers.calibration import RANDOM, open_samples, preprocess_spec
+from edgeconv.quantizers.calibration import RANDOM, SampleSet, open_samples, preprocess_spec
 
 log = logging.getLogger(__name__)
 KEEP_SOURCE_LAYOUT = ("source", "nchw")
@@ -60,15 +60,18 @@ def match_key(name: str, keys: list[str], position: int) -> str:
                            "rename the model's inputs/outputs to plain identifiers and retry")
 
 
+def calibration_samples(ctx: StepContext, onnx_inputs: list[TensorSpec], spec: str, count: int) -> SampleSet:
+    """Up to `count` (and the profile's calibration_samples) feeds keyed by ONNX input name, unknown dims as 1."""
+    source_specs = tuple(TensorSpec(o.name, tuple(d if isinstance(d, int) and d > 0 else 1 for d in o.shape), o.dtype)
+                         for o in onnx_inputs)
+    return open_samples(spec, source_specs, min(count, ctx.profile.quantize.calibration_samples), seed=ctx.options.seed,
+                        purpose="calibration", preprocess=preprocess_spec(ctx))
+
+
 def _sample_stack(ctx: StepContext, onnx_inputs: list[TensorSpec]) -> list[np.ndarray]:
     """A few samples per ONNX input ([n, ...] in source layout): calibration data when given (so onnx2tf's shape
     checks see realistic values), else seeded random ones."""
-    scheme = ctx.profile.quantize
-    spec = ctx.options.calib or RANDOM
-    source_specs = tuple(TensorSpec(o.name, tuple(d if isinstance(d, int) and d > 0 else 1 for d in o.shape), o.dtype)
-                         for o in onnx_inputs)
-    samples = open_samples(spec, source_specs, min(DUMMY_SAMPLES, scheme.calibration_samples), seed=ctx.options.seed,
-                           purpose="calibration", preprocess=preprocess_spec(ctx))
+    samples = calibration_samples(ctx, onnx_inputs, ctx.options.calib or RANDOM, DUMMY_SAMPLES)
     stacks: list[list[np.ndarray]] = [[] for _ in onnx_inputs]
     for feeds in samples:
         for i, o in enumerate(onnx_inputs):
@@ -329,10 +332,12 @@ class OnnxToTflite(Converter):
                 "onnx2tf needs fixed non-batch dims; dynamic input(s): " + ", ".join(f"{o.name} {o.shape}" for o in bad),
                 " ".join(f"--input-shape {o.name}=1x..." for o in bad) + " (your real sizes)")
         precision = check_precision(ctx)
-        if precision in FULL_INTEGER:  # before onnx2tf: a front end no integer can hold is known from the ONNX graph
+        if precision in FULL_INTEGER and ctx.options.calib:  # before onnx2tf: known from the ONNX graph
+            from edgeconv.quantizers.onnx_qdq import LOG_DOMAIN_SAMPLES
             from edgeconv.targets.tflite.log_domain_check import refuse_unresolvable_front_end
 
-            refuse_unresolvable_front_end(artifact.path, ctx, onnx_inputs, 16 if precision == "int16x8" else 8)
+            samples = calibration_samples(ctx, onnx_inputs, ctx.options.calib, LOG_DOMAIN_SAMPLES)
+            refuse_unresolvable_front_end(artifact.path, ctx, samples, 16 if precision == "int16x8" else 8)
         keep_source = ctx.profile.layout in KEEP_SOURCE_LAYOUT
         saved_model, stacks = run_onnx2tf(artifact, ctx, onnx_inputs, keep_source)
         io = build_io_map(saved_model, artifact, ctx, onnx_inputs, onnx_outputs, stacks, keep_source)
