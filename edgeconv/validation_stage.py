@@ -110,7 +110,7 @@ def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any])
                                   {}, dict(check.checks), why_not, stand_in=stand_in)
         if not check.passed:
             raise AccuracyGateError(f"{profile.name}: structural validation failed: {'; '.join(check.problems)}",
-                                    "see the listed problems", details={"validation": asdict(record)})
+                                    _structural_hint(ctx), details={"validation": asdict(record)})
         return record
     samples = validation_samples(ctx)
     references = source_outputs(samples, ctx, cache)
@@ -145,6 +145,25 @@ def validate_target(artifact: Artifact, ctx: StepContext, cache: dict[str, Any])
                                 details={"target": profile.name, "validation": asdict(record),
                                          **({"fallback": search} if search else {})})
     return record
+
+
+def _structural_hint(ctx: StepContext) -> str:
+    """What to change when a structural check fails; after a Core ML mixed-bit palette search, what it reached and what
+    passing would take (notes.coreml_mixed_bits)."""
+    search = ctx.notes.get("coreml_mixed_bits")
+    if not isinstance(search, dict) or not search.get("after") or search.get("passed_before"):
+        return "see the listed problems"
+    done = (f"the mixed-bit palette search raised {len(search.get('raised') or [])} weight(s) "
+            f"({search['average_bits']:.2f} bits per weight, budget {search['max_average_bits']:g}) and reached "
+            f"{search['after']['snr_db']:.1f} dB on the reference executor")
+    needed = search.get("needed_average_bits")
+    if needed:
+        return f"{done}; passing takes {needed:.2f} bits per weight: --set quantize.options.max_average_bits={needed:.2f}"
+    ceiling = search.get("ceiling") or {}
+    if ceiling and not search.get("raised"):
+        return (f"{done}; every weight at {search['raised_bits']} bits reaches only {ceiling.get('snr_db', 0):.1f} dB: "
+                "use a wider profile (coreml-palettize6 / coreml-w8)")
+    return f"{done}; use a wider profile (coreml-palettize6 / coreml-w8)"
 
 
 def _search_summary(ctx: StepContext) -> dict[str, Any] | None:

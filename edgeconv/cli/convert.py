@@ -36,7 +36,7 @@ def convert(
     allow_cpu_fallback: bool = typer.Option(False, "--allow-cpu-fallback", help="NPU targets: accept nodes that fall back to the CPU."),
     shape_range: list[str] = typer.Option([], "--shape-range", help="TensorRT dynamic shapes: NAME=min:opt:max dims (repeatable)."),
     require_engine: bool = typer.Option(False, "--require-engine", help="TensorRT: fail (exit 4) if the engine cannot be built here."),
-    max_fallback: Optional[int] = typer.Option(None, "--max-fallback", help="Most nodes kept in higher precision to pass the gate."),
+    max_fallback: Optional[int] = typer.Option(None, "--max-fallback", help="Most nodes (Core ML palettes: weights) kept in higher precision to pass the gate (0: none)."),
     report: bool = typer.Option(False, "--report", help="Add a per-layer accuracy report to the manifest."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep intermediate files of every stage in OUTDIR/.work; on a failed run OUTDIR then holds only .work/ (unless it held an earlier result)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither reuse nor store step outputs in the stage cache (~/.cache/edgeconv/stages; also EDGECONV_NO_CACHE=1)."),

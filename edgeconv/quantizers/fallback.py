@@ -238,6 +238,23 @@ class Evaluation:
     metrics: Any
     channel_snr_db: float | None = None
 
+    @classmethod
+    def of(cls, names: list[str], references: list[list[Any]], actuals: list[list[Any]]) -> "Evaluation":
+        """The gate's metrics of `actuals` against `references` (per sample, the outputs in order)."""
+        from edgeconv.quantizers.layer_errors import _Accumulator
+        from edgeconv.validation import compare
+
+        channel: float | None = None
+        for i, ref in enumerate(references[0] if references else []):
+            if np.asarray(ref).ndim < 3 or np.asarray(ref).dtype.kind != "f":
+                continue
+            acc = _Accumulator()
+            for refs, acts in zip(references, actuals):
+                acc.add(refs[i], acts[i])
+            worst = min(acc.worst_channel(), 300.0)
+            channel = worst if channel is None else min(channel, worst)
+        return cls(compare(names, references, actuals), channel)
+
 
 class Evaluator:
     """Float ONNX outputs on fixed samples, computed once; quantized candidates compared against them."""
@@ -266,21 +283,9 @@ class Evaluator:
         return {k: v for k, v in feeds.items() if k in wanted}
 
     def evaluate(self, quant_path: Path) -> Evaluation:
-        from edgeconv.quantizers.layer_errors import _Accumulator
-        from edgeconv.validation import compare
-
         session = self.sessions(quant_path)
         actuals = [session.run(None, self._feed(session, f)) for f in self.feeds]
-        channel: float | None = None
-        for i, ref in enumerate(self.references[0] if self.references else []):
-            if np.asarray(ref).ndim < 3 or np.asarray(ref).dtype.kind != "f":
-                continue
-            acc = _Accumulator()
-            for refs, acts in zip(self.references, actuals):
-                acc.add(refs[i], acts[i])
-            worst = min(acc.worst_channel(), 300.0)
-            channel = worst if channel is None else min(channel, worst)
-        return Evaluation(compare(self.names, self.references, actuals), channel)
+        return Evaluation.of(self.names, self.references, actuals)
 
     def __call__(self, quant_path: Path) -> Any:
         return self.evaluate(quant_path).metrics

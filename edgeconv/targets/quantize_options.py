@@ -39,6 +39,9 @@ class QuantizeOptions:
     bias_correction: str = option("measure", choices=QUANTIZE_OPTION_CHOICES["bias_correction"])
     weight_threshold: int = option(2048, bounds=(0, None))  # Core ML: weights with at most this many elements stay float
     palettize_mode: str = "kmeans"  # Core ML palettize4 / palettize6: coremltools' palettization mode
+    # Core ML palettize4 / palettize6: bits per compressed weight (tables included) the mixed-bit search may spend to
+    # meet the gate (targets/coreml/mixed_bits.py); unset: the palette width + 1.5; the width itself: no search
+    max_average_bits: float | None = option(None, bounds=(1.0, 16.0))
     block_size: int = option(32, bounds=(16, 2048))  # int4: weights per scale along K (a power of two; onnx_int4.py)
     accuracy_level: int = option(0, bounds=(0, 4))  # int4: MatMulNBits' compute type (0: ORT's default; 4: int8)
 

@@ -117,8 +117,13 @@ def finish(mlmodel: Any, ctx: StepContext, output_names: list[str], *, activatio
     if compressing:
         if scheme.precision == "w8a8" and not activations_done:
             mlmodel = _calibrate_activations(mlmodel, ctx)
-        with quiet():
-            mlmodel = cq.compress_weights(mlmodel, scheme)
+        if scheme.precision in cq.PALETTE_BITS:
+            from edgeconv.targets.coreml.mixed_bits import palettize
+
+            mlmodel = palettize(mlmodel, ctx)
+        else:
+            with quiet():
+                mlmodel = cq.compress_weights(mlmodel, scheme)
     out = ctx.work_dir / "model.mlpackage"
     try:
         with quiet():

@@ -11,7 +11,7 @@ instead of guessing.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -35,9 +35,11 @@ def supported_ops() -> frozenset[str]:
 
 
 def run_program(program: Any, feeds: dict[str, np.ndarray],
-                observe: Callable[[str, np.ndarray], None] | None = None) -> list[np.ndarray]:
+                observe: Callable[[str, np.ndarray], None] | None = None,
+                consts: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
     """Outputs of `main` (in the program's output order) for `feeds` keyed by the program's input names. `observe`
-    sees every input and every computed (non-constant) tensor by its MIL name (used to calibrate activations)."""
+    sees every input and every computed (non-constant) tensor by its MIL name (used to calibrate activations).
+    `consts` replaces the values of const / constexpr outputs by name (a search trying other weights on one program)."""
     from coremltools.converters.mil.mil import types
 
     function = program.functions["main"]
@@ -75,6 +77,9 @@ def run_program(program: Any, feeds: dict[str, np.ndarray],
         for op in operations:
             if op.op_type == "const" or op.op_type.startswith("constexpr_"):
                 out = op.outputs[0]
+                if consts is not None and out.name in consts:
+                    env[out.name] = consts[out.name]
+                    continue
                 val = out.val
                 if val is None:
                     infer = getattr(op, "materialized_val_inference", None) or op.value_inference
@@ -665,6 +670,24 @@ def _dequantize(a: dict[str, Any]) -> np.ndarray:
     scale = _axis_shape(_f(a["scale"]), q, a.get("axis"))
     zero = _axis_shape(a["zero_point"], q, a.get("axis")).astype(np.float32) if a.get("zero_point") is not None else 0
     return (q - zero) * scale
+
+
+def run_in_source_order(program: Any, inputs: Sequence[Any], output_names: Sequence[str],
+                        samples: Iterable[dict[str, np.ndarray]],
+                        consts: Mapping[str, np.ndarray] | None = None) -> tuple[list[str], list[list[np.ndarray]]]:
+    """Run `main` on samples keyed by the source's input names (`inputs`: its InputSpecs, in order); the output names
+    and, per sample, the outputs in the source's order (`output_names`; the program's own order when they do not all
+    name its outputs)."""
+    function = program.functions["main"]
+    names = list(function.inputs)
+    produced = [v.name for v in function.outputs]
+    wanted = list(output_names)
+    order = [produced.index(n) for n in wanted] if wanted and set(wanted) <= set(produced) else list(range(len(produced)))
+    actuals = []
+    for feeds in samples:
+        outputs = run_program(program, {n: feeds[s.name] for n, s in zip(names, inputs)}, consts=consts)
+        actuals.append([outputs[i] for i in order])
+    return wanted or [produced[i] for i in order], actuals
 
 
 def program_of(mlmodel: Any) -> Any:

@@ -4,6 +4,8 @@
 - w8          linear symmetric int8 weights, per output channel   (coremltools.optimize.coreml.linear_quantize_weights)
 - palettize4  4-bit k-means look-up table per tensor               (coremltools.optimize.coreml.palettize_weights)
 - palettize6  6-bit k-means look-up table per tensor
+              (either: where the gate fails, the weights that cost the most accuracy per byte get the next width's
+              tables or stay float16, within a bits-per-weight budget: mixed_bits.py)
 - w8a8        int8 weights + int8 activations from calibration data:
               * PyTorch sources: coremltools.optimize.torch LinearQuantizer, calibration only (no training), then the
                 fake-quantized module is traced and converted (quantize/dequantize ops in the program). Runs on Linux.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from edgeconv.deps import require
 from edgeconv.errors import UnsupportedError, first_line
@@ -47,11 +49,14 @@ def _cto() -> Any:
     return require("coremltools.optimize.coreml", "coreml", purpose="Core ML compression")
 
 
-def weight_config(scheme: QuantScheme, skip: Iterable[str] = ()) -> Any:
+def weight_config(scheme: QuantScheme, skip: Iterable[str] = (), raised: Mapping[str, str] | None = None,
+                  nbits: int | None = None) -> Any:
     """The coremltools OptimizationConfig for a weight-only scheme (w8 / w8a8 weights / palettize4 / palettize6); the
-    const ops named in `skip` keep their values."""
+    const ops named in `skip` keep their values. Palettes: `raised` maps const ops to "paletteN" (an N-bit table) or
+    "float16" (kept float) for a mixed-bit model (mixed_bits.py); `nbits` overrides the profile's width."""
     cto = _cto()
     threshold = weight_threshold(scheme)
+    overrides: dict[str, Any] = {name: None for name in skip}
     if scheme.precision in ("w8", "w8a8"):
         op = cto.OpLinearQuantizerConfig(
             mode="linear_symmetric" if scheme.symmetric_weights else "linear",
@@ -60,15 +65,16 @@ def weight_config(scheme: QuantScheme, skip: Iterable[str] = ()) -> Any:
             weight_threshold=threshold,
         )
     elif scheme.precision in PALETTE_BITS:
-        op = cto.OpPalettizerConfig(
-            mode=str(scheme.options.get("palettize_mode", "kmeans")),
-            nbits=PALETTE_BITS[scheme.precision],
-            granularity="per_tensor",
-            weight_threshold=threshold,
-        )
+        def palette(bits: int) -> Any:
+            return cto.OpPalettizerConfig(mode=str(scheme.options.get("palettize_mode", "kmeans")), nbits=bits,
+                                          granularity="per_tensor", weight_threshold=threshold)
+
+        op = palette(nbits or PALETTE_BITS[scheme.precision])
+        for name, storage in (raised or {}).items():
+            overrides.setdefault(name, palette(int(storage.removeprefix("palette"))) if storage != "float16" else None)
     else:
         raise UnsupportedError(f"'{scheme.precision}' is not a Core ML weight compression", "use w8, palettize4 or palettize6")
-    return cto.OptimizationConfig(global_config=op, op_name_configs={name: None for name in skip})
+    return cto.OptimizationConfig(global_config=op, op_name_configs=overrides)
 
 
 def non_finite_consts(mlmodel: Any) -> list[str]:
@@ -88,10 +94,11 @@ def non_finite_consts(mlmodel: Any) -> list[str]:
     return names
 
 
-def compress_weights(mlmodel: Any, scheme: QuantScheme) -> Any:
-    """int8 linear quantization or k-means palettization of the weights of an mlprogram (runs on any OS)."""
+def compress_weights(mlmodel: Any, scheme: QuantScheme, raised: Mapping[str, str] | None = None) -> Any:
+    """int8 linear quantization or k-means palettization of the weights of an mlprogram (runs on any OS); `raised`:
+    see weight_config."""
     cto = _cto()
-    config = weight_config(scheme, non_finite_consts(mlmodel))
+    config = weight_config(scheme, non_finite_consts(mlmodel), raised)
     try:
         if scheme.precision in PALETTE_BITS:
             return cto.palettize_weights(mlmodel, config)

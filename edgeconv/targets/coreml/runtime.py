@@ -114,28 +114,20 @@ def _reference_check(artifact: Artifact, ctx: StepContext) -> tuple[dict[str, ob
     and compare with the source under the profile's gate. Not Core ML (kernels and precision on the device differ), but
     it proves the converted graph, its compressed weights and its quantization ranges compute what the source does."""
     from edgeconv.targets.coreml._spec import load_program
-    from edgeconv.targets.coreml._mil_reference import run_program
+    from edgeconv.targets.coreml._mil_reference import run_in_source_order
     from edgeconv.validation import check_gate, compare
     from edgeconv.validation_stage import source_outputs, validation_samples
 
     try:
         program = load_program(artifact.path)
-        function = program.functions["main"]
-        names = list(function.inputs)
-        produced = [v.name for v in function.outputs]
-        wanted = list(ctx.source.output_names)
-        order = [produced.index(n) for n in wanted] if wanted and set(wanted) <= set(produced) else list(range(len(produced)))
         samples = validation_samples(ctx)
         references = source_outputs(samples, ctx, {})
-        actuals = []
-        for feeds in samples:
-            outputs = run_program(program, {n: feeds[s.name] for n, s in zip(names, ctx.source.inputs)})
-            actuals.append([outputs[i] for i in order])
+        names, actuals = run_in_source_order(program, ctx.source.inputs, ctx.source.output_names, samples)
     except NotImplementedError as e:
         return {"ran": False, "reason": f"the reference executor has no '{e}' op"}, []
     if samples.kind == "generated":
         ctx.warn("the MIL reference check ran on generated random inputs (no --eval/--calib data given)")
-    metrics = compare(ctx.source.output_names or [produced[i] for i in order], references, actuals)
+    metrics = compare(names, references, actuals)
     result = check_gate(metrics, ctx.profile.validate.gate)
     record: dict[str, object] = {"ran": True, "executor": "edgeconv NumPy MIL reference (not Core ML)",
                                  "metrics": metrics.to_json(), "samples": samples.describe(), "passed": result.passed}
@@ -221,9 +213,10 @@ def _check_weights(info: Any, ctx: StepContext) -> list[str]:
         return problems
     kind, storages = EXPECTED_STORAGE[scheme.precision]
     threshold = weight_threshold(scheme)
+    raised = _raised_weights(ctx)  # the mixed-bit search's (mixed_bits.py): a wider palette, or float16
     # coremltools compresses the weights of conv / linear / matmul, never a bias (small, and added in float anyway)
     eligible = [w for w in floats if set(w["used_by"]) & COMPRESSIBLE_USERS and set(w.get("used_as", ["weight"])) - {"bias"}]
-    missed = [w["name"] for w in eligible if w["elements"] > threshold]
+    missed = [w["name"] for w in eligible if w["elements"] > threshold and raised.get(w["name"]) != "float16"]
     if missed:
         problems.append(f"{len(missed)} weight(s) of > {threshold} elements left uncompressed: {', '.join(missed[:5])}")
     compressed = [w for w in info.weights if w["compression"]]
@@ -233,12 +226,37 @@ def _check_weights(info: Any, ctx: StepContext) -> list[str]:
     elif not compressed:
         problems.append(f"no {kind} weights found (precision {scheme.precision})")
     bad = [f"{w['name']} ({w['compression']}/{w['storage']})" for w in compressed
-           if w["compression"] != kind or w["storage"] not in storages]
+           if w["compression"] != kind or (w["storage"] not in storages and not _raised_palette(w, raised))]
     if bad:
         problems.append(f"weights not stored as {kind} {sorted(storages)}: {', '.join(bad[:5])}")
+    if raised:
+        problems += _check_mixed_bits(info, ctx)
     if scheme.precision == "w8a8" and not (info.ops.get("quantize") and info.ops.get("dequantize")):
         problems.append("w8a8: no quantize/dequantize ops on activations")
     return problems
+
+
+def _raised_weights(ctx: StepContext) -> dict[str, str]:
+    """{const name: "palette6" | "palette8" | "float16"}: the weights the mixed-bit palette search raised
+    (notes.coreml_mixed_bits)."""
+    note = ctx.notes.get("coreml_mixed_bits") or {}
+    return {w["name"]: w["storage"] for w in note.get("raised") or []}
+
+
+def _raised_palette(weight: dict[str, Any], raised: dict[str, str]) -> bool:
+    storage = raised.get(str(weight["name"]).removesuffix("_palettized"), "")
+    return storage.startswith("palette") and weight["storage"] == f"UINT{storage.removeprefix('palette')}"
+
+
+def _check_mixed_bits(info: Any, ctx: StepContext) -> list[str]:
+    """A mixed-bit package stays within the bits per weight its search was allowed (tables included)."""
+    from edgeconv.targets.coreml.mixed_bits import package_average_bits
+
+    note = ctx.notes["coreml_mixed_bits"]
+    average = package_average_bits(info.weights, _raised_weights(ctx))
+    if average > float(note["max_average_bits"]) + 1e-6:
+        return [f"mixed-bit palettes: {average:.2f} bits per weight > the budget {note['max_average_bits']:g}"]
+    return []
 
 
 def _compute_plan(ct: Any, artifact: Artifact, units: Any) -> dict[str, int] | str:
