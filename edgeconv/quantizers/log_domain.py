@@ -13,7 +13,9 @@ RELATIVE_STEPS quantization steps of zero (their relative error exceeds 1 / (2 *
 (max - min) / (2^bits - 1) of its calibrated range (zero included, as the quantizers set it). A sensitive op whose
 input is unresolved stays float. Walking back from that input, an unresolved tensor's producer stays float and the walk
 continues through that producer's activation inputs that carry magnitudes (non-negative on every sample: power,
-energies, variances) or are squared by it (Mul(x, x), Pow(x, 2): the STFT outputs of |X|²); it stops at a resolved
+energies, variances) or are squared by it (Mul(x, x), Pow(x, 2): the STFT outputs of |X|²), and through every input of
+an op that only moves values (Concat, Slice, Reshape...: torch.stft's real and imaginary parts concatenated and sliced
+apart again before the square, in Core ML's MIL); it stops at a resolved
 tensor, a signed tensor, a graph input or a weight. A LayerNorm's variance spans a narrow range and is resolved: its chain is left alone.
 
 Three graph kinds, one walk: ONNX (quantizers/onnx_qdq.py), torch.fx (ExecuTorch int8) and Core ML's MIL (coreml-w8a8).
@@ -27,6 +29,10 @@ from typing import Any, Iterable
 import numpy as np
 
 SENSITIVE_INPUTS = {"Log": (0,), "Reciprocal": (0,), "Sqrt": (0,), "Div": (1,)}  # op → inputs needing relative precision
+# ops whose output is their input's values rearranged (ONNX names): the walk goes through them to what they move, as
+# STFT real / imaginary parts concatenated and sliced apart again before |X|² (torch.stft in Core ML's MIL)
+DATA_MOVEMENT = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Slice", "Split", "Identity",
+                           "Flatten", "Expand", "Gather"})
 RELATIVE_STEPS = 5.0  # within 5 steps of zero: relative error above 10%
 UNRESOLVED_SHARE = 0.05
 
@@ -105,7 +111,8 @@ def float_chains(nodes: list[GraphNode], stats: dict[str, TensorStats], bits: in
                 node = producers[tensor]
                 kept.setdefault(node.name, FloatNode(node.name, node.op_type, f"feeds {sensitive.op_type}: {share:.0%} "
                                                      f"of its values within {RELATIVE_STEPS:g} steps of 0 at {bits} bits"))
-                todo.extend(t for t in node.inputs if t == node.squared or (t in stats and stats[t].lo >= 0.0))
+                moved = node.op_type in DATA_MOVEMENT  # the same values rearranged: as unresolved as its output
+                todo.extend(t for t in node.inputs if t == node.squared or (t in stats and (moved or stats[t].lo >= 0.0)))
     return list(kept.values())
 
 
@@ -204,7 +211,9 @@ def _fx_node(node: Any) -> GraphNode:
 
 # Core ML's MIL ops → GraphNode: the ops the walk needs by their ONNX names; binary ops read (x, y) in that order
 _MIL_OPS = {"log": "Log", "sqrt": "Sqrt", "rsqrt": "Reciprocal", "inverse": "Reciprocal", "real_div": "Div",
-            "mul": "Mul", "pow": "Pow", "add": "Add", "square": "Mul"}
+            "mul": "Mul", "pow": "Pow", "add": "Add", "square": "Mul", "reshape": "Reshape", "transpose": "Transpose",
+            "squeeze": "Squeeze", "expand_dims": "Unsqueeze", "concat": "Concat", "slice_by_index": "Slice",
+            "slice_by_size": "Slice", "split": "Split", "identity": "Identity", "gather": "Gather"}
 
 
 def mil_log_domain_nodes(program: Any, stats: dict[str, TensorStats], bits: int) -> list[FloatNode]:
@@ -223,7 +232,11 @@ def _mil_node(op: Any) -> GraphNode:
             else str(var.name)
 
     keys = ("x", "y") if "y" in op.inputs else tuple(op.inputs)[:1]
-    inputs = tuple(live(op.inputs.get(k)) for k in keys)
+    first = op.inputs.get(keys[0]) if keys else None
+    if isinstance(first, (list, tuple)):  # concat's `values`
+        inputs = tuple(live(v) for v in first)
+    else:
+        inputs = tuple(live(op.inputs.get(k)) for k in keys)
     x = op.inputs.get("x")
     squared = ""
     if op.op_type == "square" or (op.op_type == "mul" and x is not None and op.inputs.get("y") is x):

@@ -69,3 +69,32 @@ def test_narrow_variance_left_alone_and_signed_tensors_stop_the_walk() -> None:
     stats["variance"].add(10 ** rng.uniform(-6, 2, 256))  # eight decades: unresolved, and so are its squares
     kept = {k.node for k in float_chains(nodes, stats, 8)}
     assert kept == {"sqrt", "var", "sq", "sub"}  # walked into centred only because `sq` squares it, never into x
+
+
+def test_mil_walk_goes_through_the_values_torch_stft_moves() -> None:
+    """torch.stft in Core ML's MIL: two convs, their outputs expanded and concatenated ("stft"), sliced apart again,
+    squared by pow(x, 2). The walk stopped at the signed concat, so the STFT convs kept int8 outputs and coreml-w8a8 of
+    the corpus audio_torchstft measured 10.7 dB; through the data-movement ops the whole front end stays float."""
+    ct = pytest.importorskip("coremltools")
+    from edgeconv.quantizers.log_domain import mil_log_domain_nodes
+    from edgeconv.targets.coreml import _torch_ops
+    from edgeconv.targets.coreml._loader import quiet
+    from edgeconv.targets.coreml._mil_reference import activation_stats, program_of
+
+    _torch_ops.install()  # edgeconv's torch.export front-end ops for coremltools (the GRU)
+    torch.manual_seed(0)
+    model = AudioKWS(stft="torch").eval()
+    clips = data.audio(8, seed=3)
+    exported = torch.export.export(model, (torch.from_numpy(clips[:1]),)).run_decompositions({})
+    with quiet():
+        mlmodel = ct.convert(exported, inputs=[ct.TensorType(name="waveform", shape=clips[:1].shape)],
+                             convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17, skip_model_load=True)
+    program = program_of(mlmodel)
+    values: dict[str, TensorStats] = {}
+    name = next(iter(program.functions["main"].inputs))
+    activation_stats(mlmodel, [{name: c[None]} for c in clips], values)
+    kept = mil_log_domain_nodes(program, values, 8)
+    ops = [k.op_type for k in kept]
+    assert ops.count("conv") == 2 and "Concat" in ops and ops.count("Slice") == 2, kept  # the STFT itself
+    assert {"Log", "matmul", "Add", "Pow"} <= set(ops), kept
+    assert not any(k.op_type in ("gru", "linear") for k in kept)  # after the Log everything is quantized as usual
