@@ -219,6 +219,7 @@ def _summarise(manifest: dict, target: str) -> dict:
     # loads — a QNN context's binary, external data, an OpenVINO .bin), the figure convert and batch print
     primary_bytes = target_shipped_bytes(rec) or 0
     fallback = (rec.get("notes", {}).get("quantize") or {}).get("fallback") or {}
+    mixed = rec.get("notes", {}).get("coreml_mixed_bits") or {}  # Core ML palettes: the weights raised a width
     return {
         "validation": val.get("kind", ""), "passed": val.get("passed"), "metrics": metrics,
         "outputs": [{k: v for k, v in o.items()} for o in outputs],
@@ -227,7 +228,8 @@ def _summarise(manifest: dict, target: str) -> dict:
         "artifacts": [{k: a.get(k) for k in ("path", "format", "role", "bytes")} for a in artifacts],
         "size_ratio": round(primary_bytes / src_bytes, 3) if src_bytes and primary_bytes else None,
         "warnings": [one_line(w if isinstance(w, str) else json.dumps(w)) for w in rec.get("warnings", [])],
-        "fallback_nodes": len(fallback.get("nodes") or []),
+        "fallback_nodes": len(fallback.get("nodes") or mixed.get("raised") or []),
+        "average_bits": mixed.get("average_bits") if mixed.get("raised") else None,
         "steps": [f"{s.get('name')} {s.get('seconds')}s" for s in rec.get("steps", [])],
     }
 

@@ -5,6 +5,7 @@ structural check, and the record says which check ran."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from typing import Any
 
@@ -158,7 +159,8 @@ def _structural_hint(ctx: StepContext) -> str:
             f"{search['after']['snr_db']:.1f} dB on the reference executor")
     needed = search.get("needed_average_bits")
     if needed:
-        return f"{done}; passing takes {needed:.2f} bits per weight: --set quantize.options.max_average_bits={needed:.2f}"
+        budget = math.ceil(needed * 100) / 100
+        return f"{done}; passing takes {needed:.2f} bits per weight: --set quantize.options.max_average_bits={budget:.2f}"
     ceiling = search.get("ceiling") or {}
     if ceiling and not search.get("raised"):
         return (f"{done}; every weight at {search['raised_bits']} bits reaches only {ceiling.get('snr_db', 0):.1f} dB: "

@@ -165,3 +165,20 @@ def test_package_average_bits_counts_tables_and_float16_weights() -> None:
     stored = (512 + 32) + (768 + 128) + 600  # indices + float16 tables; c kept float16 by the search
     assert package_average_bits(weights, {"b": "palette6", "c": "float16"}) == pytest.approx(8 * stored / 2348)
     assert package_average_bits(weights, {}) == pytest.approx(8 * (544 + 896) / 2048)  # c: not the search's
+
+
+def test_failed_structural_check_hint_says_what_passing_takes() -> None:
+    """After a mixed-bit search that hit its budget, the exit-5 hint gives the budget that passes (rounded up, so that
+    the flag it suggests is enough); after one whose every-weight-raised model fails too, a wider profile."""
+    from types import SimpleNamespace
+
+    from edgeconv.validation_stage import _structural_hint
+
+    over = {"passed_before": False, "after": {"snr_db": 14.63}, "raised": [{"name": "w"}] * 9, "average_bits": 4.867,
+            "max_average_bits": 5.0, "needed_average_bits": 5.413, "raised_bits": 6, "ceiling": {"snr_db": 22.5}}
+    hint = _structural_hint(SimpleNamespace(notes={"coreml_mixed_bits": over}))
+    assert "raised 9 weight(s) (4.87 bits per weight, budget 5)" in hint and "14.6 dB" in hint
+    assert hint.endswith("--set quantize.options.max_average_bits=5.42")
+    floor = {**over, "raised": [], "needed_average_bits": None, "average_bits": 4.178, "ceiling": {"snr_db": 12.0}}
+    assert "every weight at 6 bits reaches only 12.0 dB" in _structural_hint(SimpleNamespace(notes={"coreml_mixed_bits": floor}))
+    assert _structural_hint(SimpleNamespace(notes={})) == "see the listed problems"
