@@ -53,8 +53,10 @@ LIMITS = (
      "(cpu-int8, QDQ, quantizes it)"),
     (r"LiteRT has no \w+ kernel for this model's int16 tensors", "LiteRT cannot invoke the int16 op TFLiteConverter "
      "wrote (LayerNorm's SQUARED_DIFFERENCE): tflite-int8 or tflite-fp16"),
-    (r"no 16x8 \(int16 activation\) kernel for", "TFLite has no 16x8 kernel for the named op (HARD_SWISH, in every "
-     "MobileNetV3): --allow-cpu-fallback keeps it float, or tflite-int8 / tflite-fp16"),
+    (r"no 16x8 \(int16 activation\) kernel for", "TFLite has no 16x8 kernel for the ops named (HARD_SWISH in every "
+     "MobileNetV3, PRELU, TOPK_V2...): --allow-cpu-fallback keeps them float, or tflite-int8 / tflite-fp16"),
+    (r"16x8 calibration records no range for", "TFLiteConverter's 16x8 mode calibrates no integer input (token ids; "
+     "tensorflow/tensorflow#60799): tflite-int8, tflite-dynamic or tflite-fp16"),
     (r"a full-integer TFLite has no float island", "a full-integer TFLite has no float island for an in-graph power "
      "spectrum feeding Log: tflite-fp16 / tflite-dynamic, or an ONNX integer target (they keep the front end float)"),
 )

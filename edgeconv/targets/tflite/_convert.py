@@ -127,6 +127,8 @@ def configure_converter(converter: Any, precision: str, per_channel: bool, keep_
 
 _OP_IN_ERROR = re.compile(r"'(tf\.[A-Za-z0-9_]+|tfl\.[A-Za-z0-9_]+)'")
 _NO_16X8_KERNEL = re.compile(r"Quantization to 16x8-bit not yet supported for op: '([A-Z0-9_]+)'")
+_UNCALIBRATED = re.compile(r"Max and min for dynamic tensors should be recorded during calibration: Failed for tensor "
+                           r"(\S+)")
 
 
 def _converter_error(text: str, ctx: StepContext) -> UnsupportedError:
@@ -139,6 +141,17 @@ def _converter_error(text: str, ctx: StepContext) -> UnsupportedError:
             "or use tflite-int8 / tflite-fp16",
             details={"ops": no_kernel},
         )
+    if uncalibrated := _UNCALIBRATED.search(text):
+        tensor = uncalibrated.group(1)
+        if ctx.profile.quantize.precision == "int16x8":  # TFLiteConverter's 16x8 mode (tensorflow/tensorflow#60799)
+            return UnsupportedError(
+                f"{ctx.profile.name}: TFLiteConverter's 16x8 calibration records no range for {tensor} (its 16x8 mode "
+                f"fails on integer inputs such as token ids: tensorflow/tensorflow#60799)",
+                "use tflite-int8 (its calibration takes such inputs), tflite-dynamic or tflite-fp16",
+                details={"tensor": tensor})
+        return UnsupportedError(f"{ctx.profile.name}: TFLiteConverter's calibration recorded no range for {tensor}",
+                                "check that the --calib samples reach that input with real values",
+                                details={"tensor": tensor})
     return UnsupportedError(
         f"TFLiteConverter cannot convert the model for {ctx.profile.name}: {lines[0][:300] if lines else 'no message'}",
         "the listed ops have no TFLite builtin kernel; replace them in the model (Flex/select TF ops are not "
