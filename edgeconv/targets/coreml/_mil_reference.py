@@ -690,6 +690,14 @@ def run_in_source_order(program: Any, inputs: Sequence[Any], output_names: Seque
     return wanted or [produced[i] for i in order], actuals
 
 
+def all_operations(block: Any) -> Iterable[Any]:
+    """Every op of a MIL block (a function), those of its ops' nested blocks (cond branches, loop bodies) included."""
+    for op in block.operations:
+        yield op
+        for inner in getattr(op, "blocks", ()):
+            yield from all_operations(inner)
+
+
 def program_of(mlmodel: Any) -> Any:
     """The pymil program of an in-memory ML program (read back from its spec and weights, as coremltools' passes do)."""
     from coremltools.converters.mil.frontend.milproto.load import load as milproto_load

@@ -205,20 +205,14 @@ def unmeasured_ops(mlmodel: Any, stats: dict[str, Any]) -> list[str]:
     ('rmin'). They stay as they are (an integer op has nothing to quantize)."""
     from coremltools.optimize.coreml._quantization_passes import insert_prefix_quantize_dequantize_pair as prefix
 
-    from edgeconv.targets.coreml._mil_reference import program_of
+    from edgeconv.targets.coreml._mil_reference import all_operations, program_of
 
     # the ops that pass puts a quantize / dequantize pair before, and the inputs it quantizes
     reads = {**{op: ("x",) for op in prefix.SUPPORTED_UNARY_OP_TYPES},
              **{op: ("x", "y") for op in prefix.SUPPORTED_BINARY_OP_TYPES}}
 
-    def blocks(block: Any) -> Iterable[Any]:
-        for op in block.operations:
-            yield op
-            for inner in getattr(op, "blocks", ()):
-                yield from blocks(inner)
-
     skipped = []
-    for op in blocks(program_of(mlmodel).functions["main"]):
+    for op in all_operations(program_of(mlmodel).functions["main"]):
         for key in reads.get(op.op_type, ()):
             var = op.inputs.get(key)
             if var is not None and not (var.op is not None and var.op.op_type == "const") and "rmin" not in stats.get(var.name, {}):

@@ -12,7 +12,8 @@ weight), EfficientNet-B0 with 5 (4.48).
 2. Judge a mix on the float MIL program with those weights swapped in (the NumPy reference executor,
    `run_program(consts=...)`), against the source's outputs on the validation samples: the gate the structural check
    applies to the package afterwards. Nothing is rebuilt or re-clustered per trial.
-3. Every weight raised must pass (else bits cannot buy the gate: the search stops). Screen: on a few samples, what the
+3. Every weight raised must pass; where the next width everywhere does not, raised weights stay float16 instead (a
+   weight deciding a scripted branch), and where that does not either, bits cannot buy the gate: the search stops. Screen: on a few samples, what the
    all-raised model loses when each weight alone goes back to the base width; order by that loss per byte saved.
 4. Bisect for the longest prefix of that order that can go back with the gate still passing, then try the next few
    raised weights one by one. Over the budget: the most valuable weights per byte within it (the gate then fails, and
@@ -55,7 +56,7 @@ class RaisedWeight:
 @dataclass
 class MixedBitResult:
     bits: int
-    raised_bits: int
+    raised_bits: int  # the width a raised weight gets; 16: float16 (the next width everywhere missed the gate)
     max_average_bits: float
     average_bits_before: float
     average_bits: float
@@ -148,11 +149,11 @@ def _decompressed(mlmodel: Any, config: Any) -> dict[str, np.ndarray]:
     """{float const name: decompressed values} of every weight coremltools palettizes under `config`."""
     import coremltools.optimize.coreml as cto
 
-    from edgeconv.targets.coreml._mil_reference import program_of
+    from edgeconv.targets.coreml._mil_reference import all_operations, program_of
 
     program = program_of(cto.palettize_weights(mlmodel, config))
     out = {}
-    for op in program.functions["main"].operations:
+    for op in all_operations(program.functions["main"]):  # a scripted branch's or loop's weights too
         if op.op_type == "constexpr_lut_to_dense":
             out[op.outputs[0].name.removesuffix("_palettized")] = np.asarray(op.materialized_val_inference())
     return out
@@ -218,6 +219,12 @@ def search(mlmodel: Any, low_config: Any, high_config: Any, bits: int, judge: Ju
     if result.passed_before or (max_raised is not None and max_raised <= 0) or not weights:
         return finish([], base)
     ceiling = evaluate(everything)
+    if not passes(ceiling, gate)[0] and any(w.high is not None for w in weights):
+        # the next width everywhere is not enough (a weight deciding a scripted branch): raised weights stay float16
+        for w in weights:
+            w.high = None
+        result.raised_bits = 16
+        ceiling = evaluate(everything)
     result.ceiling = _metrics_json(ceiling)
     if not passes(ceiling, gate)[0]:  # not even every weight raised passes: nothing to buy with bits
         return finish([], base)
@@ -226,7 +233,7 @@ def search(mlmodel: Any, low_config: Any, high_config: Any, bits: int, judge: Ju
     candidates = []
     for w in weights:  # what each weight costs when it alone goes back to the base width
         loss = screen_ceiling - _screen_objective(evaluate(everything - {w.name}, screen))
-        candidates.append(RaisedWeight(w.name, w.elements, f"palette{high_bits}" if w.high is not None else "float16",
+        candidates.append(RaisedWeight(w.name, w.elements, f"palette{w.high_bits}" if w.high is not None else "float16",
                                        w.high_bytes() - w.low_bytes(bits), round(loss, 3)))
     result.candidates_measured = len(candidates)
     # least accuracy per byte saved first: lowering a prefix of this order trades the least accuracy per byte
@@ -281,6 +288,7 @@ def palettize(mlmodel: Any, ctx: Any) -> Any:
     if not gate_is_set(gate) or budget <= bits or max_raised == 0:
         with quiet():
             return cq.compress_weights(mlmodel, scheme)
+
     skip = cq.non_finite_consts(mlmodel)
     feeds = evaluation_feeds(ctx)
     references = _source_references(ctx, feeds)
