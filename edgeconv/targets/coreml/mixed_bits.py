@@ -77,10 +77,6 @@ class MixedBitResult:
         out["failures_after"] = list(self.failures_after)
         return out
 
-    def summary(self) -> str:
-        return (f"the mixed-bit palette search raised {len(self.raised)} weight(s) (average {self.average_bits:.2f} "
-                f"bits per weight, budget {self.max_average_bits:g}) and reached {self.after['snr_db']:.1f} dB")
-
 
 def palette_bytes(elements: int, bits: int) -> int:
     """Stored size of a palettized weight: its indices and its float16 look-up table."""
@@ -179,12 +175,9 @@ def search(mlmodel: Any, low_config: Any, high_config: Any, bits: int, judge: Ju
     `gate`, within `max_average_bits` and `max_raised`; and what the search measured. `low_config` / `high_config`:
     coremltools' palettization at `bits` and at RAISED_BITS[bits]."""
     started = time.perf_counter()
-    low = _decompressed(mlmodel, low_config)
-    high = _decompressed(mlmodel, high_config)
     high_bits = RAISED_BITS[bits]
-    weights = [_Weight(name, int(values.size), values,
-                       high.get(name) if palette_bytes(values.size, high_bits) < 2 * values.size else None, high_bits)
-               for name, values in low.items()]
+    weights = [_Weight(name, int(values.size), values, None, high_bits)
+               for name, values in _decompressed(mlmodel, low_config).items()]
     total_elements = sum(w.elements for w in weights) or 1
     base_bytes = sum(w.low_bytes(bits) for w in weights)
     everything = {w.name for w in weights}
@@ -218,6 +211,10 @@ def search(mlmodel: Any, low_config: Any, high_config: Any, bits: int, judge: Ju
                             _metrics_json(base), _metrics_json(base))
     if result.passed_before or (max_raised is not None and max_raised <= 0) or not weights:
         return finish([], base)
+    high = _decompressed(mlmodel, high_config)  # clustered only now: most models pass at the uniform width
+    for w in weights:
+        if palette_bytes(w.elements, high_bits) < 2 * w.elements:  # else float16 is smaller: it stays float16
+            w.high = high.get(w.name)
     ceiling = evaluate(everything)
     if not passes(ceiling, gate)[0] and any(w.high is not None for w in weights):
         # the next width everywhere is not enough (a weight deciding a scripted branch): raised weights stay float16
@@ -313,8 +310,9 @@ def palettize(mlmodel: Any, ctx: Any) -> Any:
         ctx.notes["coreml_mixed_bits"] = result.to_json()
         (ctx.work_dir / "mixed_bits.json").write_text(json.dumps(result.to_json(), indent=1) + "\n", encoding="utf-8")
         if raised:
+            wider = "float16" if result.raised_bits == 16 else f"{result.raised_bits}-bit palette or float16"
             ctx.warn(f"{ctx.profile.name}: {len(raised)} weight(s) raised above {bits} bits to meet the accuracy gate "
-                     f"({RAISED_BITS[bits]}-bit palette or float16; {result.average_bits:.2f} bits per weight on average): "
+                     f"({wider}; {result.average_bits:.2f} bits per weight on average): "
                      + ", ".join(w.name for w in raised[:5]) + (f" and {len(raised) - 5} more" if len(raised) > 5 else ""))
         with quiet():
             return cq.compress_weights(mlmodel, scheme, {w.name: w.storage for w in raised})
